@@ -1,0 +1,54 @@
+# dp-sandbox: one obvious way to run things.
+#   make demo   the whole system on this machine (gateway + console + JupyterHub sandboxes)
+#   make test   every test (lint, types, unit, api, integration incl. PostgreSQL, e2e, browser)
+#   make bench  the benchmark table recorded in README.md
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SYS_STAMP := /var/lib/dpsandbox-system-packages.stamp
+SANDBOX_ENV ?= /opt/dpsandbox/sandbox-env
+export DPSANDBOX_SANDBOX_ENV := $(SANDBOX_ENV)
+
+.PHONY: demo test bench install system-packages sandbox-env lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock | $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c requirements.lock -e ".[dev]"
+	touch $(STAMP)
+
+$(VENV):
+	$(PYTHON) -m venv $(VENV)
+
+# System packages a fresh Debian machine lacks (we run as root; skipped when present).
+system-packages:
+	@missing=""; \
+	command -v bwrap >/dev/null 2>&1 || missing="$$missing bubblewrap"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	[ -x /usr/bin/python3.11 ] || missing="$$missing python3.11"; \
+	/usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
+	command -v useradd >/dev/null 2>&1 || missing="$$missing passwd"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+sandbox-env: install system-packages
+	$(BIN)/python -m sandbox.hub.build_env --target $(SANDBOX_ENV)
+
+demo: install system-packages sandbox-env
+	$(BIN)/dpsandbox demo
+
+test: install system-packages sandbox-env
+	$(BIN)/ruff check gateway sandbox tests bench
+	$(BIN)/mypy
+	$(BIN)/pytest -n 2 --dist loadgroup tests
+
+bench: install
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

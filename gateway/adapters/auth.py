@@ -1,0 +1,144 @@
+"""Passwords (argon2) and tokens (Ed25519-signed JWTs via pyjwt).
+
+The signing key is generated on first start into the private state directory (0600).
+Verification pins the algorithm list to EdDSA and requires every claim we issue, so
+``alg: none`` and HS256-signed-with-the-public-key tokens are refused. pyjwt's errors
+are translated here, once, into :class:`Unauthenticated`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from gateway.domain.errors import Unauthenticated
+
+ALGORITHM = "EdDSA"
+REQUIRED_CLAIMS = ["exp", "iat", "nbf", "iss", "aud", "sub", "role", "jti"]
+_hasher = PasswordHasher()
+# A hash to verify against when the account does not exist, so timing does not tell.
+_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def check_password(password: str, password_hash: str | None) -> bool:
+    try:
+        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+def load_or_create_key(state_dir: Path) -> Ed25519PrivateKey:
+    path = state_dir / "signing_key.pem"
+    if not path.exists():
+        key = Ed25519PrivateKey.generate()
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        try:
+            _write_private(path, pem)
+        except FileExistsError:
+            pass  # another process won the race; use its key
+    path.chmod(0o600)
+    loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(loaded, Ed25519PrivateKey):
+        raise RuntimeError(f"{path} is not an Ed25519 private key")
+    return loaded
+
+
+def load_or_create_secret(state_dir: Path, name: str) -> str:
+    path = state_dir / name
+    if not path.exists():
+        try:
+            _write_private(path, secrets.token_urlsafe(32).encode())
+        except FileExistsError:
+            pass
+    path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def secrets_equal(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    username: str
+    role: str
+    scope: str
+    jti: str
+    expires_at: int
+    session_expires_at: int
+
+
+class TokenService:
+    def __init__(self, key: Ed25519PrivateKey, *, issuer: str, audience: str) -> None:
+        self._key = key
+        self.public_key: Ed25519PublicKey = key.public_key()
+        self.issuer = issuer
+        self.audience = audience
+
+    def issue(
+        self, *, username: str, role: str, ttl: int, scope: str = "full",
+        session_expires_at: int | None = None,
+    ) -> tuple[str, int]:
+        now = int(time.time())
+        exp = now + ttl
+        if session_expires_at is not None:
+            exp = min(exp, session_expires_at)
+        claims: dict[str, Any] = {
+            "iss": self.issuer, "aud": self.audience, "sub": username, "role": role,
+            "scope": scope, "iat": now, "nbf": now, "exp": exp, "jti": uuid.uuid4().hex,
+            "sexp": session_expires_at or exp,
+        }
+        return jwt.encode(claims, self._key, algorithm=ALGORITHM), exp - now
+
+    def verify(self, token: str) -> TokenClaims:
+        try:
+            claims = jwt.decode(
+                token,
+                self.public_key,
+                algorithms=[ALGORITHM],
+                audience=self.audience,
+                issuer=self.issuer,
+                options={"require": REQUIRED_CLAIMS},
+                leeway=5,
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise Unauthenticated("token expired; sign in again") from exc
+        except jwt.ImmatureSignatureError as exc:
+            raise Unauthenticated("token not yet valid") from exc
+        except jwt.InvalidAudienceError as exc:
+            raise Unauthenticated("token is for another audience") from exc
+        except jwt.PyJWTError as exc:
+            raise Unauthenticated(f"invalid token ({type(exc).__name__})") from exc
+        scope = claims.get("scope", "full")
+        if not isinstance(claims["sub"], str) or scope not in ("full", "sandbox"):
+            raise Unauthenticated("invalid token claims")
+        return TokenClaims(
+            username=claims["sub"], role=str(claims["role"]), scope=scope, jti=claims["jti"],
+            expires_at=int(claims["exp"]), session_expires_at=int(claims.get("sexp", claims["exp"])),
+        )

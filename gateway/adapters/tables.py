@@ -1,0 +1,131 @@
+"""SQLAlchemy table definitions (Core). Migrations live in gateway/migrations."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("org", String(128), nullable=True),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("failed_logins", Integer, nullable=False, default=0),
+    Column("locked_until", String(40), nullable=True),
+    Column("created_at", String(40), nullable=False),
+    Column("created_by", String(64), nullable=True),
+)
+
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("name", String(63), primary_key=True),
+    Column("title", String(255), nullable=False),
+    Column("domain", String(64), nullable=False),
+    Column("access", String(16), nullable=False),
+    Column("policy_json", Text, nullable=False),
+    Column("version", String(64), nullable=False),
+    Column("file_name", String(255), nullable=False),
+    Column("row_count", BigInteger, nullable=False),
+    Column("epsilon_spent_units", BigInteger, nullable=False, default=0),
+    Column("registered_at", String(40), nullable=False),
+    Column("registered_by", String(64), nullable=True),
+)
+
+applications = Table(
+    "applications",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("applicant", String(64), nullable=False, index=True),
+    Column("org", String(128), nullable=True),
+    Column("dataset", String(63), nullable=False, index=True),
+    Column("purpose", Text, nullable=False),
+    Column("epsilon_units", BigInteger, nullable=False),
+    Column("days", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("auto_approved", Boolean, nullable=False, default=False),
+    Column("created_at", String(40), nullable=False),
+    Column("decided_by", String(64), nullable=True),
+    Column("decided_at", String(40), nullable=True),
+    Column("note", Text, nullable=True),
+    Column("grant_id", String(32), nullable=True),
+)
+
+grants = Table(
+    "grants",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("username", String(64), nullable=True, index=True),
+    Column("org", String(128), nullable=True, index=True),
+    Column("dataset", String(63), nullable=False, index=True),
+    Column("epsilon_total_units", BigInteger, nullable=False),
+    Column("epsilon_spent_units", BigInteger, nullable=False, default=0),
+    Column("delta_total_units", BigInteger, nullable=False),
+    Column("delta_spent_units", BigInteger, nullable=False, default=0),
+    Column("status", String(16), nullable=False),
+    Column("created_at", String(40), nullable=False),
+    Column("expires_at", String(40), nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("request_id", String(32), nullable=True),
+    Column("revoked_by", String(64), nullable=True),
+    Column("revoked_at", String(40), nullable=True),
+)
+
+queries = Table(
+    "queries",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("username", String(64), nullable=False, index=True),
+    Column("dataset", String(63), nullable=False, index=True),
+    Column("dataset_version", String(64), nullable=False),
+    Column("grant_id", String(32), nullable=True),
+    Column("query_key", String(64), nullable=False),
+    Column("spec_json", Text, nullable=False),
+    Column("sql_text", Text, nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("epsilon_units", BigInteger, nullable=False),
+    Column("delta_units", BigInteger, nullable=False),
+    Column("result_json", Text, nullable=True),
+    Column("accuracy_json", Text, nullable=True),
+    Column("created_at", String(40), nullable=False),
+    Column("finished_at", String(40), nullable=True),
+    Column("reviewed_by", String(64), nullable=True),
+    Column("review_note", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    Index("ix_queries_grant_key", "grant_id", "query_key"),
+)
+
+audit = Table(
+    "audit",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("at", String(40), nullable=False),
+    Column("actor", String(64), nullable=True),
+    Column("role", String(16), nullable=True),
+    Column("action", String(48), nullable=False, index=True),
+    Column("dataset", String(63), nullable=True, index=True),
+    Column("request_id", String(32), nullable=True),
+    Column("grant_id", String(32), nullable=True),
+    Column("query_id", String(32), nullable=True),
+    Column("epsilon", String(40), nullable=True),
+    Column("delta", String(40), nullable=True),
+    Column("outcome", String(8), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)

@@ -1,0 +1,77 @@
+"""One place where errors become the contract's JSON: {"error": {"code", "message"}}.
+
+Every refusal is audited with outcome ``denied`` (services that know more context audit
+their own and mark the error; the rest are audited here). An unexpected exception is a
+500 that says it is a bug, never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gateway.domain.errors import STATUS_BY_CODE, DomainError, InvalidRequest
+
+log = logging.getLogger(__name__)
+HTTP_CODES = {401: "unauthenticated", 403: "forbidden", 404: "not_found", 405: "not_found",
+              409: "conflict", 413: "invalid_request", 422: "invalid_request"}
+
+
+def error_response(code: str, message: str, status: int | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}},
+                        status_code=status or STATUS_BY_CODE.get(code, 500))
+
+
+def _audit_denied(request: Request, exc: DomainError) -> None:
+    if getattr(exc, "audited", False) or not request.url.path.startswith("/v1"):
+        return
+    services = getattr(request.app.state, "services", None)
+    if services is None:
+        return
+    principal = getattr(request.state, "principal", None)
+    route = request.scope.get("route")
+    action = f"http {request.method} {getattr(route, 'path', request.url.path)}"[:48]
+    try:
+        services.audit.denied(principal, action, exc,
+                              actor_name=None if principal else getattr(
+                                  request.state, "claimed_user", None))
+    except Exception:
+        log.exception("could not audit a denied request")
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def domain_error(request: Request, exc: DomainError) -> JSONResponse:
+        from starlette.concurrency import run_in_threadpool
+
+        await run_in_threadpool(_audit_denied, request, exc)
+        return error_response(exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for err in exc.errors()[:5]:
+            loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+            parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+        message = "; ".join(parts) or "invalid request"
+        from starlette.concurrency import run_in_threadpool
+
+        await run_in_threadpool(_audit_denied, request, InvalidRequest(message))
+        return error_response("invalid_request", message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Any:
+        code = HTTP_CODES.get(exc.status_code, "invalid_request")
+        message = str(exc.detail) if exc.status_code != 404 else "no such endpoint"
+        return error_response(code, message, STATUS_BY_CODE.get(code, exc.status_code))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return error_response("internal", "internal error: this is a bug in dp-sandbox and "
+                              "has been logged; nothing was released", 500)

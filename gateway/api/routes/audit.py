@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+
+from gateway.api.deps import CurrentUser, ServicesDep
+from gateway.domain.errors import NotFound
+from gateway.services.audit import AuditFilter, report_json
+
+router = APIRouter(tags=["audit"])
+Text = Annotated[str | None, Query(max_length=64)]
+
+
+@router.get("/audit")
+def list_audit(
+    actor: CurrentUser, svc: ServicesDep, actor_name: Annotated[str | None, Query(
+        alias="actor", max_length=64)] = None,
+    dataset: Text = None, action: Text = None, outcome: Text = None, since: Text = None,
+    until: Text = None, query_id: Text = None, grant_id: Text = None, request_id: Text = None,
+    page: int = 1, page_size: int = 50,
+) -> dict[str, Any]:
+    actor.require("auditor", "admin", full_scope=True)
+    flt = AuditFilter(actor=actor_name, dataset=dataset, action=action, outcome=outcome,
+                      since=since, until=until, query_id=query_id, grant_id=grant_id,
+                      request_id=request_id)
+    entries, total = svc.audit.page(flt, page=page, size=page_size)
+    return {"entries": entries, "total": total, "page": page, "page_size": page_size}
+
+
+@router.get("/audit/verify")
+def verify(actor: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
+    actor.require("auditor", "admin", full_scope=True)
+    return report_json(svc.audit.verify())
+
+
+@router.get("/audit/export")
+def export(actor: CurrentUser, svc: ServicesDep, format: str = "jsonl") -> Response:
+    actor.require("auditor", full_scope=True)
+    body = svc.audit.export(format)
+    svc.audit.record(action="audit.export", outcome="ok", actor=actor, detail={"format": format})
+    media = "text/csv" if format == "csv" else "application/x-ndjson"
+    return Response(body, media_type=media, headers={
+        "Content-Disposition": f'attachment; filename="dpsandbox-audit.{format}"'})
+
+
+@router.get("/audit/{seq}")
+def entry(seq: int, actor: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
+    actor.require("auditor", "admin", full_scope=True)
+    found = svc.audit.entry(seq)
+    if found is None:
+        raise NotFound(f"no audit entry {seq}")
+    return found

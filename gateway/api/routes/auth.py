@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Request
+
+from gateway.adapters.auth import secrets_equal
+from gateway.api.deps import Claims, CurrentUser, ServicesDep
+from gateway.api.schemas import SandboxTokenBody, TokenBody
+from gateway.domain.errors import Unauthenticated
+
+router = APIRouter(tags=["auth"])
+
+
+@router.post("/auth/token")
+def token(body: TokenBody, svc: ServicesDep, request: Request) -> dict[str, Any]:
+    request.state.claimed_user = body.username[:64]
+    return svc.users.login(body.username, body.password)
+
+
+@router.post("/auth/sandbox-token")
+def sandbox_token(
+    body: SandboxTokenBody, svc: ServicesDep,
+    x_hub_secret: Annotated[str | None, Header()] = None,
+) -> dict[str, Any]:
+    """For JupyterHub only: a sandbox-scoped token for an analyst's server."""
+    if not x_hub_secret or not secrets_equal(x_hub_secret, svc.hub_secret):
+        raise Unauthenticated("this endpoint is for the hub; a valid X-Hub-Secret is required")
+    return svc.users.sandbox_token(body.username)
+
+
+@router.post("/auth/refresh")
+def refresh(claims: Claims, svc: ServicesDep) -> dict[str, Any]:
+    return svc.users.refresh(claims)
+
+
+@router.get("/me")
+def me(actor: CurrentUser) -> dict[str, Any]:
+    return {"username": actor.username, "role": actor.role, "org": actor.org,
+            "scope": actor.scope}

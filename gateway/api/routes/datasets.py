@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from gateway.api.deps import CurrentUser, ServicesDep
+
+router = APIRouter(tags=["catalog"])
+
+
+@router.get("/datasets")
+def list_datasets(actor: CurrentUser, svc: ServicesDep) -> list[dict[str, Any]]:
+    return svc.catalog.list(actor)
+
+
+@router.get("/datasets/{name}")
+def describe_dataset(name: str, actor: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
+    return svc.catalog.describe(actor, name)
+
+
+@router.get("/datasets/{name}/dummy")
+def dummy_rows(
+    name: str, actor: CurrentUser, svc: ServicesDep, rows: Annotated[int, Query()] = 100
+) -> dict[str, Any]:
+    return svc.catalog.dummy(actor, name, rows)

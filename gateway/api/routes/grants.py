@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from gateway.api.deps import CurrentUser, ServicesDep
+from gateway.api.schemas import GrantBody, NoteBody
+
+router = APIRouter(tags=["grants"])
+
+
+@router.get("/grants")
+def list_grants(actor: CurrentUser, svc: ServicesDep) -> list[dict[str, Any]]:
+    return svc.ledger.list(actor)
+
+
+@router.post("/grants", status_code=201)
+def give_grant(body: GrantBody, actor: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
+    return svc.ledger.give(actor, user=body.user, org=body.org, dataset=body.dataset,
+                           epsilon=body.epsilon, delta=body.delta, days=body.days)
+
+
+@router.get("/grants/{grant_id}")
+def get_grant(grant_id: str, actor: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
+    return svc.ledger.get(actor, grant_id)
+
+
+@router.post("/grants/{grant_id}/revoke")
+def revoke_grant(grant_id: str, actor: CurrentUser, svc: ServicesDep,
+                 body: NoteBody | None = None) -> dict[str, Any]:
+    return svc.ledger.revoke(actor, grant_id, body.note if body else "")

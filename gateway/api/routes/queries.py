@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from gateway.api.deps import CurrentUser, ServicesDep
+from gateway.api.schemas import NoteBody, QueryBody
+
+router = APIRouter(tags=["queries"])
+
+
+@router.post("/queries/preview")
+def preview(body: QueryBody, actor: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
+    return svc.queries.preview(actor, body.to_request())
+
+
+@router.post("/queries")
+def run_query(body: QueryBody, actor: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
+    return svc.queries.run(actor, body.to_request())
+
+
+@router.get("/queries")
+def list_queries(
+    actor: CurrentUser, svc: ServicesDep,
+    status: Annotated[str | None, Query(max_length=20)] = None,
+    dataset: Annotated[str | None, Query(max_length=63)] = None,
+) -> list[dict[str, Any]]:
+    return svc.queries.list(actor, status=status, dataset=dataset)
+
+
+@router.get("/queries/{query_id}")
+def get_query(query_id: str, actor: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
+    return svc.queries.get(actor, query_id)
+
+
+@router.post("/queries/{query_id}/release")
+def release_query(query_id: str, actor: CurrentUser, svc: ServicesDep,
+                  body: NoteBody | None = None) -> dict[str, Any]:
+    return svc.queries.release_review(actor, query_id, body.note if body else "")
+
+
+@router.post("/queries/{query_id}/reject")
+def reject_query(query_id: str, body: NoteBody, actor: CurrentUser,
+                 svc: ServicesDep) -> dict[str, Any]:
+    return svc.queries.reject_review(actor, query_id, body.note)

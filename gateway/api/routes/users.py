@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from gateway.api.deps import CurrentUser, ServicesDep
+from gateway.api.schemas import UserBody
+
+router = APIRouter(tags=["users"])
+
+
+@router.post("/users", status_code=201)
+def create_user(body: UserBody, actor: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
+    return svc.users.create(actor, username=body.username, role=body.role,
+                            password=body.password, org=body.org)
+
+
+@router.get("/users")
+def list_users(actor: CurrentUser, svc: ServicesDep) -> list[dict[str, Any]]:
+    return svc.users.list(actor)
+
+
+@router.post("/users/{username}/disable")
+def disable_user(username: str, actor: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
+    return svc.users.set_disabled(actor, username, disabled=True)
+
+
+@router.post("/users/{username}/enable")
+def enable_user(username: str, actor: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
+    return svc.users.set_disabled(actor, username, disabled=False)

@@ -1,0 +1,79 @@
+"""Request bodies (unknown fields refused) and the query body's translation."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from gateway.services.queries import QueryRequest
+from gateway.services.specs import AggregateBody, FilterBody, OrderBody, SpecBody
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=True)
+
+
+class TokenBody(Body):
+    username: str = Field(max_length=64)
+    password: str = Field(max_length=1024)
+
+
+class SandboxTokenBody(Body):
+    username: str = Field(max_length=64)
+
+
+class UserBody(Body):
+    username: str = Field(max_length=64)
+    role: Literal["researcher", "enterprise", "admin", "auditor"]
+    org: str | None = Field(default=None, max_length=128)
+    password: str = Field(min_length=8, max_length=1024)
+
+
+class GrantBody(Body):
+    user: str | None = Field(default=None, max_length=64)
+    org: str | None = Field(default=None, max_length=128)
+    dataset: str = Field(max_length=63)
+    epsilon: float
+    delta: float | None = None
+    days: int | None = None
+
+
+class NoteBody(Body):
+    note: str = Field(default="", max_length=4000)
+
+
+class QueryBody(Body):
+    """Either a structured spec or DP SQL, plus the loss to spend."""
+
+    dataset: str | None = Field(default=None, max_length=63)
+    select: list[AggregateBody] | None = None
+    where: list[FilterBody] = Field(default_factory=list)
+    group_by: list[str] = Field(default_factory=list)
+    order_by: list[OrderBody] = Field(default_factory=list)
+    limit: int | None = None
+    sql: str | None = Field(default=None, max_length=10_000)
+    epsilon: float | int
+    delta: float | int | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> QueryBody:
+        if (self.sql is None) == (self.select is None):
+            raise ValueError("send either sql or a structured query (dataset and select), not both")
+        if self.select is not None and self.dataset is None:
+            raise ValueError("a structured query needs dataset")
+        if self.sql is not None and (self.dataset or self.where or self.group_by or self.order_by
+                                     or self.limit is not None):
+            raise ValueError("with sql, send only sql, epsilon and delta")
+        return self
+
+    def to_request(self) -> QueryRequest:
+        if self.sql is not None:
+            from gateway.adapters.sql import compile_sql
+
+            return QueryRequest(spec=compile_sql(self.sql), epsilon=self.epsilon,
+                                delta=self.delta, sql=self.sql)
+        spec = SpecBody(dataset=self.dataset or "", select=self.select or [], where=self.where,
+                        group_by=self.group_by, order_by=self.order_by,
+                        limit=self.limit).to_spec()
+        return QueryRequest(spec=spec, epsilon=self.epsilon, delta=self.delta)

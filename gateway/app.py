@@ -1,0 +1,58 @@
+"""create_app(settings): the FastAPI gateway."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["RUST_BACKTRACE"] = "0"  # before opendp is imported anywhere (design.md)
+
+from collections.abc import AsyncIterator, Awaitable, Callable  # noqa: E402
+from contextlib import asynccontextmanager  # noqa: E402
+
+from fastapi import FastAPI, Request, Response  # noqa: E402
+from starlette.concurrency import run_in_threadpool  # noqa: E402
+
+from gateway.api import errors  # noqa: E402
+from gateway.api.errors import error_response  # noqa: E402
+from gateway.api.routes import audit, auth, datasets, grants, queries, users  # noqa: E402
+from gateway.bootstrap import Services, bootstrap  # noqa: E402
+from gateway.domain.errors import InvalidRequest  # noqa: E402
+from gateway.settings import Settings  # noqa: E402
+
+
+def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
+    services = services or bootstrap(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        services.store.dispose()
+
+    app = FastAPI(title="dp-sandbox gateway", version="0.1.0", lifespan=lifespan,
+                  docs_url="/docs", openapi_url="/v1/openapi.json")
+    app.state.services = services
+    errors.install(app)
+    limit = services.settings.max_body_bytes
+
+    @app.middleware("http")
+    async def body_limit(request: Request,
+                         call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        length = request.headers.get("content-length")
+        too_big = length is not None and (not length.isdigit() or int(length) > limit)
+        if not too_big and length is None and request.method in ("POST", "PUT", "PATCH"):
+            too_big = len(await request.body()) > limit
+        if too_big:
+            exc = InvalidRequest(f"request body over {limit} bytes")
+            await run_in_threadpool(services.audit.denied, None, "http body too large", exc,
+                                    detail={"path": request.url.path[:200]})
+            return error_response(exc.code, exc.message)
+        return await call_next(request)
+
+    for module in (auth, users, datasets, grants, queries, audit):
+        app.include_router(module.router, prefix="/v1")
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,65 @@
+"""Wire the gateway's parts together in one place (tests pass their own settings)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.adapters.auth import TokenService, load_or_create_key, load_or_create_secret
+from gateway.adapters.db import Store
+from gateway.services.audit import AuditLog
+from gateway.services.catalog import Catalog
+from gateway.services.grants import Ledger
+from gateway.services.queries import Engine, QueryService
+from gateway.services.users import UserService
+from gateway.settings import Settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    tokens: TokenService
+    hub_secret: str
+    audit: AuditLog
+    users: UserService
+    catalog: Catalog
+    ledger: Ledger
+    queries: QueryService
+    extra: dict[str, Any]
+
+
+class LazyEngine:
+    """The OpenDP engine, imported on first use (CLI commands never pay for it)."""
+
+    def __init__(self) -> None:
+        self._engine: Engine | None = None
+
+    def plan(self, *args: Any, **kwargs: Any) -> Any:
+        if self._engine is None:
+            from gateway.adapters.dp import Engine as OpenDPEngine
+
+            self._engine = OpenDPEngine()
+        return self._engine.plan(*args, **kwargs)
+
+
+def bootstrap(settings: Settings | None = None, *, engine: Engine | None = None,
+              migrate: bool = True) -> Services:
+    settings = settings or Settings()
+    settings.ensure_dirs()
+    store = Store(settings.db_url)
+    if migrate:
+        store.migrate()
+    tokens = TokenService(load_or_create_key(settings.state_dir), issuer=settings.issuer,
+                          audience=settings.audience)
+    audit = AuditLog(store)
+    catalog = Catalog(store, audit, settings)
+    ledger = Ledger(store, audit, catalog)
+    return Services(
+        settings=settings, store=store, tokens=tokens,
+        hub_secret=load_or_create_secret(settings.state_dir, "hub_secret"),
+        audit=audit, users=UserService(store, audit, tokens, settings), catalog=catalog,
+        ledger=ledger,
+        queries=QueryService(store, audit, catalog, ledger, engine or LazyEngine()),
+        extra={},
+    )

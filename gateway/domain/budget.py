@@ -1,0 +1,99 @@
+"""Privacy budget as exact integers: epsilon in units of 1e-9, delta in units of 1e-18.
+
+Budgets are money-like: they are added and compared many times, so they are never
+accumulated as floats. A requested float is quantised once, and the quantised value is
+the one both spent in the mechanism and charged to the ledger.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+
+from gateway.domain.errors import InvalidRequest
+
+EPSILON_UNIT = Decimal("1e-9")
+DELTA_UNIT = Decimal("1e-18")
+EPSILON_SCALE = 10**9
+DELTA_SCALE = 10**18
+
+
+def _to_units(value: float | str | Decimal, unit: Decimal, what: str) -> int:
+    if isinstance(value, bool):
+        raise InvalidRequest(f"{what} must be a number, not a boolean")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidRequest(f"{what} must be a finite number, got {value}")
+    try:
+        exact = Decimal(str(value))
+    except (InvalidOperation, ValueError) as exc:
+        raise InvalidRequest(f"{what} must be a number, got {value!r}") from exc
+    if not exact.is_finite():
+        raise InvalidRequest(f"{what} must be a finite number, got {value}")
+    return int((exact / unit).to_integral_value(rounding=ROUND_HALF_EVEN))
+
+
+@dataclass(frozen=True, order=True)
+class Budget:
+    """An (epsilon, delta) pair held exactly."""
+
+    epsilon_units: int = 0
+    delta_units: int = 0
+
+    @classmethod
+    def of(cls, epsilon: float | str | Decimal, delta: float | str | Decimal = 0) -> Budget:
+        return cls(
+            _to_units(epsilon, EPSILON_UNIT, "epsilon"),
+            _to_units(delta, DELTA_UNIT, "delta"),
+        )
+
+    @classmethod
+    def query_loss(cls, epsilon: object, delta: object = 0) -> Budget:
+        """The loss a query asks to spend: epsilon > 0 and finite, delta in [0, 1)."""
+        if not isinstance(epsilon, int | float | str | Decimal):
+            raise InvalidRequest("epsilon must be a number")
+        if not isinstance(delta, int | float | str | Decimal):
+            raise InvalidRequest("delta must be a number")
+        loss = cls.of(epsilon, delta)
+        if loss.epsilon_units <= 0:
+            raise InvalidRequest(f"epsilon must be greater than 0 (at least 1e-9), got {epsilon}")
+        if loss.delta_units < 0 or loss.delta_units >= DELTA_SCALE:
+            raise InvalidRequest(f"delta must be in [0, 1), got {delta}")
+        return loss
+
+    @property
+    def epsilon(self) -> Decimal:
+        return Decimal(self.epsilon_units) * EPSILON_UNIT
+
+    @property
+    def delta(self) -> Decimal:
+        return Decimal(self.delta_units) * DELTA_UNIT
+
+    @property
+    def epsilon_float(self) -> float:
+        return self.epsilon_units / EPSILON_SCALE
+
+    @property
+    def delta_float(self) -> float:
+        return self.delta_units / DELTA_SCALE
+
+    def __add__(self, other: Budget) -> Budget:
+        return Budget(self.epsilon_units + other.epsilon_units, self.delta_units + other.delta_units)
+
+    def __sub__(self, other: Budget) -> Budget:
+        return Budget(self.epsilon_units - other.epsilon_units, self.delta_units - other.delta_units)
+
+    def covers(self, cost: Budget) -> bool:
+        return self.epsilon_units >= cost.epsilon_units and self.delta_units >= cost.delta_units
+
+    def split(self, parts: int) -> Budget:
+        """An even share; the remainder stays unspent, so shares never add up to more."""
+        return Budget(self.epsilon_units // parts, self.delta_units // parts)
+
+
+def fmt_epsilon(units: int) -> float:
+    return units / EPSILON_SCALE
+
+
+def fmt_delta(units: int) -> float:
+    return units / DELTA_SCALE

@@ -1,0 +1,84 @@
+"""Errors the domain raises; each carries the contract's stable ``code``.
+
+    DomainError
+     ├── Unauthenticated      401 unauthenticated
+     ├── Forbidden            403 forbidden
+     │    ├── GrantRequired    403 grant_required
+     │    └── GrantExpired     403 grant_expired
+     ├── NotFound             404 not_found
+     ├── InvalidRequest       422 invalid_request
+     │    └── UnsupportedQuery 422 unsupported_query
+     ├── Conflict             409 conflict
+     │    └── BudgetExhausted  409 budget_exhausted
+     └── InternalError        500 internal (a bug: say so)
+
+The HTTP layer maps ``code`` to a status in one place (gateway/api/errors.py).
+"""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    code = "internal"
+    audited = False  # set once the refusal has been written to the audit log
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class Unauthenticated(DomainError):
+    code = "unauthenticated"
+
+
+class Forbidden(DomainError):
+    code = "forbidden"
+
+
+class GrantRequired(Forbidden):
+    code = "grant_required"
+
+
+class GrantExpired(Forbidden):
+    code = "grant_expired"
+
+
+class NotFound(DomainError):
+    code = "not_found"
+
+
+class InvalidRequest(DomainError):
+    code = "invalid_request"
+
+
+class UnsupportedQuery(InvalidRequest):
+    code = "unsupported_query"
+
+
+class Conflict(DomainError):
+    code = "conflict"
+
+
+class BudgetExhausted(Conflict):
+    code = "budget_exhausted"
+
+
+class InternalError(DomainError):
+    code = "internal"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"{message} (this is a bug in dp-sandbox; it has been logged)")
+
+
+STATUS_BY_CODE: dict[str, int] = {
+    "unauthenticated": 401,
+    "forbidden": 403,
+    "grant_required": 403,
+    "grant_expired": 403,
+    "not_found": 404,
+    "invalid_request": 422,
+    "unsupported_query": 422,
+    "conflict": 409,
+    "budget_exhausted": 409,
+    "internal": 500,
+}

@@ -1,0 +1,312 @@
+"""Query specs: immutable plain data, validated against a dataset's policy.
+
+A spec says *what* to release (aggregates, filters, group keys); the engine adapter
+decides *how* (OpenDP measurements). Both the structured JSON API and DP SQL produce
+a :class:`QuerySpec`, so one engine, one ledger and one audit path serve both.
+
+The policy is duck-typed (see :class:`PolicyView`) so this module stays standard-library only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from gateway.domain.budget import Budget
+from gateway.domain.errors import InvalidRequest, UnsupportedQuery
+
+AGGREGATES = ("count", "sum", "mean", "quantile", "histogram")
+OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "between", "in")
+MAX_AGGREGATES = 16
+MAX_GROUP_BY = 3
+MAX_IN_VALUES = 1000
+MAX_BINS = 200
+MAX_PUBLIC_INT_KEYS = 1000
+
+
+class ColumnView(Protocol):
+    type: str
+    bounds: tuple[float, float] | None
+    categories: list[Any] | None
+    nullable: bool
+    hidden: bool
+
+
+class PolicyView(Protocol):
+    name: str
+    columns: Mapping[str, Any]
+
+    @property
+    def delta(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    agg: str
+    column: str | None = None
+    q: float | None = None
+    bins: tuple[float, ...] | None = None
+    alias: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.agg not in AGGREGATES:
+            raise UnsupportedQuery(
+                f"unknown aggregate {self.agg!r}; supported: {', '.join(AGGREGATES)}"
+            )
+        if self.agg != "count" and not self.column:
+            raise InvalidRequest(f"aggregate {self.agg} needs a column")
+        if self.agg == "quantile":
+            if self.q is None or not isinstance(self.q, int | float) or not 0 <= self.q <= 1:
+                raise InvalidRequest(f"quantile needs q between 0 and 1, got {self.q!r}")
+        elif self.q is not None:
+            raise InvalidRequest(f"q is only for quantile, not {self.agg}")
+        if self.agg == "histogram":
+            _check_bins(self.bins)
+        elif self.bins is not None:
+            raise InvalidRequest(f"bins are only for histogram, not {self.agg}")
+
+    @property
+    def name(self) -> str:
+        """The output column's name (an alias wins)."""
+        if self.alias:
+            return self.alias
+        if self.agg == "count":
+            return "count" if self.column is None else f"count_{self.column}"
+        if self.agg == "quantile":
+            return f"quantile_{self.column}_{self.q:g}"
+        return f"{self.agg}_{self.column}"
+
+    def canonical(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"agg": self.agg}
+        if self.column is not None:
+            out["column"] = self.column
+        if self.q is not None:
+            out["q"] = float(self.q)
+        if self.bins is not None:
+            out["bins"] = [float(b) for b in self.bins]
+        return out
+
+
+def _check_bins(bins: tuple[float, ...] | None) -> None:
+    if not bins or len(bins) < 2:
+        raise InvalidRequest("histogram needs at least two bin edges")
+    if len(bins) > MAX_BINS + 1:
+        raise InvalidRequest(f"histogram takes at most {MAX_BINS} bins")
+    for edge in bins:
+        if isinstance(edge, bool) or not isinstance(edge, int | float) or not math.isfinite(edge):
+            raise InvalidRequest(f"histogram bin edges must be finite numbers, got {edge!r}")
+    if any(b >= a for a, b in zip(bins[1:], bins[:-1], strict=False)):
+        raise InvalidRequest("histogram bin edges must be strictly increasing")
+
+
+def histogram_labels(bins: Sequence[float]) -> list[str]:
+    return [f"[{lo:g}, {hi:g})" for lo, hi in zip(bins[:-1], bins[1:], strict=True)]
+
+
+@dataclass(frozen=True)
+class Filter:
+    column: str
+    op: str
+    value: Any
+
+    def __post_init__(self) -> None:
+        if self.op not in OPERATORS:
+            raise UnsupportedQuery(
+                f"unknown filter operator {self.op!r}; supported: {' '.join(OPERATORS)}"
+            )
+        if self.op == "between":
+            if not isinstance(self.value, list | tuple) or len(self.value) != 2:
+                raise InvalidRequest(f"between on {self.column} needs [low, high]")
+        elif self.op == "in":
+            if not isinstance(self.value, list | tuple) or not self.value:
+                raise InvalidRequest(f"in on {self.column} needs a non-empty list")
+            if len(self.value) > MAX_IN_VALUES:
+                raise InvalidRequest(f"in takes at most {MAX_IN_VALUES} values")
+        elif isinstance(self.value, list | tuple | dict) or self.value is None:
+            raise InvalidRequest(f"{self.op} on {self.column} needs a single value")
+
+    def canonical(self) -> dict[str, Any]:
+        value = list(self.value) if isinstance(self.value, list | tuple) else self.value
+        if self.op == "in":
+            value = sorted(value, key=lambda v: (type(v).__name__, v))
+        return {"column": self.column, "op": self.op, "value": value}
+
+
+@dataclass(frozen=True)
+class QuerySpec:
+    dataset: str
+    select: tuple[Aggregate, ...]
+    where: tuple[Filter, ...] = ()
+    group_by: tuple[str, ...] = ()
+    order_by: tuple[tuple[str, bool], ...] = field(default=())  # (column, descending)
+    limit: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.select:
+            raise InvalidRequest("a query needs at least one aggregate in select")
+        if len(self.select) > MAX_AGGREGATES:
+            raise InvalidRequest(f"a query takes at most {MAX_AGGREGATES} aggregates")
+        if len(self.group_by) > MAX_GROUP_BY:
+            raise UnsupportedQuery(f"group_by takes at most {MAX_GROUP_BY} columns")
+        if len(set(self.group_by)) != len(self.group_by):
+            raise InvalidRequest("group_by names a column twice")
+        names = [*self.group_by, *(a.name for a in self.select)]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise InvalidRequest(f"output column named twice: {', '.join(dupes)}")
+        if self.limit is not None and (isinstance(self.limit, bool) or self.limit < 0):
+            raise InvalidRequest("limit must be a non-negative integer")
+        for column, _desc in self.order_by:
+            if column not in names:
+                raise InvalidRequest(f"order by {column}: not an output column")
+
+    @property
+    def output_columns(self) -> list[str]:
+        cols = list(self.group_by)
+        for agg in self.select:
+            if agg.agg == "histogram":
+                assert agg.bins is not None
+                cols += [f"{agg.name} {label}" for label in histogram_labels(agg.bins)]
+            else:
+                cols.append(agg.name)
+        return cols
+
+    def canonical(self) -> dict[str, Any]:
+        """What the query computes, in a stable form (aliases and ordering excluded)."""
+        return {
+            "dataset": self.dataset,
+            "select": [a.canonical() for a in self.select],
+            "where": sorted((f.canonical() for f in self.where), key=_stable),
+            "group_by": list(self.group_by),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        """The spec as the API accepts it (round-trips through the request schema)."""
+        out: dict[str, Any] = {
+            "dataset": self.dataset,
+            "select": [
+                {**a.canonical(), **({"alias": a.alias} if a.alias else {})} for a in self.select
+            ],
+            "where": [f.canonical() for f in self.where],
+            "group_by": list(self.group_by),
+        }
+        if self.order_by:
+            out["order_by"] = [{"column": c, "desc": d} for c, d in self.order_by]
+        if self.limit is not None:
+            out["limit"] = self.limit
+        return out
+
+
+def _stable(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def query_key(spec: QuerySpec, loss: Budget, dataset_version: str) -> str:
+    """Identity of a release: same computation, same loss, same data -> same key."""
+    payload = {
+        "spec": spec.canonical(),
+        "epsilon_units": loss.epsilon_units,
+        "delta_units": loss.delta_units,
+        "version": dataset_version,
+    }
+    return hashlib.sha256(_stable(payload).encode()).hexdigest()
+
+
+def public_keys(column: Any) -> list[Any] | None:
+    """The public key set of a column, or None when keys must be thresholded."""
+    if column.categories:
+        return list(column.categories)
+    if column.type == "bool":
+        return [False, True]
+    if column.type == "int" and column.bounds is not None:
+        lo, hi = int(math.ceil(column.bounds[0])), int(math.floor(column.bounds[1]))
+        if 0 <= hi - lo < MAX_PUBLIC_INT_KEYS:
+            return list(range(lo, hi + 1))
+    return None
+
+
+def needs_delta(spec: QuerySpec, policy: PolicyView) -> bool:
+    return any(public_keys(policy.columns[c]) is None for c in spec.group_by)
+
+
+def _column(policy: PolicyView, name: str, role: str) -> Any:
+    col = policy.columns.get(name)
+    if col is None or col.hidden:
+        # Hidden columns answer exactly like missing ones: their existence is not public.
+        raise InvalidRequest(f"dataset {policy.name} has no queryable column {name} ({role})")
+    return col
+
+
+def validate(spec: QuerySpec, policy: PolicyView) -> None:
+    """Refuse, before any data is read, every spec the policy does not allow."""
+    if spec.dataset != policy.name:
+        raise InvalidRequest(f"spec is for {spec.dataset}, policy is {policy.name}")
+    for agg in spec.select:
+        if agg.column is None:
+            continue
+        col = _column(policy, agg.column, agg.agg)
+        if agg.agg == "count":
+            continue
+        if col.type not in ("int", "float"):
+            raise UnsupportedQuery(
+                f"{agg.agg} needs a numeric column; {agg.column} is {col.type}"
+                + (" (use count with group_by instead)" if agg.agg != "histogram" else "")
+            )
+        if agg.agg in ("sum", "mean", "quantile") and col.bounds is None:
+            raise UnsupportedQuery(
+                f"column {agg.column} has no bounds in policy {policy.name}, so {agg.agg} "
+                "cannot be released"
+            )
+    for name in spec.group_by:
+        _column(policy, name, "group_by")
+    for flt in spec.where:
+        _check_filter(flt, _column(policy, flt.column, "where"))
+
+
+def _check_filter(flt: Filter, col: Any) -> None:
+    values = list(flt.value) if isinstance(flt.value, list | tuple) else [flt.value]
+    for value in values:
+        if col.type == "str" and not isinstance(value, str):
+            raise InvalidRequest(f"filter on {flt.column} (str) needs text values, got {value!r}")
+        if col.type in ("int", "float"):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise InvalidRequest(
+                    f"filter on {flt.column} ({col.type}) needs numbers, got {value!r}"
+                )
+            if not math.isfinite(value):
+                raise InvalidRequest(f"filter on {flt.column} needs finite numbers")
+        if col.type == "bool" and not isinstance(value, bool):
+            raise InvalidRequest(f"filter on {flt.column} (bool) needs true/false, got {value!r}")
+    if col.type == "str" and flt.op in ("<", "<=", ">", ">=", "between"):
+        raise UnsupportedQuery(f"{flt.op} is not supported on text column {flt.column}; use = or in")
+    if flt.op == "between" and values[0] > values[1]:
+        raise InvalidRequest(f"between on {flt.column}: low {values[0]} is above high {values[1]}")
+
+
+def resolve_loss(
+    spec: QuerySpec, policy: PolicyView, *, epsilon: object, delta: object | None
+) -> Budget:
+    """The (epsilon, delta) the query spends; delta defaults to the policy's when keys are private."""
+    need = needs_delta(spec, policy)
+    if delta is None:
+        delta = policy.delta if need else 0
+    loss = Budget.query_loss(epsilon, delta)
+    private = [c for c in spec.group_by if public_keys(policy.columns[c]) is None]
+    if need and loss.delta_units == 0:
+        raise InvalidRequest(
+            f"group_by {', '.join(private)} has no public categories, so its keys are released "
+            f"only above a noisy threshold, which needs delta > 0 (policy {policy.name} allows "
+            f"{policy.delta:g})"
+        )
+    if not need and loss.delta_units != 0:
+        raise InvalidRequest("this query needs no delta; send delta 0 (or leave it out)")
+    if need and loss.delta_float > policy.delta * (1 + 1e-12):
+        raise InvalidRequest(
+            f"delta {loss.delta_float:g} is above the per-query delta of policy {policy.name} "
+            f"({policy.delta:g})"
+        )
+    return loss

@@ -1,0 +1,166 @@
+"""Dataset policies (policies/NAME.yaml): the public description of what may be released.
+
+Validated with pydantic; a bad policy is refused with a message naming the file, the
+field and the problem, e.g. ``policies/flights.yaml: columns.dep_delay.bounds: lower
+bound 600 is above upper bound -60``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from gateway.domain.errors import InvalidRequest
+
+NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+ColumnType = Literal["str", "int", "float", "bool"]
+
+
+class PolicyError(InvalidRequest):
+    """A policy file (or data file) that cannot be registered."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Column(_Strict):
+    type: ColumnType
+    description: str = ""
+    bounds: tuple[float, float] | None = None
+    categories: list[str | int | bool] | None = None
+    nullable: bool = False
+    null_rate: float | None = Field(default=None, ge=0, le=1)
+    hidden: bool = False
+
+    @field_validator("bounds")
+    @classmethod
+    def _bounds(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is None:
+            return None
+        lo, hi = value
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise ValueError(f"bounds must be finite numbers, got [{lo}, {hi}]")
+        if lo > hi:
+            raise ValueError(f"lower bound {lo:g} is above upper bound {hi:g}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Column:
+        if self.bounds is not None and self.type not in ("int", "float"):
+            raise ValueError(f"bounds are only for int and float columns, not {self.type}")
+        if self.categories is not None:
+            if not self.categories:
+                raise ValueError("categories must not be empty")
+            if len(set(map(str, self.categories))) != len(self.categories):
+                raise ValueError("categories must be distinct")
+            wanted = {"str": str, "int": int, "bool": bool, "float": float}[self.type]
+            bad = [c for c in self.categories if type(c) is not wanted]
+            if bad:
+                raise ValueError(f"categories of a {self.type} column must be {self.type}: {bad[:3]}")
+        if self.null_rate and not self.nullable:
+            raise ValueError("null_rate needs nullable: true")
+        return self
+
+
+class PrivacyUnit(_Strict):
+    max_contributions: int = Field(default=1, ge=1, le=100_000)
+    id_column: str | None = None
+
+
+class BudgetPolicy(_Strict):
+    default_epsilon: float = Field(gt=0)
+    max_epsilon_per_grant: float = Field(gt=0)
+    delta: float = Field(default=1e-7, ge=0, lt=1)
+    dataset_epsilon_cap: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BudgetPolicy:
+        for name in ("default_epsilon", "max_epsilon_per_grant", "delta", "dataset_epsilon_cap"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be a finite number")
+        if self.default_epsilon > self.max_epsilon_per_grant:
+            raise ValueError("default_epsilon is above max_epsilon_per_grant")
+        if self.max_epsilon_per_grant > self.dataset_epsilon_cap:
+            raise ValueError("max_epsilon_per_grant is above dataset_epsilon_cap")
+        return self
+
+
+class Policy(_Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    title: str = Field(min_length=1)
+    description: str = ""
+    domain: str = "general"
+    source: str = Field(min_length=1)
+    access: Literal["open", "conditional", "restricted"]
+    privacy_unit: PrivacyUnit = PrivacyUnit()
+    max_rows: int = Field(gt=0)
+    budget: BudgetPolicy
+    columns: dict[str, Column] = Field(min_length=1)
+
+    @field_validator("source")
+    @classmethod
+    def _relative(cls, value: str) -> str:
+        path = Path(value)
+        if path.is_absolute() or ".." in path.parts:
+            raise ValueError("source must be a file name relative to the data directory")
+        return value
+
+    @model_validator(mode="after")
+    def _unit(self) -> Policy:
+        unit = self.privacy_unit.id_column
+        if unit is not None and unit not in self.columns:
+            raise ValueError(f"privacy_unit.id_column {unit} is not among the columns")
+        if not any(not c.hidden for c in self.columns.values()):
+            raise ValueError("every column is hidden: nothing could be queried")
+        return self
+
+    @property
+    def delta(self) -> float:
+        return self.budget.delta
+
+    def public(self) -> dict[str, Any]:
+        """What analysts may see: the policy without hidden columns or the file location."""
+        data = self.model_dump(mode="json", exclude={"source"})
+        data["columns"] = {
+            name: {k: v for k, v in col.items() if k != "hidden"}
+            for name, col in data["columns"].items()
+            if not self.columns[name].hidden
+        }
+        return data
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc) or "(top level)"
+
+
+def parse_policy(data: object, *, origin: str) -> Policy:
+    if not isinstance(data, dict):
+        raise PolicyError(f"{origin}: (top level): expected a mapping of policy fields")
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{_location(err['loc'])}: {err['msg'].removeprefix('Value error, ')}"
+            for err in exc.errors()
+        )
+        raise PolicyError(f"{origin}: {problems}") from exc
+
+
+def load_policy(path: Path) -> Policy:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyError(f"{path}: cannot be read ({exc.strerror})") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"{path}: not valid YAML ({exc})") from exc
+    policy = parse_policy(data, origin=str(path))
+    if path.stem != policy.name:
+        raise PolicyError(f"{path}: name: {policy.name} does not match the file name {path.stem}")
+    return policy

@@ -1,0 +1,169 @@
+"""Accounts, logins and tokens."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import insert, select, update
+
+from gateway.adapters import tables as t
+from gateway.adapters.auth import TokenClaims, TokenService, check_password, hash_password
+from gateway.adapters.db import Store
+from gateway.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthenticated
+from gateway.domain.workflow import ANALYST_ROLES, ROLES
+from gateway.services.audit import AuditLog
+from gateway.services.common import Principal, iso, now, parse_iso
+from gateway.settings import Settings
+
+USERNAME = re.compile(r"^[a-z][a-z0-9_-]{1,31}$")
+MIN_PASSWORD = 8
+
+
+def public_user(row: Any) -> dict[str, Any]:
+    return {
+        "username": row.username, "role": row.role, "org": row.org,
+        "disabled": bool(row.disabled), "created_at": row.created_at,
+    }
+
+
+class UserService:
+    def __init__(
+        self, store: Store, audit: AuditLog, tokens: TokenService, settings: Settings
+    ) -> None:
+        self.store, self.audit, self.tokens, self.settings = store, audit, tokens, settings
+
+    def create(
+        self, actor: Principal, *, username: str, role: str, password: str, org: str | None = None
+    ) -> dict[str, Any]:
+        try:
+            actor.require("admin", full_scope=True)
+            if not USERNAME.match(username):
+                raise InvalidRequest(
+                    "username must be 2-32 characters: lowercase letters, digits, _ or -, "
+                    "starting with a letter"
+                )
+            if role not in ROLES:
+                raise InvalidRequest(f"role must be one of {', '.join(ROLES)}")
+            if len(password) < MIN_PASSWORD:
+                raise InvalidRequest(f"password must have at least {MIN_PASSWORD} characters")
+            if role == "enterprise" and not org:
+                raise InvalidRequest("an enterprise account needs an org")
+            with self.store.write() as conn:
+                if conn.execute(select(t.users.c.id).where(t.users.c.username == username)).first():
+                    raise Conflict(f"user {username} already exists")
+                row = {
+                    "username": username, "role": role, "org": org or None,
+                    "password_hash": hash_password(password), "disabled": False,
+                    "failed_logins": 0, "created_at": iso(now()), "created_by": actor.username,
+                }
+                conn.execute(insert(t.users).values(**row))
+                self.audit.append(conn, action="user.create", outcome="ok", actor=actor,
+                                  detail={"username": username, "role": role, "org": org})
+        except (InvalidRequest, Conflict, Forbidden) as exc:
+            self.audit.denied(actor, "user.create", exc, detail={"username": username})
+            raise
+        return {"username": username, "role": role, "org": org or None, "disabled": False,
+                "created_at": row["created_at"]}
+
+    def list(self, actor: Principal) -> list[dict[str, Any]]:
+        actor.require("admin", "auditor")
+        with self.store.read() as conn:
+            rows = conn.execute(select(t.users).order_by(t.users.c.username)).all()
+        return [public_user(r) for r in rows]
+
+    def set_disabled(self, actor: Principal, username: str, *, disabled: bool) -> dict[str, Any]:
+        actor.require("admin", full_scope=True)
+        if username == actor.username:
+            raise Forbidden("you cannot disable or enable your own account")
+        with self.store.write() as conn:
+            found = conn.execute(
+                update(t.users).where(t.users.c.username == username)
+                .values(disabled=disabled, failed_logins=0, locked_until=None)
+            ).rowcount
+            if not found:
+                raise NotFound(f"no user {username}")
+            self.audit.append(conn, action="user.disable" if disabled else "user.enable",
+                              outcome="ok", actor=actor, detail={"username": username})
+            row = conn.execute(select(t.users).where(t.users.c.username == username)).one()
+        return public_user(row)
+
+    def principal(self, claims: TokenClaims) -> Principal:
+        with self.store.read() as conn:
+            row = conn.execute(select(t.users).where(t.users.c.username == claims.username)).first()
+        if row is None or row.disabled:
+            raise Unauthenticated("this account no longer exists or is disabled")
+        if row.role != claims.role:
+            raise Unauthenticated("your role changed; sign in again")
+        return Principal(username=row.username, role=row.role, org=row.org, scope=claims.scope)
+
+    def login(self, username: str, password: str) -> dict[str, Any]:
+        """Check a password; failures are audited and the account locks after too many."""
+        moment = now()
+        with self.store.read() as conn:
+            row = conn.execute(select(t.users).where(t.users.c.username == username)).first()
+        locked = row is not None and row.locked_until and parse_iso(row.locked_until) > moment
+        ok = check_password(password, row.password_hash if row else None)
+        if row is None or row.disabled or locked or not ok:
+            reason = ("locked" if locked else "disabled" if row is not None and row.disabled
+                      else "bad credentials")
+            self._login_failed(username, row, reason)
+            time.sleep(0.2)  # slows guessing on top of the per-account limit
+            if locked:
+                raise Unauthenticated("too many failed sign-ins; this account is locked for a while")
+            raise Unauthenticated("wrong username or password")
+        actor = Principal(row.username, row.role, row.org)
+        token, ttl = self.tokens.issue(username=row.username, role=row.role,
+                                       ttl=self.settings.token_ttl_seconds)
+        with self.store.write() as conn:
+            conn.execute(update(t.users).where(t.users.c.id == row.id)
+                         .values(failed_logins=0, locked_until=None))
+            self.audit.append(conn, action="auth.login", outcome="ok", actor=actor,
+                              detail={"token_expires_in": ttl, "scope": "full"})
+        return {"access_token": token, "token_type": "bearer", "expires_in": ttl}
+
+    def _login_failed(self, username: str, row: Any, reason: str) -> None:
+        with self.store.write() as conn:
+            if row is not None and reason == "bad credentials":
+                failures = (conn.execute(select(t.users.c.failed_logins)
+                                         .where(t.users.c.id == row.id)).scalar() or 0) + 1
+                values: dict[str, Any] = {"failed_logins": failures}
+                if failures >= self.settings.login_max_failures:
+                    lockout = timedelta(seconds=self.settings.login_lockout_seconds)
+                    values = {"failed_logins": 0, "locked_until": iso(now() + lockout)}
+                    reason = "bad credentials; account locked"
+                conn.execute(update(t.users).where(t.users.c.id == row.id).values(**values))
+            self.audit.append(conn, action="auth.login", outcome="denied",
+                              actor_name=username[:64],
+                              detail={"reason": reason, "known_account": row is not None})
+
+    def sandbox_token(self, username: str) -> dict[str, Any]:
+        """A short-lived token for an analyst's sandbox (the hub asks, with its secret)."""
+        with self.store.read() as conn:
+            row = conn.execute(select(t.users).where(t.users.c.username == username)).first()
+        if row is None or row.disabled or row.role not in ANALYST_ROLES:
+            raise Forbidden("sandbox tokens are only for active researcher and enterprise accounts")
+        session_end = int(time.time()) + self.settings.sandbox_session_max_seconds
+        token, ttl = self.tokens.issue(username=row.username, role=row.role, scope="sandbox",
+                                       ttl=self.settings.sandbox_token_ttl_seconds,
+                                       session_expires_at=session_end)
+        self.audit.record(action="auth.sandbox_token", outcome="ok",
+                          actor=Principal(row.username, row.role, row.org, "sandbox"),
+                          detail={"token_expires_in": ttl, "issued_to": "jupyterhub"})
+        return {"access_token": token, "token_type": "bearer", "expires_in": ttl}
+
+    def refresh(self, claims: TokenClaims) -> dict[str, Any]:
+        """A fresh token with the same scope, never past the session's end."""
+        actor = self.principal(claims)
+        ttl_setting = (self.settings.sandbox_token_ttl_seconds if claims.scope == "sandbox"
+                       else self.settings.token_ttl_seconds)
+        if claims.session_expires_at <= int(time.time()) + 5:
+            raise Unauthenticated("the session has reached its maximum length; sign in again")
+        token, ttl = self.tokens.issue(username=actor.username, role=actor.role,
+                                       scope=claims.scope, ttl=ttl_setting,
+                                       session_expires_at=claims.session_expires_at)
+        self.audit.record(action="auth.refresh", outcome="ok", actor=actor,
+                          detail={"token_expires_in": ttl, "scope": claims.scope})
+        return {"access_token": token, "token_type": "bearer", "expires_in": ttl}

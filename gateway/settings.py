@@ -1,0 +1,51 @@
+"""Settings from the environment (prefix DPSANDBOX_)."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_home() -> Path:
+    return Path(os.path.expanduser("~")) / ".dpsandbox"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DPSANDBOX_", extra="ignore")
+
+    home: Path = Field(default_factory=_default_home)
+    database_url: str | None = None
+    gateway_url: str = "http://127.0.0.1:8600"
+    hub_url: str = "http://127.0.0.1:8000"
+    token_ttl_seconds: int = 3600
+    sandbox_token_ttl_seconds: int = 3600
+    sandbox_session_max_seconds: int = 12 * 3600
+    issuer: str = "dp-sandbox"
+    audience: str = "dp-sandbox-gateway"
+    login_max_failures: int = 5
+    login_lockout_seconds: int = 300
+    max_body_bytes: int = 1_000_000
+    dummy_max_rows: int = 10_000
+    cookie_secure: bool = False
+
+    @cached_property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @cached_property
+    def state_dir(self) -> Path:
+        return self.home / "state"
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'dpsandbox.sqlite'}"
+
+    def ensure_dirs(self) -> None:
+        """Create the private directories: only the gateway's user may enter them."""
+        for path in (self.home, self.data_dir, self.state_dir):
+            path.mkdir(parents=True, exist_ok=True)
+            path.chmod(0o700)
