@@ -1,0 +1,136 @@
+"""Tokens: every forged, stale or misdirected token is refused (401) and audited."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from tests.conftest import GatewayEnv
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def claims(env: GatewayEnv, **over: Any) -> dict[str, Any]:
+    now = int(time.time())
+    base = {"iss": env.services.tokens.issuer, "aud": env.services.tokens.audience,
+            "sub": "root_admin", "role": "admin", "scope": "full", "iat": now, "nbf": now,
+            "exp": now + 600, "jti": uuid.uuid4().hex}
+    base.update(over)
+    return base
+
+
+def signed(env: GatewayEnv, **over: Any) -> str:
+    return jwt.encode(claims(env, **over), env.services.tokens._key, algorithm="EdDSA")
+
+
+def hs256_with_public_key(env: GatewayEnv) -> str:
+    public = env.services.tokens.public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    head = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = _b64(json.dumps(claims(env)).encode())
+    sig = hmac.new(public, f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{_b64(sig)}"
+
+
+def alg_none(env: GatewayEnv) -> str:
+    head = _b64(json.dumps({"alg": "none", "typ": "JWT"}).encode())
+    return f"{head}.{_b64(json.dumps(claims(env)).encode())}."
+
+
+FORGERIES = {
+    "malformed": lambda env: "not-a-jwt",
+    "expired": lambda env: signed(env, exp=int(time.time()) - 120, iat=int(time.time()) - 900,
+                                  nbf=int(time.time()) - 900),
+    "not yet valid": lambda env: signed(env, nbf=int(time.time()) + 600),
+    "alg none": alg_none,
+    "HS256 with the public key": hs256_with_public_key,
+    "wrong audience": lambda env: signed(env, aud="someone-else"),
+    "wrong issuer": lambda env: signed(env, iss="evil"),
+    "missing jti": lambda env: jwt.encode({k: v for k, v in claims(env).items() if k != "jti"},
+                                          env.services.tokens._key, algorithm="EdDSA"),
+    "another key": lambda env: jwt.encode(claims(env), Ed25519PrivateKey.generate(),
+                                          algorithm="EdDSA"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(FORGERIES))
+def test_forged_or_stale_tokens_are_refused_and_audited(gateway_env: GatewayEnv,
+                                                        kind: str) -> None:
+    env = gateway_env
+    before = env.services.audit.page(_flt(), page=1, size=1)[1]
+    token = FORGERIES[kind](env)
+    resp = env.client.get("/v1/users", headers={"Authorization": f"Bearer {token}"})
+    assert resp.status_code == 401, resp.text
+    assert resp.json()["error"]["code"] == "unauthenticated"
+    entries, after = env.services.audit.page(_flt(), page=1, size=1)
+    assert after == before + 1
+    assert entries[0]["outcome"] == "denied"
+    assert entries[0]["detail"]["code"] == "unauthenticated"
+
+
+def _flt() -> Any:
+    from gateway.services.audit import AuditFilter
+
+    return AuditFilter(outcome="denied")
+
+
+def test_a_valid_token_works_and_carries_the_required_claims(gateway_env: GatewayEnv) -> None:
+    env = gateway_env
+    token = env.client.post("/v1/auth/token", json={"username": "root_admin",
+                                                    "password": "correct-horse-battery"}).json()
+    payload = jwt.decode(token["access_token"], options={"verify_signature": False})
+    assert {"exp", "iat", "nbf", "iss", "aud", "sub", "role", "jti"} <= payload.keys()
+    assert jwt.get_unverified_header(token["access_token"])["alg"] == "EdDSA"
+    assert env.client.get("/v1/me", headers={
+        "Authorization": f"Bearer {token['access_token']}"}).status_code == 200
+
+
+def test_failed_logins_are_audited_and_lock_the_account(gateway_env: GatewayEnv) -> None:
+    env = gateway_env
+    for _ in range(env.services.settings.login_max_failures):
+        resp = env.client.post("/v1/auth/token", json={"username": "ron", "password": "wrong!!!"})
+        assert resp.status_code == 401
+    locked = env.client.post("/v1/auth/token", json={"username": "ron",
+                                                     "password": "correct-horse-battery"})
+    assert locked.status_code == 401 and "locked" in locked.json()["error"]["message"]
+    from gateway.services.audit import AuditFilter
+
+    entries, _ = env.services.audit.page(AuditFilter(actor="ron", action="auth.login",
+                                                     outcome="denied"), page=1, size=50)
+    assert len(entries) == env.services.settings.login_max_failures + 1
+    time.sleep(env.services.settings.login_lockout_seconds + 0.5)
+    again = env.client.post("/v1/auth/token", json={"username": "ron",
+                                                    "password": "correct-horse-battery"})
+    assert again.status_code == 200
+
+
+def test_sandbox_tokens_need_the_hub_secret_and_cannot_administer(gateway_env: GatewayEnv) -> None:
+    env = gateway_env
+    refused = env.client.post("/v1/auth/sandbox-token", json={"username": "rita"},
+                              headers={"X-Hub-Secret": "guess"})
+    assert refused.status_code == 401
+    ok = env.client.post("/v1/auth/sandbox-token", json={"username": "rita"},
+                         headers={"X-Hub-Secret": env.services.hub_secret})
+    assert ok.status_code == 200
+    headers = {"Authorization": f"Bearer {ok.json()['access_token']}"}
+    assert env.client.get("/v1/me", headers=headers).json()["scope"] == "sandbox"
+    assert env.client.get("/v1/users", headers=headers).status_code == 403
+    admin_sandbox = env.client.post("/v1/auth/sandbox-token", json={"username": "root_admin"},
+                                    headers={"X-Hub-Secret": env.services.hub_secret})
+    assert admin_sandbox.status_code == 403
+    fresh = env.client.post("/v1/auth/refresh", headers=headers)
+    assert fresh.status_code == 200
+    assert jwt.decode(fresh.json()["access_token"],
+                      options={"verify_signature": False})["scope"] == "sandbox"

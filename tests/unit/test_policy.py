@@ -1,0 +1,65 @@
+"""Policies: the bundled ones load; bad ones are refused naming file, field and problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gateway.policy import PolicyError, load_policy
+
+POLICIES = Path(__file__).resolve().parents[2] / "policies"
+
+
+def test_bundled_policies_load() -> None:
+    names = {load_policy(p).name for p in POLICIES.glob("*.yaml")}
+    assert names == {"flights", "exam", "credit"}
+    accesses = {load_policy(p).access for p in POLICIES.glob("*.yaml")}
+    assert accesses == {"open", "conditional", "restricted"}
+
+
+def _write(tmp_path: Path, mutate: dict[str, object]) -> Path:
+    data = yaml.safe_load((POLICIES / "flights.yaml").read_text())
+    for dotted, value in mutate.items():
+        node = data
+        *parents, last = dotted.split(".")
+        for key in parents:
+            node = node[key]
+        if value is ...:
+            del node[last]
+        else:
+            node[last] = value
+    path = tmp_path / "flights.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field", "problem"),
+    [
+        ({"columns.month.type": "date"}, "columns.month.type", "Input should be"),
+        ({"columns.dep_delay.bounds": [600, -60]}, "columns.dep_delay.bounds",
+         "lower bound 600 is above upper bound -60"),
+        ({"columns.dep_delay.bounds": [float("nan"), 1]}, "columns.dep_delay.bounds", "finite"),
+        ({"source": ...}, "source", "Field required"),
+        ({"access": "secret"}, "access", "Input should be"),
+        ({"budget.default_epsilon": 10.0}, "budget", "default_epsilon is above"),
+        ({"columns.origin.colour": "red"}, "columns.origin.colour", "Extra inputs"),
+        ({"privacy_unit.id_column": "nope"}, "(top level)", "id_column nope"),
+    ],
+)
+def test_bad_policy_message_names_file_field_problem(
+    tmp_path: Path, mutate: dict[str, object], field: str, problem: str
+) -> None:
+    path = _write(tmp_path, mutate)
+    with pytest.raises(PolicyError) as info:
+        load_policy(path)
+    message = info.value.message
+    assert str(path) in message and field in message and problem in message, message
+
+
+def test_name_must_match_file(tmp_path: Path) -> None:
+    path = _write(tmp_path, {"name": "other"})
+    with pytest.raises(PolicyError, match="does not match the file name flights"):
+        load_policy(path)
