@@ -1,0 +1,104 @@
+"""Queries end to end through the API: released, charged, audited, cached; noise is real."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import polars as pl
+import pytest
+
+from gateway.services.audit import AuditFilter
+from tests.conftest import GatewayEnv
+
+COUNT_BY_ORIGIN = {"dataset": "flights", "select": [{"agg": "count"},
+                                                    {"agg": "mean", "column": "dep_delay"}],
+                   "group_by": ["origin"], "epsilon": 0.2}
+
+
+def test_release_charge_audit_and_cache(gateway_env: GatewayEnv) -> None:
+    env = gateway_env
+    grant = env.grant("rita", "flights", 2.0)
+    first = env.post("rita", "/v1/queries", COUNT_BY_ORIGIN)
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert body["status"] == "released" and body["cached"] is False
+    assert body["columns"] == ["origin", "count", "mean_dep_delay"]
+    assert sorted(r[0] for r in body["rows"]) == ["EWR", "JFK", "LGA"]
+    assert body["epsilon_charged"] == pytest.approx(0.2)
+    assert body["budget"]["epsilon_remaining"] == pytest.approx(1.8)
+    assert set(body["accuracy"]) >= {"alpha", "count", "mean_dep_delay"}
+
+    again = env.post("rita", "/v1/queries", COUNT_BY_ORIGIN).json()
+    assert again["cached"] is True and again["rows"] == body["rows"]
+    assert again["epsilon_charged"] == 0 and again["budget"]["epsilon_remaining"] == \
+        pytest.approx(1.8)
+
+    entries, _ = env.services.audit.page(AuditFilter(grant_id=grant["id"]), page=1, size=50)
+    actions = [e["action"] for e in reversed(entries)]
+    assert actions == ["grant.create", "query.charge", "query.release", "query"]
+    assert entries[0]["detail"]["cached"] is True
+    got = env.get("rita", f"/v1/queries/{body['id']}").json()
+    assert got["rows"] == body["rows"] and got["grant_id"] == grant["id"]
+
+
+def test_noise_is_real_across_grants(gateway_env: GatewayEnv) -> None:
+    env = gateway_env
+    env.grant("ron", "flights", 2.0)
+    q = {**COUNT_BY_ORIGIN, "epsilon": 0.3}
+    rita = env.post("rita", "/v1/queries", q).json()
+    ron = env.post("ron", "/v1/queries", q).json()
+    assert not rita["cached"] and not ron["cached"]
+    assert rita["rows"] != ron["rows"]
+
+
+def test_preview_spends_nothing(gateway_env: GatewayEnv) -> None:
+    env = gateway_env
+    before = env.get("rita", "/v1/grants").json()
+    prev = env.post("rita", "/v1/queries/preview", {**COUNT_BY_ORIGIN, "epsilon": 0.7})
+    assert prev.status_code == 200, prev.text
+    assert prev.json()["epsilon"] == pytest.approx(0.7)
+    assert prev.json()["accuracy"]["count"] > 0
+    assert env.get("rita", "/v1/grants").json() == before
+
+
+def test_thresholded_group_by_spends_delta(gateway_env: GatewayEnv) -> None:
+    env = gateway_env
+    q = {"dataset": "flights", "select": [{"agg": "count"}], "group_by": ["carrier"],
+         "epsilon": 0.3}
+    resp = env.post("rita", "/v1/queries", q)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["delta_charged"] == pytest.approx(1e-7)
+    assert env.post("rita", "/v1/queries", {**q, "delta": 0}).json()["error"]["code"] == \
+        "invalid_request"
+
+
+def _raw_values(env: GatewayEnv) -> set[str]:
+    """Exact values of the private data that a leak would show (not public bounds)."""
+    rec = env.services.catalog.record("flights")
+    frame = pl.read_parquet(rec.parquet)
+    values = set()
+    for col in ("dep_delay", "arr_delay", "air_time"):
+        values |= {repr(v) for v in frame[col].drop_nulls().unique().to_list()
+                   if v != int(v) or abs(v) > 100}
+    values |= {v for v in frame["tailnum"].drop_nulls().unique().to_list()}
+    return values
+
+
+def test_no_raw_value_reaches_a_response_or_the_audit_log(gateway_env: GatewayEnv) -> None:
+    env = gateway_env
+    exact_count = pl.read_parquet(env.services.catalog.record("flights").parquet).height
+    responses: list[Any] = [
+        env.post("rita", "/v1/queries", {"dataset": "flights", "select": [{"agg": "count"}],
+                                         "epsilon": 0.1}).json(),
+        env.get("rita", "/v1/datasets/flights/dummy?rows=50").json(),
+        env.get("rita", "/v1/datasets/flights").json(),
+    ]
+    released = responses[0]["rows"][0][0]
+    assert released != exact_count  # noisy (Laplace at eps 0.1 is exactly right ~never)
+    log_text = env.services.audit.export("jsonl")
+    tailnums = {v for v in _raw_values(env) if not v[0].isdigit() and not v.startswith("-")}
+    text = json.dumps(responses) + log_text
+    leaked = [v for v in tailnums if f'"{v}"' in text]
+    assert leaked == []
+    assert f":{exact_count}," not in log_text and f"[{exact_count}]" not in text
