@@ -18,13 +18,13 @@ import pytest
 
 os.environ["RUST_BACKTRACE"] = "0"
 
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from gateway.app import create_app  # noqa: E402
-from gateway.bootstrap import Services, bootstrap  # noqa: E402
-from gateway.demo_data import export_demo_data  # noqa: E402
-from gateway.services.common import Principal  # noqa: E402
-from gateway.settings import Settings  # noqa: E402
+from gateway.app import create_app
+from gateway.bootstrap import Services, bootstrap
+from gateway.demo_data import export_demo_data
+from gateway.services.common import Principal
+from gateway.settings import Settings
 
 PASSWORD = "correct-horse-battery"
 ADMIN = Principal("cli:test", "admin")

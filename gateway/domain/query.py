@@ -37,8 +37,11 @@ class ColumnView(Protocol):
 
 
 class PolicyView(Protocol):
-    name: str
-    columns: Mapping[str, Any]
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def columns(self) -> Mapping[str, Any]: ...
 
     @property
     def delta(self) -> float: ...
@@ -223,7 +226,7 @@ def public_keys(column: Any) -> list[Any] | None:
     if column.type == "bool":
         return [False, True]
     if column.type == "int" and column.bounds is not None:
-        lo, hi = int(math.ceil(column.bounds[0])), int(math.floor(column.bounds[1]))
+        lo, hi = math.ceil(column.bounds[0]), math.floor(column.bounds[1])
         if 0 <= hi - lo < MAX_PUBLIC_INT_KEYS:
             return list(range(lo, hi + 1))
     return None

@@ -7,12 +7,11 @@ from typing import Any
 from sqlalchemy import Connection, insert, select
 
 from gateway.adapters import tables as t
+from gateway.domain.budget import Budget
 from gateway.services.audit import AuditLog
 from gateway.services.catalog import DatasetRecord
 from gateway.services.common import SYSTEM, Principal, iso, new_id, now
 from gateway.services.grants import DEFAULT_GRANT_DAYS, Ledger, default_delta_total
-
-from gateway.domain.budget import Budget
 
 
 def auto_grant(

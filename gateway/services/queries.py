@@ -114,7 +114,7 @@ class QueryService:
 
     def _denied(self, actor: Principal, action: str, exc: DomainError, request: QueryRequest,
                 **fields: Any) -> None:
-        detail = {"spec": request.spec.to_json()} if request.spec else {}
+        detail: dict[str, Any] = {"spec": request.spec.to_json()}
         if request.sql is not None:
             detail["sql"] = request.sql
         self.audit.denied(actor, action, exc, dataset=request.spec.dataset[:63], detail=detail,
@@ -262,8 +262,8 @@ class QueryService:
                 accuracy_json=canonical_json(accuracy), finished_at=iso(now())))
             row = conn.execute(select(t.queries).where(t.queries.c.id == query_id)).one()
             grant = conn.execute(select(t.grants).where(t.grants.c.id == row.grant_id)).one()
-            self.audit.append(conn, action="query.release", outcome="ok", actor=actor, dataset=prepared.dataset.name,
-                              grant_id=row.grant_id, query_id=query_id,
+            self.audit.append(conn, action="query.release", outcome="ok", actor=actor,
+                              dataset=prepared.dataset.name, grant_id=row.grant_id, query_id=query_id,
                               detail={"result_sha256": digest, "rows": len(release.rows),
                                       "reviewed_by": reviewer.username if reviewer else None})
         rows = post_process(prepared.spec, release.columns, release.rows)
