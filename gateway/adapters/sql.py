@@ -42,6 +42,7 @@ _MAX_INT = 2**63 - 1
 MAX_FILTERS = 32
 MAX_LIMIT = 1_000_000
 _ALIAS = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_DATASET = re.compile(r"[a-z][a-z0-9_]{0,62}")  # policy names (gateway/policy.py)
 SUPPORTED_AGGREGATES = (
     "COUNT(*), COUNT(col), SUM(col), AVG(col), MEDIAN(col), QUANTILE(col, q), "
     "QUANTILE_CONT(col, q), PERCENTILE_CONT(q) WITHIN GROUP (ORDER BY col)"
@@ -234,6 +235,13 @@ def _dataset(select: exp.Select) -> tuple[str, _Scope]:
         )
     _only_args(table, {"this", "alias"}, "FROM")
     name = _identifier(table.this, "the dataset")
+    if _DATASET.fullmatch(name.lower()) and not _DATASET.fullmatch(name):
+        raise UnsupportedQuery(f"FROM {name}: dataset names are lowercase; use {name.lower()}")
+    if not _DATASET.fullmatch(name):
+        raise UnsupportedQuery(
+            f"FROM {name!r}: not a dataset name (lowercase letters, digits and _); "
+            "files and paths cannot be read"
+        )
     qualifiers = {name}
     alias = table.args.get("alias")
     if alias is not None:
@@ -336,7 +344,7 @@ def _alias(node: exp.Alias) -> str:
     alias = _identifier(node.args.get("alias"), "an alias")
     if not _ALIAS.fullmatch(alias):
         raise InvalidRequest(
-            f"alias {alias!r}: use letters, digits and _ (not first), at most 63 characters"
+            f"alias {alias!r}: an alias is a letter or _ then letters, digits or _ (at most 63)"
         )
     return alias
 
@@ -521,13 +529,13 @@ def _filter(node: exp.Expr, scope: _Scope) -> Filter:
         _only_args(node, {"this", "low", "high"}, "BETWEEN")
         column = _column(_unparen(node.this), scope)
         low, high = _literal(node.args.get("low")), _literal(node.args.get("high"))
-        return Filter(column, "between", [low, high])
+        return Filter(column, "between", (low, high))
     if isinstance(node, exp.In):
         if node.args.get("query") is not None:
             raise UnsupportedQuery(f"{_SUBQUERY}; IN takes a list of literal values")
         _only_args(node, {"this", "expressions"}, "IN")
         column = _column(_unparen(node.this), scope)
-        return Filter(column, "in", [_literal(v) for v in node.expressions])
+        return Filter(column, "in", tuple(_literal(v) for v in node.expressions))
     if isinstance(node, exp.Not):
         raise _not_refusal(node)
     raise _refusal(node, _FILTER_REFUSALS, _FILTER_DEFAULT)
@@ -602,7 +610,7 @@ def _literal(node: exp.Expr | None) -> str | int | float | bool:
 
 def _number(text: str) -> int | float:
     try:
-        value: int | float = int(text) if _is_whole(text) else float(text)
+        value: int | float = int(text) if _is_whole(text.replace("_", "")) else float(text)
     except (ValueError, OverflowError) as exc:
         raise InvalidRequest(f"number {text[:30]} is not valid or out of range") from exc
     if not math.isfinite(value) or abs(value) > _MAX_INT:
