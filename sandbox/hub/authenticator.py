@@ -43,9 +43,9 @@ class GatewayAuthenticator(Authenticator):
         help="Gateway roles that are given a notebook sandbox; every other role is refused.",
     ).tag(config=True)
 
-    request_timeout = Float(
-        10.0, help="Seconds to wait for the gateway to answer a login check."
-    ).tag(config=True)
+    request_timeout = Float(10.0, help="Seconds to wait for the gateway to answer a login check.").tag(
+        config=True
+    )
 
     @default("gateway_url")
     def _gateway_url_default(self) -> str:
@@ -68,9 +68,7 @@ class GatewayAuthenticator(Authenticator):
     def _client(self) -> GatewayClient:
         return GatewayClient(self.gateway_url, timeout=self.request_timeout)
 
-    async def authenticate(
-        self, handler: web.RequestHandler, data: dict[str, str]
-    ) -> dict[str, Any] | None:
+    async def authenticate(self, handler: web.RequestHandler, data: dict[str, str]) -> dict[str, Any] | None:
         username = (data.get("username") or "").strip()
         password = data.get("password") or ""
         if not username or not password:

@@ -144,7 +144,11 @@ def _build_lock(prefix: Path) -> Iterator[None]:
 
 def _site_packages(prefix: Path) -> Path:
     out = subprocess.run(
-        [str(prefix / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        [
+            str(prefix / "bin" / "python"),
+            "-c",
+            "import sysconfig; print(sysconfig.get_path('purelib'))",
+        ],
         check=True,
         capture_output=True,
         text=True,
@@ -202,7 +206,7 @@ def _make_world_readable(prefix: Path) -> None:
     for root, dirs, files in os.walk(prefix):
         for name in dirs:
             path = os.path.join(root, name)
-            os.chmod(path, os.stat(path).st_mode | 0o755)
+            os.chmod(path, os.stat(path).st_mode | 0o755)  # noqa: S103 (world-readable on purpose)
         for name in files:
             path = os.path.join(root, name)
             if not os.path.islink(path):

@@ -120,9 +120,7 @@ class GatewayClient:
 
     async def me(self, token: Token) -> Identity:
         """``GET /v1/me``: who the token belongs to."""
-        body = await self._request(
-            "GET", "/v1/me", headers={"Authorization": f"Bearer {token.access_token}"}
-        )
+        body = await self._request("GET", "/v1/me", headers={"Authorization": f"Bearer {token.access_token}"})
         try:
             return Identity(str(body["username"]), str(body["role"]), body.get("org"))
         except KeyError as exc:

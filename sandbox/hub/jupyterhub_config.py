@@ -1,0 +1,125 @@
+# JupyterHub configuration of dp-sandbox: analysts log in with their gateway
+# account and each gets an isolated JupyterLab server (see sandbox/hub/spawner.py).
+#
+# Started by `dpsandbox hub` (sandbox/hub/run.py), which sets the environment:
+#   DPSANDBOX_HOME              gateway's private dir; the hub's state is in $DPSANDBOX_HOME/hub
+#   DPSANDBOX_GATEWAY_URL       gateway base URL (default http://127.0.0.1:8600)
+#   DPSANDBOX_HUB_IP/_PORT      public address of the hub (default 127.0.0.1:8000)
+#   DPSANDBOX_HUB_API_PORT      hub's internal API port (default 8081)
+#   DPSANDBOX_PROXY_API_PORT    proxy's API port (default 8001)
+#   DPSANDBOX_SANDBOX_ENV       the sandboxes' Python env (default /opt/dpsandbox/sandbox-env)
+#   DPSANDBOX_SANDBOX_ISOLATION bubblewrap (default) or none (development only, logged loudly)
+#   DPSANDBOX_SANDBOX_MEM_LIMIT / _CPU_LIMIT   per-sandbox limits (default 4G, 1 CPU)
+#   DPSANDBOX_IDLE_TIMEOUT      seconds before an idle server is culled (default 3600)
+# The same file serves the production profiles in docs/deploy/, which override
+# the spawner class.
+import os
+import secrets
+import shutil
+import sys
+from pathlib import Path
+
+from sandbox.hub.settings import HubSettings
+
+c = get_config()  # type: ignore[name-defined]  # noqa: F821
+
+settings = HubSettings.from_env()
+state_dir = settings.ensure_state_dir()
+
+
+def _private_secret(path: Path) -> str:
+    """A random secret kept in a 0600 file of the hub's state, created on first start."""
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    os.chmod(path, 0o600)
+    return path.read_text().strip()
+
+
+hub_ip = os.environ.get("DPSANDBOX_HUB_IP", "127.0.0.1")
+hub_port = int(os.environ.get("DPSANDBOX_HUB_PORT", "8000"))
+hub_api_port = int(os.environ.get("DPSANDBOX_HUB_API_PORT", "8081"))
+proxy_api_port = int(os.environ.get("DPSANDBOX_PROXY_API_PORT", "8001"))
+
+# -- the hub and its private state ------------------------------------------------
+c.JupyterHub.bind_url = f"http://{hub_ip}:{hub_port}/"
+c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{hub_api_port}"
+c.JupyterHub.db_url = f"sqlite:///{state_dir / 'jupyterhub.sqlite'}"
+c.JupyterHub.cookie_secret_file = str(state_dir / "jupyterhub_cookie_secret")
+c.JupyterHub.pid_file = str(state_dir / "jupyterhub.pid")
+c.JupyterHub.cleanup_servers = True  # stopping the hub stops every sandbox
+c.JupyterHub.template_vars = {
+    "announcement_login": (
+        "Sign in with your dp-sandbox analyst account. "
+        f"Administrators and auditors: use the web console at {settings.console_url}"
+    ),
+}
+
+# -- the proxy: PyPI's configurable-http-proxy, next to this interpreter ----------
+_proxy = Path(sys.executable).parent / "configurable-http-proxy"
+c.ConfigurableHTTPProxy.command = [
+    str(_proxy) if _proxy.exists() else shutil.which("configurable-http-proxy") or "configurable-http-proxy"
+]
+c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{proxy_api_port}"
+c.ConfigurableHTTPProxy.auth_token = _private_secret(state_dir / "proxy_token")
+c.ConfigurableHTTPProxy.pid_file = str(state_dir / "jupyterhub-proxy.pid")
+
+# -- who may log in: the gateway decides -------------------------------------------
+c.JupyterHub.authenticator_class = "gateway"
+c.GatewayAuthenticator.gateway_url = settings.gateway_url
+c.Authenticator.admin_users = set()  # hub administration is not an analyst's business
+
+# -- the sandboxes ----------------------------------------------------------------
+c.JupyterHub.spawner_class = "sandbox"
+c.SandboxSpawner.gateway_url = settings.gateway_url
+c.SandboxSpawner.dpsandbox_home = str(settings.home)
+c.SandboxSpawner.hub_state_dir = str(state_dir)
+c.SandboxSpawner.sandbox_env = str(settings.sandbox_env)
+c.SandboxSpawner.isolation = os.environ.get("DPSANDBOX_SANDBOX_ISOLATION", "bubblewrap")
+c.SandboxSpawner.mem_limit = os.environ.get("DPSANDBOX_SANDBOX_MEM_LIMIT", "4G")
+c.SandboxSpawner.cpu_limit = float(os.environ.get("DPSANDBOX_SANDBOX_CPU_LIMIT", "1"))
+c.Spawner.default_url = "/lab"
+c.Spawner.start_timeout = 60
+c.Spawner.http_timeout = 60
+
+# -- idle servers are stopped by jupyterhub-idle-culler, a hub-managed service -----
+idle_timeout = int(os.environ.get("DPSANDBOX_IDLE_TIMEOUT", "3600"))
+c.JupyterHub.load_roles = [
+    {
+        "name": "idle-culler",
+        "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+        "services": ["idle-culler"],
+    }
+]
+c.JupyterHub.services = [
+    {
+        "name": "idle-culler",
+        "command": [
+            sys.executable,
+            "-m",
+            "jupyterhub_idle_culler",
+            f"--timeout={idle_timeout}",
+            f"--cull-every={max(10, min(300, idle_timeout // 4))}",
+        ],
+    }
+]
+
+if c.SandboxSpawner.isolation == "none":
+    print(
+        "[dpsandbox] WARNING: sandbox isolation is DISABLED (DPSANDBOX_SANDBOX_ISOLATION=none): "
+        "analysts' servers can read whatever their user can. Never use this with real data.",
+        file=sys.stderr,
+    )
+elif os.geteuid() != 0:
+    print(
+        "[dpsandbox] the hub does not run as root: every sandbox runs as this user with "
+        "bubblewrap alone (data, state and secrets hidden, PID namespace private; "
+        "no per-analyst users, no cgroup limits)",
+        file=sys.stderr,
+    )
+else:
+    print(
+        "[dpsandbox] sandboxes: one system user per analyst, bubblewrap, cgroup limits",
+        file=sys.stderr,
+    )

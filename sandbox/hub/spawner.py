@@ -1,0 +1,472 @@
+"""Spawn each analyst's Jupyter server isolated: own system user, bubblewrap, cgroups.
+
+What one sandbox is (design.md, "Isolation"):
+
+- a system user per analyst (``dps-<name>``), created on first spawn when the hub
+  runs as root; without root every sandbox runs as the hub's user, with a
+  private home under the hub's state directory, and the hub says so;
+- the server wrapped in bubblewrap: ``/`` read-only, private ``/tmp``, ``/dev``
+  and ``/proc``, other homes, the gateway's ``DPSANDBOX_HOME`` and the hub's
+  state replaced by empty tmpfs, new PID/IPC/UTS namespaces, kernels over IPC
+  sockets;
+- cgroup v1 memory/CPU/pids limits where the host allows;
+- a clean environment: the sandbox venv's PATH, no hub PATH or VIRTUAL_ENV, no
+  ``DPSANDBOX_*`` secrets, only the gateway URL and a short-lived
+  ``scope: sandbox`` token obtained from the gateway.
+
+bubblewrap does not forward signals to the process it wraps, so ``stop`` finds
+the server inside the sandbox through ``/proc`` and signals it directly: the
+server then shuts its kernels down cleanly.  Killing bubblewrap's inner init
+(PID 1 of the sandbox) ends every process left in the sandbox's PID namespace,
+and the cgroup is swept at the end, so no process of the analyst survives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pwd
+import shutil
+import signal
+from pathlib import Path
+from subprocess import Popen
+from typing import Any
+
+from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
+from jupyterhub.utils import random_port
+from traitlets import Bool, CaselessStrEnum, Integer, List, Unicode, default
+
+from .cgroups import CgroupLimits, CgroupUnavailable, SandboxCgroup
+from .gateway_api import GatewayClient, GatewayError
+from .isolation import SandboxLayout, bwrap_command, children_of, system_username
+from .settings import HubSettings, read_hub_secret
+
+__all__ = ["SandboxSpawner"]
+
+# Hub usernames whose "no root" announcement was made (once per hub process).
+_ANNOUNCED: set[str] = set()
+# uids for which a bubblewrap probe succeeded.
+_BWRAP_OK: set[int] = set()
+
+
+def _account_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def _kill(pid: int | None, sig: int) -> None:
+    if pid:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] not in "ZX"
+
+
+class SandboxError(RuntimeError):
+    """A sandbox cannot be started safely; the message is shown to the analyst."""
+
+
+class SandboxSpawner(LocalProcessSpawner):
+    """LocalProcessSpawner that runs each server as its own user inside bubblewrap."""
+
+    isolation = CaselessStrEnum(
+        ["bubblewrap", "none"],
+        default_value="bubblewrap",
+        help="""How servers are isolated.
+
+        "bubblewrap" (default): refuse to start a server unless bubblewrap works.
+        "none": run servers as plain processes of the analyst's user, with no
+        file-system or process isolation. Only for development on machines
+        without user namespaces; never with real data.
+        """,
+    ).tag(config=True)
+
+    bwrap_path = Unicode("bwrap", help="The bubblewrap executable.").tag(config=True)
+
+    sandbox_env = Unicode(
+        help="""World-readable Python environment the servers run in (built by
+        `python -m sandbox.hub.build_env`). Defaults to DPSANDBOX_SANDBOX_ENV or
+        /opt/dpsandbox/sandbox-env.""",
+    ).tag(config=True)
+
+    gateway_url = Unicode(
+        help="Gateway URL given to the sandbox; defaults to DPSANDBOX_GATEWAY_URL.",
+    ).tag(config=True)
+
+    dpsandbox_home = Unicode(
+        help="""The gateway's private directory (DPSANDBOX_HOME): data, state, SQLite
+        database, signing key, hub state. Always hidden from sandboxes.""",
+    ).tag(config=True)
+
+    hub_state_dir = Unicode(
+        help="The hub's private state, hidden from sandboxes (default $DPSANDBOX_HOME/hub).",
+    ).tag(config=True)
+
+    hub_secret_file = Unicode(
+        help="""File holding the secret for POST /v1/auth/sandbox-token (written by the
+        gateway). The env variable DPSANDBOX_HUB_SECRET takes precedence.""",
+    ).tag(config=True)
+
+    hidden_paths = List(
+        Unicode(),
+        default_value=["/run", "/var/lib", "/var/log", "/var/backups", "/srv", "/mnt", "/media"],
+        help="""More host paths replaced by an empty read-only tmpfs in every sandbox
+        (files are replaced by /dev/null). DPSANDBOX_HOME, the hub state, other homes
+        and /root are always hidden.""",
+    ).tag(config=True)
+
+    home_root = Unicode(
+        "/home", help="Where analysts' homes are created, and what is emptied in sandboxes."
+    ).tag(config=True)
+
+    system_user_prefix = Unicode("dps-", help="Prefix of the system accounts created for analysts.").tag(
+        config=True
+    )
+
+    pids_limit = Integer(
+        1024, help="Most processes and threads a sandbox may have (cgroup pids.max); 0: no limit."
+    ).tag(config=True)
+
+    cgroup_root = Unicode("/sys/fs/cgroup", help="Mount point of the cgroup v1 hierarchies.").tag(config=True)
+
+    kernel_transport_ipc = Bool(
+        True,
+        help="Connect kernels over IPC sockets in the sandbox's private /tmp rather than TCP.",
+    ).tag(config=True)
+
+    @default("sandbox_env")
+    def _sandbox_env_default(self) -> str:
+        return str(HubSettings.from_env().sandbox_env)
+
+    @default("gateway_url")
+    def _gateway_url_default(self) -> str:
+        return HubSettings.from_env().gateway_url
+
+    @default("dpsandbox_home")
+    def _dpsandbox_home_default(self) -> str:
+        return str(HubSettings.from_env().home)
+
+    @default("hub_state_dir")
+    def _hub_state_dir_default(self) -> str:
+        return str(Path(self.dpsandbox_home) / "hub")
+
+    @default("hub_secret_file")
+    def _hub_secret_file_default(self) -> str:
+        return str(Path(self.dpsandbox_home) / "state" / "hub_secret")
+
+    @default("cmd")
+    def _cmd_default(self) -> list[str]:
+        return [str(Path(self.sandbox_env) / "bin" / "jupyterhub-singleuser")]
+
+    @default("env_keep")
+    def _env_keep_default(self) -> list[str]:
+        # Not PATH, VIRTUAL_ENV, PYTHONPATH or LD_LIBRARY_PATH: those are the hub's.
+        return ["LANG", "LC_ALL"]
+
+    @default("default_url")
+    def _default_url_default(self) -> str:
+        return "/lab"
+
+    @default("interrupt_timeout")
+    def _interrupt_timeout_default(self) -> int:
+        return 15
+
+    @default("term_timeout")
+    def _term_timeout_default(self) -> int:
+        return 5
+
+    # ------------------------------------------------------------------ who runs it
+
+    @property
+    def as_root(self) -> bool:
+        return os.geteuid() == 0
+
+    @property
+    def system_user(self) -> str:
+        """The account the server runs as."""
+        if not self.as_root:
+            return pwd.getpwuid(os.geteuid()).pw_name
+        return system_username(self.user.name, self.system_user_prefix)
+
+    @property
+    def sandbox_home(self) -> Path:
+        """The analyst's home as seen inside the sandbox."""
+        return Path(self.home_root) / system_username(self.user.name, self.system_user_prefix)
+
+    def _host_home(self) -> Path:
+        if self.as_root:
+            return Path(pwd.getpwnam(self.system_user).pw_dir)
+        return Path(self.hub_state_dir) / "homes" / self.sandbox_home.name
+
+    async def _ensure_system_user(self) -> None:
+        """Create the analyst's account on first spawn (root only)."""
+        name = self.system_user
+        comment = f"dp-sandbox analyst {self.user.name}"
+        if not _account_exists(name):
+            home = Path(self.home_root) / name
+            self.log.info("Creating system user %s for %s", name, self.user.name)
+            proc = await asyncio.create_subprocess_exec(
+                "useradd", "--create-home", "--home-dir", str(home), "--shell", "/bin/bash",
+                "--user-group", "--comment", comment, name,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            )  # fmt: skip
+            out, _ = await proc.communicate()
+            if proc.returncode != 0:
+                raise SandboxError(f"useradd {name} failed: {out.decode(errors='replace')}")
+        entry = pwd.getpwnam(name)
+        if entry.pw_gecos.split(",")[0] != comment:
+            # Never run an analyst as an account that someone else made.
+            raise SandboxError(f"system user {name} exists but was not created for {self.user.name}")
+        if entry.pw_uid == 0:
+            raise SandboxError(f"system user {name} has uid 0; refusing to run a server as root")
+        home = Path(entry.pw_dir)
+        home.mkdir(mode=0o700, exist_ok=True)
+        os.chown(home, entry.pw_uid, entry.pw_gid)
+        os.chmod(home, 0o700)
+
+    def _ensure_private_home(self) -> None:
+        """Without root: one private home per analyst under the hub's state directory."""
+        home = self._host_home()
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def _announce_mode(self) -> None:
+        key = "root" if self.as_root else "user"
+        if key in _ANNOUNCED:
+            return
+        _ANNOUNCED.add(key)
+        if self.isolation == "none":
+            return
+        if self.as_root:
+            self.log.info("Sandboxes: one system user per analyst + bubblewrap + cgroups")
+        else:
+            self.log.warning(
+                "The hub does not run as root: every sandbox runs as %s with bubblewrap "
+                "alone (data, state and secrets still hidden, PID namespace still private; "
+                "no per-analyst users, no cgroup limits)",
+                self.system_user,
+            )
+
+    # ------------------------------------------------------------------ environment
+
+    def user_env(self, env: dict[str, str]) -> dict[str, str]:
+        env["USER"] = self.system_user
+        env["LOGNAME"] = self.system_user
+        env["HOME"] = str(self.sandbox_home if self.isolation == "bubblewrap" else self._host_home())
+        env["SHELL"] = "/bin/bash"
+        return env
+
+    def get_env(self) -> dict[str, Any]:
+        env = super().get_env()
+        for key in [k for k in env if k.startswith("DPSANDBOX_")]:
+            del env[key]
+        env["PATH"] = f"{self.sandbox_env}/bin:/usr/local/bin:/usr/bin:/bin"
+        env["DPSANDBOX_GATEWAY_URL"] = self.gateway_url
+        token = getattr(self, "_sandbox_token", None)
+        if token:
+            env["DPSANDBOX_TOKEN"] = token
+        if self.isolation == "bubblewrap":
+            # Runtime files (kernel connection files, IPC sockets) in the private /tmp.
+            env["JUPYTER_RUNTIME_DIR"] = "/tmp/jupyter-runtime"  # noqa: S108
+        return env
+
+    def get_args(self) -> list[str]:
+        args = super().get_args()
+        if self.kernel_transport_ipc:
+            args.append("--KernelManager.transport=ipc")
+        return args
+
+    async def _fetch_sandbox_token(self) -> str:
+        secret = read_hub_secret(Path(self.hub_secret_file))
+        if not secret:
+            raise SandboxError(
+                f"No hub secret: neither DPSANDBOX_HUB_SECRET nor {self.hub_secret_file} "
+                "(the gateway writes it on first start). Is the gateway running?"
+            )
+        try:
+            token = await GatewayClient(self.gateway_url).sandbox_token(self.user.name, secret)
+        except GatewayError as exc:
+            raise SandboxError(f"Could not get a sandbox token from the gateway: {exc}") from exc
+        return token.access_token
+
+    # ------------------------------------------------------------------ isolation
+
+    def _layout(self) -> SandboxLayout:
+        hidden = [Path(self.dpsandbox_home), Path(self.hub_state_dir), Path(self.hub_secret_file)]
+        hidden += [Path(p) for p in self.hidden_paths]
+        return SandboxLayout(
+            home=self._host_home(),
+            sandbox_home=self.sandbox_home,
+            hidden=hidden,
+            empty=(Path(self.home_root), Path("/root")),
+            hostname="sandbox",
+        )
+
+    def _bwrap(self) -> str:
+        found = shutil.which(self.bwrap_path)
+        if not found:
+            raise SandboxError(
+                f"bubblewrap ({self.bwrap_path}) is not installed: apt-get install bubblewrap, "
+                "or set c.SandboxSpawner.isolation = 'none' (no isolation; never with real data)"
+            )
+        return found
+
+    async def _probe_bwrap(self, bwrap: str, preexec: Any) -> None:
+        """Fail early, with a clear message, where user namespaces are not allowed."""
+        uid = pwd.getpwnam(self.system_user).pw_uid
+        if uid in _BWRAP_OK:
+            return
+        proc = await asyncio.create_subprocess_exec(
+            bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+            "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--", "/bin/true",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            preexec_fn=preexec, cwd="/",
+        )  # fmt: skip
+        out, _ = await proc.communicate()
+        if proc.returncode != 0:
+            raise SandboxError(
+                f"bubblewrap does not work here ({out.decode(errors='replace').strip()}). "
+                "Allow unprivileged user namespaces, or set c.SandboxSpawner.isolation = 'none'"
+            )
+        _BWRAP_OK.add(uid)
+
+    def _cgroup(self) -> SandboxCgroup:
+        return SandboxCgroup(self.sandbox_home.name, root=Path(self.cgroup_root))
+
+    async def _setup_cgroup(self) -> SandboxCgroup | None:
+        limits = CgroupLimits(
+            memory_bytes=self.mem_limit or None,
+            cpus=self.cpu_limit or None,
+            pids=self.pids_limit or None,
+        )
+        cgroup = self._cgroup()
+        try:
+            applied = await asyncio.to_thread(cgroup.setup, limits)
+        except CgroupUnavailable as exc:
+            self.log.warning("No cgroup limits for %s: %s", self.user.name, exc)
+            return None
+        self.log.info("cgroup limits for %s: %s", self.user.name, ", ".join(applied) or "none")
+        return cgroup
+
+    def make_preexec_fn(self, name: str) -> Any:
+        """Join the cgroups (as root), then drop to the analyst's user."""
+        join = self._cgroup_join
+        setuid = set_user_setuid(name, chdir=False) if self.as_root else None
+
+        def preexec() -> None:
+            if join is not None:
+                join()
+            if setuid is not None:
+                setuid()
+            os.chdir("/")
+
+        return preexec
+
+    _cgroup_join: Any = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> tuple[str, int]:
+        if self.port == 0:
+            self.port = random_port()
+        self._announce_mode()
+        if self.as_root:
+            await self._ensure_system_user()
+        else:
+            self._ensure_private_home()
+        if pwd.getpwnam(self.system_user).pw_uid == 0:
+            raise SandboxError("refusing to run a single-user server as root")
+        self._sandbox_token = await self._fetch_sandbox_token()
+        cgroup = await self._setup_cgroup() if self.as_root else None
+        self._cgroup_join = cgroup.join_fn() if cgroup else None
+        if not self.as_root:
+            self.log.warning("No cgroup limits for %s: the hub does not run as root", self.user.name)
+
+        command = [*self.cmd, *self.get_args()]
+        if self.isolation == "bubblewrap":
+            bwrap = self._bwrap()
+            await self._probe_bwrap(bwrap, self.make_preexec_fn(self.system_user))
+            command = bwrap_command(bwrap, self._layout(), command)
+            cwd = "/"
+        else:
+            self.log.warning(
+                "ISOLATION DISABLED (c.SandboxSpawner.isolation = 'none'): %s's server runs "
+                "as a plain process of %s and can read whatever that user can",
+                self.user.name,
+                self.system_user,
+            )
+            cwd = str(self._host_home())
+
+        self.log.info("Spawning sandbox of %s as %s", self.user.name, self.system_user)
+        self.log.debug("Sandbox command: %s", command)
+        self.proc = Popen(
+            command,
+            preexec_fn=self.make_preexec_fn(self.system_user),
+            start_new_session=True,
+            env=self.get_env(),
+            cwd=cwd,
+            **self.popen_kwargs,
+        )
+        self.pid = self.proc.pid
+        return (self.ip or "127.0.0.1", self.port)
+
+    def _server_pid(self) -> int | None:
+        """The Jupyter server inside bubblewrap: outer bwrap -> inner init -> server."""
+        for init in children_of(self.pid):
+            servers = children_of(init)
+            if servers:
+                return servers[0]
+        return None
+
+    async def stop(self, now: bool = False) -> None:
+        try:
+            if self.isolation != "bubblewrap":
+                await super().stop(now=now)
+            elif await self.poll() is None:
+                await self._stop_sandbox(now)
+        finally:
+            await self._sweep()
+
+    async def _stop_sandbox(self, now: bool) -> None:
+        inits = children_of(self.pid)
+        if not now:
+            server = self._server_pid()
+            if server:
+                # SIGTERM: jupyter_server shuts its kernels down, then exits.
+                self.log.debug("Terminating sandbox server %i of %s", server, self.user.name)
+                _kill(server, signal.SIGTERM)
+                await self.wait_for_death(self.interrupt_timeout)
+        if await self.poll() is None:
+            # The sandbox's PID 1 going away kills everything in its PID namespace.
+            for init in inits:
+                _kill(init, signal.SIGKILL)
+            _kill(self.pid, signal.SIGKILL)
+            await self.wait_for_death(self.kill_timeout)
+        if await self.poll() is None:
+            self.log.warning("Sandbox of %s (pid %i) never died", self.user.name, self.pid)
+        # bubblewrap's outer process reports the exit before the inner init is gone.
+        for _ in range(int(self.kill_timeout / 0.05)):
+            if not any(_alive(pid) for pid in inits):
+                break
+            await asyncio.sleep(0.05)
+
+    async def _sweep(self) -> None:
+        """Kill any process of this sandbox that escaped, and drop its cgroups."""
+        if not self.as_root:
+            return
+        cgroup = self._cgroup()
+        left = await asyncio.to_thread(cgroup.pids)
+        if left:
+            self.log.warning("Killing %d leftover processes of %s", len(left), self.user.name)
+        await asyncio.to_thread(cgroup.remove)
