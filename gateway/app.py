@@ -6,18 +6,18 @@ import os
 
 os.environ["RUST_BACKTRACE"] = "0"  # before opendp is imported anywhere (design.md)
 
-from collections.abc import AsyncIterator, Awaitable, Callable  # noqa: E402
-from contextlib import asynccontextmanager  # noqa: E402
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response  # noqa: E402
-from starlette.concurrency import run_in_threadpool  # noqa: E402
+from fastapi import FastAPI, Request, Response
+from starlette.concurrency import run_in_threadpool
 
-from gateway.api import errors  # noqa: E402
-from gateway.api.errors import error_response  # noqa: E402
-from gateway.api.routes import audit, auth, datasets, grants, queries, users  # noqa: E402
-from gateway.bootstrap import Services, bootstrap  # noqa: E402
-from gateway.domain.errors import InvalidRequest  # noqa: E402
-from gateway.settings import Settings  # noqa: E402
+from gateway.api import errors
+from gateway.api.errors import error_response
+from gateway.api.routes import audit, auth, datasets, grants, queries, requests, users
+from gateway.bootstrap import Services, bootstrap
+from gateway.domain.errors import InvalidRequest
+from gateway.settings import Settings
 
 
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
@@ -48,7 +48,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             return error_response(exc.code, exc.message)
         return await call_next(request)
 
-    for module in (auth, users, datasets, grants, queries, audit):
+    for module in (auth, users, datasets, grants, queries, requests, audit):
         app.include_router(module.router, prefix="/v1")
 
     @app.get("/healthz", include_in_schema=False)

@@ -7,6 +7,7 @@ from typing import Any
 
 from gateway.adapters.auth import TokenService, load_or_create_key, load_or_create_secret
 from gateway.adapters.db import Store
+from gateway.services.access import AccessService
 from gateway.services.audit import AuditLog
 from gateway.services.catalog import Catalog
 from gateway.services.grants import Ledger
@@ -26,6 +27,7 @@ class Services:
     catalog: Catalog
     ledger: Ledger
     queries: QueryService
+    access: AccessService
     extra: dict[str, Any]
 
 
@@ -61,5 +63,6 @@ def bootstrap(settings: Settings | None = None, *, engine: Engine | None = None,
         audit=audit, users=UserService(store, audit, tokens, settings), catalog=catalog,
         ledger=ledger,
         queries=QueryService(store, audit, catalog, ledger, engine or LazyEngine()),
+        access=AccessService(store, audit, catalog, ledger),
         extra={},
     )

@@ -39,6 +39,26 @@ class GrantBody(Body):
     days: int | None = None
 
 
+class ApplicationBody(Body):
+    """A data-use application; ``org_grant`` asks for a budget shared by the whole org."""
+
+    dataset: str = Field(max_length=63)
+    purpose: str = Field(max_length=4000)
+    epsilon: float | None = None
+    days: int | None = None
+    org_grant: bool = False
+
+
+class ApprovalBody(Body):
+    epsilon: float | None = None
+    days: int | None = None
+    note: str = Field(default="", max_length=4000)
+
+
+class RejectionBody(Body):
+    note: str = Field(max_length=4000)
+
+
 class NoteBody(Body):
     note: str = Field(default="", max_length=4000)
 

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from gateway.api.deps import CurrentUser, ServicesDep
+from gateway.api.schemas import ApplicationBody, ApprovalBody, RejectionBody
+
+router = APIRouter(tags=["requests"])
+
+
+@router.post("/requests", status_code=201)
+def apply(body: ApplicationBody, actor: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
+    return svc.access.apply(actor, dataset=body.dataset, purpose=body.purpose,
+                            epsilon=body.epsilon, days=body.days, org_grant=body.org_grant)
+
+
+@router.get("/requests")
+def list_requests(
+    actor: CurrentUser, svc: ServicesDep,
+    status: Annotated[str | None, Query(max_length=20)] = None,
+) -> list[dict[str, Any]]:
+    return svc.access.list(actor, status=status)
+
+
+@router.get("/requests/{request_id}")
+def get_request(request_id: str, actor: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
+    return svc.access.get(actor, request_id)
+
+
+@router.post("/requests/{request_id}/approve")
+def approve(request_id: str, body: ApprovalBody, actor: CurrentUser,
+            svc: ServicesDep) -> dict[str, Any]:
+    return svc.access.approve(actor, request_id, epsilon=body.epsilon, days=body.days,
+                              note=body.note)
+
+
+@router.post("/requests/{request_id}/reject")
+def reject(request_id: str, body: RejectionBody, actor: CurrentUser,
+           svc: ServicesDep) -> dict[str, Any]:
+    return svc.access.reject(actor, request_id, note=body.note)
+
+
+@router.post("/requests/{request_id}/withdraw")
+def withdraw(request_id: str, actor: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
+    return svc.access.withdraw(actor, request_id)
