@@ -1,0 +1,23 @@
+"""dp-sandbox, the analyst's side: ``from sandbox import connect``.
+
+The client library lives in :mod:`sandbox.client` and is imported lazily, so the hub's
+modules (:mod:`sandbox.hub`) do not pull in pandas, and the sandbox image (which has the
+client but not the hub) imports only what it has.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["connect"]
+
+
+def __getattr__(name: str) -> Any:
+    if name.startswith("_"):
+        raise AttributeError(name)
+    from sandbox import client
+
+    try:
+        return getattr(client, name)
+    except AttributeError:
+        raise AttributeError(f"module 'sandbox' has no attribute {name!r}") from None

@@ -1,0 +1,188 @@
+"""HTTP to the gateway: bearer token, refresh before expiry, errors translated once.
+
+The sandbox token is short-lived. Before each call, when less than
+:data:`REFRESH_MARGIN` seconds remain, the session asks ``POST /v1/auth/refresh`` for a
+fresh one and writes it to the token file (``~/.dpsandbox_token``, mode 0600) so the
+other kernels of the same analyst pick it up instead of refreshing again.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from sandbox.client._errors import (
+    DPSandboxError,
+    Unauthenticated,
+    error_from_response,
+    translate_transport_error,
+)
+
+REFRESH_MARGIN = 300
+TOKEN_FILE_NAME = ".dpsandbox_token"  # noqa: S105 - a file name, not a secret
+DEFAULT_TIMEOUT = 120.0
+
+
+def token_claims(token: str) -> dict[str, Any]:
+    """The JWT payload, decoded WITHOUT verifying (only the gateway can verify)."""
+    try:
+        payload = token.split(".")[1]
+        raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+        claims = json.loads(raw)
+    except (IndexError, ValueError, binascii.Error):
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def token_expiry(token: str) -> float | None:
+    exp = token_claims(token).get("exp")
+    return float(exp) if isinstance(exp, int | float) else None
+
+
+def default_token_file() -> Path:
+    override = os.environ.get("DPSANDBOX_TOKEN_FILE")
+    return Path(override) if override else Path.home() / TOKEN_FILE_NAME
+
+
+def read_token_file(path: Path) -> str | None:
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return text or None
+
+
+def write_token_file(path: Path, token: str) -> bool:
+    """Atomically replace ``path`` with ``token`` (0600). False when the home is read-only."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".dpsandbox_token.", dir=path.parent)
+        try:
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(token + "\n")
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError:
+        return False
+    return True
+
+
+def freshest(*tokens: str | None, subject: str | None = None) -> str | None:
+    """The candidate that expires last (and belongs to ``subject`` when one is given)."""
+    best, best_exp = None, -1.0
+    for token in tokens:
+        if not token:
+            continue
+        claims = token_claims(token)
+        if subject is not None and claims.get("sub") != subject:
+            continue
+        exp = token_expiry(token) or 0.0
+        if exp > best_exp:
+            best, best_exp = token, exp
+    return best
+
+
+class Session:
+    """One gateway, one caller. Thread-safe: one lock guards the token."""
+
+    def __init__(self, url: str, token: str | None, *, token_file: Path | None = None,
+                 timeout: float = DEFAULT_TIMEOUT,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.url = url.rstrip("/")
+        self._token = token
+        self.token_file = token_file
+        self._lock = threading.Lock()
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, transport=transport,
+                                  headers={"User-Agent": "dpsandbox-client/0.1"})
+
+    # -- token ---------------------------------------------------------------------------
+
+    @property
+    def token(self) -> str | None:
+        return self._token
+
+    @property
+    def username(self) -> str | None:
+        sub = token_claims(self._token).get("sub") if self._token else None
+        return sub if isinstance(sub, str) else None
+
+    def login(self, username: str, password: str) -> None:
+        body = self._send("POST", "/v1/auth/token",
+                          json={"username": username, "password": password}, auth=False)
+        self._token = str(body["access_token"])
+
+    def seconds_left(self) -> float | None:
+        exp = token_expiry(self._token) if self._token else None
+        return None if exp is None else exp - time.time()
+
+    def ensure_fresh(self, margin: float = REFRESH_MARGIN) -> None:
+        """Refresh the token when less than ``margin`` seconds remain."""
+        if self._token is None:
+            return
+        with self._lock:
+            if self.token_file is not None:  # another kernel may have refreshed already
+                self._token = freshest(self._token, read_token_file(self.token_file),
+                                       subject=self.username) or self._token
+            left = self.seconds_left()
+            if left is None or left >= margin:
+                return
+            if left <= 0:
+                raise Unauthenticated(
+                    "your sandbox token has expired; restart your server from the hub "
+                    "(File > Hub Control Panel > Stop My Server, then Start) or sign in again")
+            self.refresh()
+
+    def refresh(self) -> None:
+        """Exchange the current token for a fresh one (call with the lock held or alone)."""
+        body = self._send("POST", "/v1/auth/refresh", auth=True)
+        self._token = str(body["access_token"])
+        if self.token_file is not None:
+            write_token_file(self.token_file, self._token)
+
+    # -- requests ------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, *, json: Any = None,
+                params: dict[str, Any] | None = None) -> Any:
+        self.ensure_fresh()
+        return self._send(method, path, json=json, params=params, auth=True)
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.request("GET", path, params=params or None)
+
+    def post(self, path: str, body: Any = None) -> Any:
+        return self.request("POST", path, json=body)
+
+    def _send(self, method: str, path: str, *, json: Any = None,
+              params: dict[str, Any] | None = None, auth: bool) -> Any:
+        headers = {}
+        if auth:
+            if self._token is None:
+                raise Unauthenticated("no token: connect(url, token=...) or set "
+                                      "DPSANDBOX_TOKEN (the hub does this in a sandbox)")
+            headers["Authorization"] = f"Bearer {self._token}"
+        try:
+            response = self._http.request(method, path, json=json, params=params,
+                                          headers=headers)
+        except httpx.HTTPError as exc:
+            raise translate_transport_error(exc, self.url) from exc
+        if response.is_success:
+            try:
+                return response.json()
+            except ValueError as exc:
+                raise DPSandboxError(f"the gateway sent something that is not JSON for "
+                                     f"{method} {path}", status=response.status_code) from exc
+        raise error_from_response(response)
+
+    def close(self) -> None:
+        self._http.close()
