@@ -348,4 +348,22 @@ class AccessService:
         return self._view(request_id)
 
 
-__all__ = ["AccessService", "application_view", "auto_grant", "has_revoked_grant"]
+__all__ = ["AccessService", "application_view", "auto_grant", "has_revoked_grant", "trace"]
+
+
+def trace(conn: Connection, grant: Any) -> dict[str, Any]:
+    """From a grant back to the application and the decision behind it (for auditors)."""
+    if grant is None:
+        return {"grant": None, "application": None}
+    out: dict[str, Any] = {
+        "grant": {"id": grant.id, "user": grant.username, "org": grant.org,
+                  "created_by": grant.created_by, "created_at": grant.created_at,
+                  "status": grant.status, "revoked_by": grant.revoked_by,
+                  "revoked_at": grant.revoked_at},
+        "application": None,
+    }
+    if grant.request_id:
+        row = conn.execute(select(t.applications)
+                           .where(t.applications.c.id == grant.request_id)).first()
+        out["application"] = application_view(row) if row else None
+    return out

@@ -176,7 +176,7 @@ class QueryService:
         try:
             return self.ledger.usable_grant(conn, actor, rec.name)
         except GrantRequired:
-            if rec.policy.access != "open":
+            if rec.policy.access != "open" or access.has_revoked_grant(conn, actor, rec.name):
                 raise
         return access.auto_grant(conn, audit=self.audit, ledger=self.ledger, actor=actor, rec=rec)
 
@@ -189,7 +189,8 @@ class QueryService:
                       cached: Any) -> dict[str, Any]:
         result = json.loads(cached.result_json)
         self.audit.record(action="query", outcome="ok", actor=actor, dataset=prepared.dataset.name,
-                          grant_id=grant.id, query_id=cached.id, epsilon_units=0, delta_units=0,
+                          grant_id=grant.id, request_id=grant.request_id, query_id=cached.id,
+                          epsilon_units=0, delta_units=0,
                           detail={**prepared.audit_detail(), "cached": True,
                                   "result_sha256": result_hash(result["columns"], result["rows"])})
         rows = post_process(prepared.spec, result["columns"], result["rows"])
@@ -203,7 +204,7 @@ class QueryService:
             self._insert(conn, actor, prepared, grant.id, query_id, status="pending_review")
             self.audit.append(conn, action="query.submit", outcome="ok", actor=actor,
                               dataset=prepared.dataset.name, grant_id=grant.id, query_id=query_id,
-                              epsilon_units=0, delta_units=0,
+                              request_id=grant.request_id, epsilon_units=0, delta_units=0,
                               detail={**prepared.audit_detail(), "status": "pending_review",
                                       "request_id": grant.request_id})
         return self.get(actor, query_id)
@@ -238,7 +239,7 @@ class QueryService:
                     raise Conflict("this query was decided meanwhile")
             self.audit.append(conn, action="query.charge", outcome="ok",
                               actor=actor, dataset=prepared.dataset.name,
-                              grant_id=grant_id, query_id=query_id,
+                              grant_id=grant_id, query_id=query_id, request_id=grant.request_id,
                               epsilon_units=prepared.loss.epsilon_units,
                               delta_units=prepared.loss.delta_units,
                               detail={**prepared.audit_detail(), "request_id": grant.request_id,
@@ -263,7 +264,8 @@ class QueryService:
             row = conn.execute(select(t.queries).where(t.queries.c.id == query_id)).one()
             grant = conn.execute(select(t.grants).where(t.grants.c.id == row.grant_id)).one()
             self.audit.append(conn, action="query.release", outcome="ok", actor=actor,
-                              dataset=prepared.dataset.name, grant_id=row.grant_id, query_id=query_id,
+                              dataset=prepared.dataset.name, grant_id=row.grant_id,
+                              query_id=query_id, request_id=grant.request_id,
                               detail={"result_sha256": digest, "rows": len(release.rows),
                                       "reviewed_by": reviewer.username if reviewer else None})
         rows = post_process(prepared.spec, release.columns, release.rows)
@@ -315,10 +317,39 @@ class QueryService:
         return out
 
     def get(self, actor: Principal, query_id: str) -> dict[str, Any]:
+        """One query; admins and auditors also get its trace to the grant and the decision."""
         with self.store.read() as conn:
             row = self._row(conn, actor, query_id)
             grant = conn.execute(select(t.grants).where(t.grants.c.id == row.grant_id)).first()
-        return self.view(row, grant)
+            out = self.view(row, grant)
+            if actor.role in ("admin", "auditor"):
+                out["trace"] = access.trace(conn, grant)
+        if actor.role == "admin" and row.status == "pending_review":
+            out["review"] = self._review_preview(row, out["trace"])
+        return out
+
+    def _review_preview(self, row: Any, trace: dict[str, Any]) -> dict[str, Any]:
+        """What a reviewer weighs before releasing: cost and expected accuracy; spends nothing."""
+        application = trace.get("application") or {}
+        preview: dict[str, Any] = {
+            "epsilon": row.epsilon_units / 1e9, "delta": row.delta_units / DELTA_SCALE,
+            "purpose": application.get("purpose"), "accuracy": None, "problem": None,
+        }
+        try:
+            prepared = self.prepare(self._stored_request(row))
+            if prepared.dataset.version != row.dataset_version:
+                raise Conflict("the dataset changed since this query was submitted")
+            preview["accuracy"] = {"alpha": ALPHA, **self._plan(prepared).accuracy(ALPHA)}
+        except DomainError as exc:
+            preview["problem"] = exc.message
+        return preview
+
+    def _stored_request(self, row: Any) -> QueryRequest:
+        from gateway.services.specs import spec_from_json
+
+        return QueryRequest(spec=spec_from_json(json.loads(row.spec_json)),
+                            epsilon=row.epsilon_units / 1e9, delta=row.delta_units / DELTA_SCALE,
+                            sql=row.sql_text)
 
     def list(self, actor: Principal, *, status: str | None = None,
              dataset: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
@@ -339,12 +370,7 @@ class QueryService:
         next_state(QUERY_TRANSITIONS, row.status, action, "query")
         if row.username == actor.username:
             raise Forbidden("you cannot review your own query")
-        from gateway.services.specs import spec_from_json
-
-        request = QueryRequest(spec=spec_from_json(json.loads(row.spec_json)),
-                               epsilon=row.epsilon_units / 1e9, delta=row.delta_units / DELTA_SCALE,
-                               sql=row.sql_text)
-        prepared = self.prepare(request)
+        prepared = self.prepare(self._stored_request(row))
         if prepared.dataset.version != row.dataset_version:
             raise Conflict("the dataset changed since this query was submitted; reject it and "
                            "ask the analyst to resubmit")
@@ -380,8 +406,11 @@ class QueryService:
                     finished_at=iso(now()))).rowcount
                 if not updated:
                     raise Conflict("this query was decided meanwhile")
+                request_id = conn.execute(select(t.grants.c.request_id)
+                                          .where(t.grants.c.id == row.grant_id)).scalar()
                 self.audit.append(conn, action="query.review", outcome="ok", actor=actor,
                                   dataset=row.dataset, grant_id=row.grant_id, query_id=query_id,
+                                  request_id=request_id,
                                   epsilon_units=0, delta_units=0,
                                   detail={"decision": "rejected", "note": note,
                                           "analyst": row.username})
