@@ -111,8 +111,7 @@ class Catalog:
             else:
                 conn.execute(insert(t.datasets).values(name=name, epsilon_spent_units=0, **values))
             self.audit.append(conn, action="dataset.register", outcome="ok", actor=actor,
-                              dataset=name, detail={"version": digest, "rows": frame.height,
-                                                    "access": policy.access,
+                              dataset=name, detail={"version": digest, "access": policy.access,
                                                     "replaced": existing.version if existing else None})
         return self.record(name)
 
