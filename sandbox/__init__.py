@@ -7,16 +7,18 @@ client but not the hub) imports only what it has.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 __all__ = ["connect"]
 
 
 def __getattr__(name: str) -> Any:
-    if name.startswith("_"):
+    if name.startswith("_") or name == "hub":
         raise AttributeError(name)
-    from sandbox import client
-
+    client = importlib.import_module("sandbox.client")
+    if name == "client":
+        return client
     try:
         return getattr(client, name)
     except AttributeError:

@@ -123,8 +123,9 @@ class Dataset:
         return frame
 
     def request_access(self, *, purpose: str, epsilon: float | None = None,
-                       days: int | None = None) -> dict[str, Any]:
-        return self._gw.request_access(self.name, purpose=purpose, epsilon=epsilon, days=days)
+                       days: int | None = None, org_grant: bool = False) -> dict[str, Any]:
+        return self._gw.request_access(self.name, purpose=purpose, epsilon=epsilon, days=days,
+                                       org_grant=org_grant)
 
     def preview(self, *, epsilon: float, delta: float | None = None, count: bool = False,
                 sum: Columns = None, mean: Columns = None, quantile: Quantiles = None,

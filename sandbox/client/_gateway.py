@@ -112,9 +112,14 @@ class Gateway:
     # -- applications and grants ----------------------------------------------------------
 
     def request_access(self, dataset: str, *, purpose: str, epsilon: float | None = None,
-                       days: int | None = None) -> dict[str, Any]:
-        """Apply for a grant on a dataset; an admin decides (open data: at once)."""
+                       days: int | None = None, org_grant: bool = False) -> dict[str, Any]:
+        """Apply for a grant on a dataset; an admin decides (open data: at once).
+
+        ``org_grant=True`` (enterprise accounts) asks for one budget shared by your org.
+        """
         body: dict[str, Any] = {"dataset": dataset, "purpose": purpose}
+        if org_grant:
+            body["org_grant"] = True
         if epsilon is not None:
             body["epsilon"] = epsilon
         if days is not None:
