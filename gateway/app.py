@@ -18,6 +18,7 @@ from gateway.api.routes import audit, auth, datasets, grants, queries, requests,
 from gateway.bootstrap import Services, bootstrap
 from gateway.domain.errors import InvalidRequest
 from gateway.settings import Settings
+from gateway.web import router as console_router
 
 
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
 
     for module in (auth, users, datasets, grants, queries, requests, audit):
         app.include_router(module.router, prefix="/v1")
+    app.include_router(console_router)  # the web console under /console (gateway/web)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

@@ -1,0 +1,177 @@
+"""Turning a page's data into HTML: the Jinja environment, the error page, the route class.
+
+Every console route is a :class:`ConsoleRoute`: whatever a route raises becomes a page,
+not the API's JSON. A domain error (forbidden, not found, conflict, ...) renders a
+friendly page with its code, message and the contract's status, and is audited as a
+refusal; an expired or missing session sends the browser to the sign-in page.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.routing import APIRoute
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from starlette.concurrency import run_in_threadpool
+
+from gateway.domain.errors import STATUS_BY_CODE, DomainError, Unauthenticated
+from gateway.services.common import Principal
+
+log = logging.getLogger(__name__)
+HERE = Path(__file__).resolve().parent
+LOGIN_PATH = "/console/login"
+SESSION_COOKIE = "dps_console"
+
+# No inline scripts or styles, nothing from elsewhere, no framing (clickjacking).
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+}
+
+ERROR_TITLES = {
+    "unauthenticated": "Please sign in",
+    "forbidden": "Not allowed",
+    "grant_required": "No grant",
+    "grant_expired": "Grant expired",
+    "not_found": "Not found",
+    "invalid_request": "Something in the form is not right",
+    "unsupported_query": "Unsupported query",
+    "conflict": "This was changed meanwhile",
+    "budget_exhausted": "Budget exhausted",
+    "internal": "Internal error",
+}
+
+
+def number(value: Any, digits: int = 4) -> str:
+    """A budget or statistic for people: at most ``digits`` decimals, no trailing zeros."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, int) or float(value).is_integer():
+        return f"{int(value):,}"
+    text = f"{value:,.{digits}f}".rstrip("0").rstrip(".")
+    return text if text not in ("-0", "") else "0"
+
+
+def when(value: str | None) -> str:
+    """An ISO time from the store as ``2026-11-26 14:03 UTC``."""
+    if not value:
+        return "–"
+    try:
+        return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M UTC")
+    except ValueError:
+        return value
+
+
+def short(value: str | None) -> str:
+    return value[:8] if value else "–"
+
+
+def percent(part: float | None, whole: float | None) -> float:
+    if not whole or part is None:
+        return 0.0
+    return max(0.0, min(100.0, 100.0 * part / whole))
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(HERE / "templates"),
+        autoescape=select_autoescape(["html"]),
+        undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+    )
+    env.filters.update(number=number, when=when, short=short)
+    env.globals.update(percent=percent, quote=quote)
+    return env
+
+
+ENV = _environment()
+
+
+def page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    """Render a console page with what every page shows (who is signed in, the CSRF token)."""
+    session = getattr(request.state, "console", None)
+    me: Principal | None = session.principal if session else None
+    services = request.app.state.services
+    html = ENV.get_template(template).render(
+        request=request, path=request.url.path, me=me, csrf=session.csrf if session else "",
+        hub_url=services.settings.hub_url, notice=context.pop("notice", None), **context,
+    )
+    return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def error_page(request: Request, code: str, message: str, status: int) -> HTMLResponse:
+    return page(request, "error.html", status=status, code=code, message=message,
+                title=ERROR_TITLES.get(code, "Error"))
+
+
+def to_login(request: Request, message: str) -> Response:
+    target = request.url.path
+    if request.method == "GET" and request.url.query:
+        target += "?" + request.url.query
+    location = f"{LOGIN_PATH}?next={quote(target, safe='')}&reason={quote(message[:120])}"
+    response = RedirectResponse(location, status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/console")
+    return response
+
+
+def _audit_refusal(request: Request, exc: DomainError) -> None:
+    if exc.audited:
+        return
+    session = getattr(request.state, "console", None)
+    route = request.scope.get("route")
+    action = f"console {request.method} {getattr(route, 'path', request.url.path)}"[:48]
+    try:
+        request.app.state.services.audit.denied(
+            session.principal if session else None, action, exc,
+            detail={"path": request.url.path[:200]})
+    except Exception:  # an audit failure must not hide the refusal itself
+        log.exception("could not audit a refused console request")
+
+
+def validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        field = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query"))
+        parts.append(f"{field or 'form'}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or "the form could not be read"
+
+
+class ConsoleRoute(APIRoute):
+    """An API route whose failures are pages (and carry the console's security headers)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        inner = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            try:
+                response = await inner(request)
+            except Unauthenticated as exc:
+                response = to_login(request, exc.message)
+            except DomainError as exc:
+                await run_in_threadpool(_audit_refusal, request, exc)
+                response = error_page(request, exc.code, exc.message,
+                                      STATUS_BY_CODE.get(exc.code, 500))
+            except RequestValidationError as exc:
+                response = error_page(request, "invalid_request", validation_message(exc), 422)
+            except Exception:  # a page that says "bug", never a traceback
+                log.exception("unexpected error on %s %s", request.method, request.url.path)
+                response = error_page(request, "internal", "internal error: this is a bug in "
+                                      "dp-sandbox and has been logged; nothing was released", 500)
+            response.headers.update(SECURITY_HEADERS)
+            return response
+
+        return handler

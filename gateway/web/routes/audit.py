@@ -1,0 +1,61 @@
+"""Auditors: the log with filters and paging, its verification, entries, exports, charts."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request, Response
+
+from gateway.api.deps import ServicesDep
+from gateway.domain.errors import NotFound
+from gateway.services.audit import AuditFilter
+from gateway.web.charts import spend_charts
+from gateway.web.render import ConsoleRoute, page
+from gateway.web.session import AuditorUser, AuditReader
+from gateway.web.views import audit_log
+
+router = APIRouter(prefix="/console", route_class=ConsoleRoute)
+Text = Annotated[str | None, Query(max_length=64)]
+PAGE_SIZE = 50
+
+
+@router.get("/audit")
+def log_page(
+    request: Request, actor: AuditReader, svc: ServicesDep,
+    actor_name: Annotated[str | None, Query(alias="actor", max_length=64)] = None,
+    dataset: Text = None, action: Text = None,
+    outcome: Literal["", "ok", "denied", "error"] = "", since: Text = None, until: Text = None,
+    query_id: Text = None, grant_id: Text = None, request_id: Text = None,
+    page_number: Annotated[int, Query(alias="page", ge=1, le=1_000_000)] = 1,
+) -> Response:
+    flt = AuditFilter(actor=actor_name or None, dataset=dataset or None, action=action or None,
+                      outcome=outcome or None, since=since or None, until=until or None,
+                      query_id=query_id or None, grant_id=grant_id or None,
+                      request_id=request_id or None)
+    return page(request, "audit_log.html", title="Audit log",
+                **audit_log(svc, flt, page=page_number, size=PAGE_SIZE))
+
+
+@router.get("/audit/entries/{seq}")
+def entry(seq: int, request: Request, actor: AuditReader, svc: ServicesDep) -> Response:
+    found = svc.audit.entry(seq)
+    if found is None:
+        raise NotFound(f"no audit entry {seq}")
+    return page(request, "audit_entry.html", title=f"Audit entry {seq}", entry=found)
+
+
+@router.get("/audit/export.{fmt}")
+def export(fmt: Literal["csv", "jsonl"], actor: AuditorUser, svc: ServicesDep) -> Response:
+    body = svc.audit.export(fmt)
+    svc.audit.record(action="audit.export", outcome="ok", actor=actor,
+                     detail={"format": fmt, "via": "console"})
+    media = "text/csv" if fmt == "csv" else "application/x-ndjson"
+    return Response(body, media_type=media, headers={
+        "Content-Disposition": f'attachment; filename="dpsandbox-audit.{fmt}"',
+        "Cache-Control": "no-store"})
+
+
+@router.get("/audit/charts")
+def charts(request: Request, actor: AuditReader, svc: ServicesDep) -> Response:
+    return page(request, "audit_charts.html", title="Privacy budget spent",
+                charts=spend_charts(svc.audit))

@@ -1,0 +1,96 @@
+"""Signing in and out, the landing page for each role, the stylesheet."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Query, Request, Response
+from fastapi.responses import FileResponse, RedirectResponse
+from starlette.concurrency import run_in_threadpool
+
+from gateway.api.deps import ServicesDep
+from gateway.domain.errors import NotFound, Unauthenticated
+from gateway.web.render import HERE, ConsoleRoute, page
+from gateway.web.session import (
+    FormUser,
+    Session,
+    check_login_csrf,
+    end_session,
+    login_csrf,
+    remember_login_csrf,
+    start_session,
+)
+from gateway.web.views import admin_overview, analyst_overview
+
+router = APIRouter(prefix="/console", route_class=ConsoleRoute)
+STATIC = HERE / "static"
+STATIC_FILES = {"console.css": "text/css"}
+
+
+def safe_next(target: str | None) -> str:
+    """Only ever redirect inside the console (no open redirect to another site)."""
+    if target and target.startswith("/console") and not target.startswith("//") \
+            and "\\" not in target and "\n" not in target:
+        return target
+    return "/console"
+
+
+@router.get("/login")
+def login_form(request: Request, svc: ServicesDep,
+               next: Annotated[str | None, Query(max_length=500)] = None,
+               reason: Annotated[str | None, Query(max_length=200)] = None) -> Response:
+    token = login_csrf(request)
+    response = page(request, "login.html", title="Sign in", next=safe_next(next), reason=reason,
+                    failed=None, username="", login_csrf=token)
+    remember_login_csrf(request, response, svc, token)
+    return response
+
+
+@router.post("/login")
+async def login(
+    request: Request, svc: ServicesDep,
+    username: Annotated[str, Form(max_length=64)], password: Annotated[str, Form(max_length=1024)],
+    csrf_token: Annotated[str, Form(max_length=128)] = "",
+    next: Annotated[str, Form(max_length=500)] = "/console",
+) -> Response:
+    check_login_csrf(request, csrf_token)
+    try:
+        token = await run_in_threadpool(svc.users.login, username, password)
+    except Unauthenticated as exc:
+        return page(request, "login.html", status=401, title="Sign in", next=safe_next(next),
+                    reason=None, failed=exc.message, username=username[:64],
+                    login_csrf=csrf_token)
+    response = RedirectResponse(safe_next(next), status_code=303)
+    start_session(request, response, svc, token["access_token"], int(token["expires_in"]))
+    return response
+
+
+@router.post("/logout")
+def logout(actor: FormUser, svc: ServicesDep) -> Response:
+    svc.audit.record(action="auth.logout", outcome="ok", actor=actor, detail={"via": "console"})
+    response = RedirectResponse("/console/login?reason=signed+out", status_code=303)
+    end_session(response)
+    return response
+
+
+@router.get("")
+@router.get("/")
+def home(request: Request, session: Session, svc: ServicesDep) -> Response:
+    actor = session.principal
+    if actor.role == "auditor":
+        return RedirectResponse("/console/audit", status_code=303)
+    if actor.role == "admin":
+        return page(request, "admin_home.html", title="Overview", **admin_overview(svc, actor))
+    return page(request, "mine.html", title="My work", **analyst_overview(svc, actor))
+
+
+@router.get("/static/{name}", include_in_schema=False)
+def static(name: str) -> Response:
+    if name not in STATIC_FILES:
+        raise NotFound(f"no file {name}")
+    return FileResponse(STATIC / name, media_type=STATIC_FILES[name],
+                        headers={"Cache-Control": "max-age=300"})
+
+
+def not_found(request: Request, rest: str) -> Any:
+    raise NotFound(f"there is no console page at /console/{rest[:100]}")

@@ -1,0 +1,40 @@
+"""One application, grant or query, for whoever may see it (the services decide who).
+
+These pages link to each other along query -> grant -> application -> decision, and to
+the audit entries about each; analysts reach only their own (others are "not found").
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from gateway.api.deps import ServicesDep
+from gateway.web.render import ConsoleRoute, page
+from gateway.web.routes.admin import back, notice
+from gateway.web.session import ConsoleUser, FormUser
+
+router = APIRouter(prefix="/console", route_class=ConsoleRoute)
+
+
+@router.get("/applications/{request_id}")
+def application(request_id: str, request: Request, actor: ConsoleUser,
+                svc: ServicesDep) -> Response:
+    found = svc.access.get(actor, request_id)
+    return page(request, "application.html", title="Application", application=found,
+                notice=notice(request))
+
+
+@router.post("/applications/{request_id}/withdraw")
+def withdraw(request_id: str, actor: FormUser, svc: ServicesDep) -> Response:
+    svc.access.withdraw(actor, request_id)
+    return back(f"/console/applications/{request_id}", "withdrawn")
+
+
+@router.get("/grants/{grant_id}")
+def grant(grant_id: str, request: Request, actor: ConsoleUser, svc: ServicesDep) -> Response:
+    return page(request, "grant.html", title="Grant", grant=svc.ledger.get(actor, grant_id))
+
+
+@router.get("/queries/{query_id}")
+def query(query_id: str, request: Request, actor: ConsoleUser, svc: ServicesDep) -> Response:
+    return page(request, "query.html", title="Query", query=svc.queries.get(actor, query_id))

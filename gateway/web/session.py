@@ -1,0 +1,143 @@
+"""The console's session: a JWT in an HttpOnly cookie, and CSRF tokens for its forms.
+
+The cookie holds the same token ``POST /v1/auth/token`` returns; every request verifies
+it and re-reads the account (a disabled account or a changed role ends the session). A
+form's CSRF token is an HMAC of the session's token id (``jti``) under a console secret
+kept in the private state directory, so it is bound to one sign-in and cannot be forged
+by another site. The sign-in form itself, before any session, uses a random
+double-submit cookie.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, Form, Request, Response
+
+from gateway.adapters.auth import TokenClaims, load_or_create_secret
+from gateway.api.deps import ServicesDep
+from gateway.bootstrap import Services
+from gateway.domain.errors import Forbidden, Unauthenticated
+from gateway.services.common import Principal
+from gateway.web.render import SESSION_COOKIE
+
+LOGIN_CSRF_COOKIE = "dps_console_login"
+COOKIE_PATH = "/console"
+
+
+class CsrfRefused(Forbidden):
+    """A form without this session's CSRF token: another site may be posting it."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this form was refused because it did not carry this session's security token "
+            "(CSRF check). Nothing was changed. Go back, reload the page and send it again.")
+
+
+@dataclass(frozen=True)
+class ConsoleSession:
+    principal: Principal
+    claims: TokenClaims
+    csrf: str
+
+
+@lru_cache(maxsize=8)
+def _console_key(state_dir: Path) -> bytes:
+    return load_or_create_secret(state_dir, "console_secret").encode()
+
+
+def csrf_for(services: Services, jti: str) -> str:
+    key = _console_key(services.settings.state_dir)
+    return hmac.new(key, f"csrf:{jti}".encode(), hashlib.sha256).hexdigest()
+
+
+def is_secure(request: Request, services: Services) -> bool:
+    return services.settings.cookie_secure or request.url.scheme == "https"
+
+
+def start_session(request: Request, response: Response, services: Services, token: str,
+                  ttl: int) -> None:
+    # Lax, not Strict: the hub's link to /console is a top-level navigation that should
+    # keep the session; every state change is a POST that also needs the CSRF token.
+    response.set_cookie(SESSION_COOKIE, token, max_age=ttl, path=COOKIE_PATH, httponly=True,
+                        samesite="lax", secure=is_secure(request, services))
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path=COOKIE_PATH)
+
+
+def end_session(response: Response) -> None:
+    response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH)
+
+
+def login_csrf(request: Request) -> str:
+    """The sign-in form's token: the browser's double-submit cookie, or a fresh one."""
+    return request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(24)
+
+
+def remember_login_csrf(request: Request, response: Response, services: Services,
+                        token: str) -> None:
+    response.set_cookie(LOGIN_CSRF_COOKIE, token, max_age=3600, path=COOKIE_PATH, httponly=True,
+                        samesite="strict", secure=is_secure(request, services))
+
+
+def check_login_csrf(request: Request, sent: str) -> None:
+    expected = request.cookies.get(LOGIN_CSRF_COOKIE)
+    if not expected or not sent or not hmac.compare_digest(expected, sent):
+        raise CsrfRefused()
+
+
+def read_session(request: Request, services: ServicesDep) -> ConsoleSession:
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        raise Unauthenticated("please sign in")
+    try:
+        claims = services.tokens.verify(token)
+    except Unauthenticated as exc:
+        raise Unauthenticated("your session has ended; please sign in again") from exc
+    if claims.scope != "full":
+        raise Unauthenticated("a sandbox token cannot open the console; please sign in")
+    principal = services.users.principal(claims)
+    session = ConsoleSession(principal, claims, csrf_for(services, claims.jti))
+    request.state.console = session
+    return session
+
+
+Session = Annotated[ConsoleSession, Depends(read_session)]
+
+
+def console_user(session: Session) -> Principal:
+    return session.principal
+
+
+def form_user(session: Session, csrf_token: Annotated[str, Form(max_length=128)] = "") -> Principal:
+    """The signed-in user of a POSTed form, once its CSRF token matches the session's."""
+    if not csrf_token or not hmac.compare_digest(csrf_token, session.csrf):
+        raise CsrfRefused()
+    return session.principal
+
+
+def admin_user(actor: Annotated[Principal, Depends(console_user)]) -> Principal:
+    actor.require("admin", full_scope=True)
+    return actor
+
+
+def audit_reader(actor: Annotated[Principal, Depends(console_user)]) -> Principal:
+    actor.require("auditor", "admin", full_scope=True)
+    return actor
+
+
+def auditor_user(actor: Annotated[Principal, Depends(console_user)]) -> Principal:
+    actor.require("auditor", full_scope=True)
+    return actor
+
+
+ConsoleUser = Annotated[Principal, Depends(console_user)]
+FormUser = Annotated[Principal, Depends(form_user)]
+AdminUser = Annotated[Principal, Depends(admin_user)]
+AuditReader = Annotated[Principal, Depends(audit_reader)]
+AuditorUser = Annotated[Principal, Depends(auditor_user)]
