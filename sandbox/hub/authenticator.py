@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 from jupyterhub.auth import Authenticator
 from tornado import web
 from traitlets import Float, List, Unicode, default
@@ -65,8 +66,11 @@ class GatewayAuthenticator(Authenticator):
         # default lowercasing would break the mapping back to the gateway account.
         return self.username_map.get(username, username)
 
+    # Tests put an httpx.MockTransport here; None means the network.
+    http_transport: httpx.AsyncBaseTransport | None = None
+
     def _client(self) -> GatewayClient:
-        return GatewayClient(self.gateway_url, timeout=self.request_timeout)
+        return GatewayClient(self.gateway_url, timeout=self.request_timeout, transport=self.http_transport)
 
     async def authenticate(self, handler: web.RequestHandler, data: dict[str, str]) -> dict[str, Any] | None:
         username = (data.get("username") or "").strip()

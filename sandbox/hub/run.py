@@ -62,7 +62,14 @@ def hub_environment(
 
 
 def _die_with_parent() -> None:
-    """preexec_fn: the hub gets SIGTERM (and cleans up) if its launcher dies."""
+    """preexec_fn: the hub gets SIGTERM (and cleans up) if its launcher dies.
+
+    Also undo an inherited "ignore SIGINT" (a launcher started in the background
+    by a shell has one): the hub's services would keep it and ignore the hub's
+    SIGINT at shutdown, delaying it by their whole interrupt timeout.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
     try:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):

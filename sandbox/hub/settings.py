@@ -45,8 +45,11 @@ class HubSettings:
 
     @property
     def hub_secret_file(self) -> Path:
-        """Written by the gateway on first start; lets the hub ask for sandbox tokens."""
-        return self.home / "state" / "hub_secret"
+        """Written by the gateway on first start; lets the hub ask for sandbox tokens.
+
+        ``DPSANDBOX_HUB_SECRET_FILE`` points elsewhere (a container secret, say).
+        """
+        return Path(_env("DPSANDBOX_HUB_SECRET_FILE", str(self.home / "state" / "hub_secret")))
 
     @property
     def console_url(self) -> str:

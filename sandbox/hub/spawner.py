@@ -37,9 +37,9 @@ from jupyterhub.utils import random_port
 from traitlets import Bool, CaselessStrEnum, Integer, List, Unicode, default
 
 from .cgroups import CgroupLimits, CgroupUnavailable, SandboxCgroup
-from .gateway_api import GatewayClient, GatewayError
 from .isolation import SandboxLayout, bwrap_command, children_of, system_username
-from .settings import HubSettings, read_hub_secret
+from .settings import HubSettings
+from .tokens import SandboxTokenError, sandbox_token_for
 
 __all__ = ["SandboxSpawner"]
 
@@ -164,7 +164,9 @@ class SandboxSpawner(LocalProcessSpawner):
 
     @default("hub_secret_file")
     def _hub_secret_file_default(self) -> str:
-        return str(Path(self.dpsandbox_home) / "state" / "hub_secret")
+        return os.environ.get("DPSANDBOX_HUB_SECRET_FILE") or str(
+            Path(self.dpsandbox_home) / "state" / "hub_secret"
+        )
 
     @default("cmd")
     def _cmd_default(self) -> list[str]:
@@ -288,17 +290,14 @@ class SandboxSpawner(LocalProcessSpawner):
         return args
 
     async def _fetch_sandbox_token(self) -> str:
-        secret = read_hub_secret(Path(self.hub_secret_file))
-        if not secret:
-            raise SandboxError(
-                f"No hub secret: neither DPSANDBOX_HUB_SECRET nor {self.hub_secret_file} "
-                "(the gateway writes it on first start). Is the gateway running?"
-            )
         try:
-            token = await GatewayClient(self.gateway_url).sandbox_token(self.user.name, secret)
-        except GatewayError as exc:
-            raise SandboxError(f"Could not get a sandbox token from the gateway: {exc}") from exc
-        return token.access_token
+            return await sandbox_token_for(
+                self.user.name,
+                gateway_url=self.gateway_url,
+                hub_secret_file=Path(self.hub_secret_file),
+            )
+        except SandboxTokenError as exc:
+            raise SandboxError(str(exc)) from exc
 
     # ------------------------------------------------------------------ isolation
 
@@ -365,6 +364,8 @@ class SandboxSpawner(LocalProcessSpawner):
         setuid = set_user_setuid(name, chdir=False) if self.as_root else None
 
         def preexec() -> None:
+            # Kernels must get interrupts even when the hub was started ignoring them.
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
             if join is not None:
                 join()
             if setuid is not None:

@@ -56,20 +56,27 @@ class HubBrowser:
         headers = {"X-XSRFToken": self._xsrf(), **kwargs.pop("headers", {})}
         return self.http.request(method, f"/hub/api{path}", headers=headers, **kwargs)
 
-    def start_server(self, timeout: float = 90) -> dict[str, Any]:
-        """Start the analyst's server and wait until it is ready; return the user model."""
+    def request_server(self) -> None:
+        """Ask the hub to start the analyst's server (returns before it is ready)."""
         response = self.api("POST", f"/users/{self.username}/server", json={})
         assert response.status_code in (201, 202), response.text
+
+    def wait_ready(self, timeout: float = 90) -> dict[str, Any]:
+        """Wait until the analyst's server is ready; return the user model."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             model = self.api("GET", f"/users/{self.username}").json()
             server = model.get("servers", {}).get("", {})
             if server.get("ready"):
                 return model
-            if not server.get("pending") and not server:
-                raise AssertionError(f"spawn failed: {model}")
-            time.sleep(0.5)
+            if not server:
+                raise AssertionError(f"spawn of {self.username} failed: {model}")
+            time.sleep(0.3)
         raise AssertionError(f"server of {self.username} not ready after {timeout}s")
+
+    def start_server(self, timeout: float = 90) -> dict[str, Any]:
+        self.request_server()
+        return self.wait_ready(timeout)
 
     def stop_server(self, timeout: float = 60) -> None:
         response = self.api("DELETE", f"/users/{self.username}/server")

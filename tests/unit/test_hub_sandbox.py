@@ -1,0 +1,241 @@
+"""The hub's building blocks without a hub: names, bubblewrap lines, cgroups, gateway login."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+from tornado import web
+
+from sandbox.hub import build_env
+from sandbox.hub.authenticator import GatewayAuthenticator
+from sandbox.hub.cgroups import CgroupLimits, CgroupUnavailable, SandboxCgroup
+from sandbox.hub.gateway_api import (
+    GatewayClient,
+    GatewayRefused,
+    GatewayUnavailable,
+    InvalidCredentials,
+    Token,
+)
+from sandbox.hub.isolation import SandboxLayout, bwrap_command, children_of, system_username
+
+# -- system user names -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["alice", "bob_2", "x-y"])
+def test_safe_names_map_to_prefix_plus_name(name: str) -> None:
+    assert system_username(name) == f"dps-{name}"
+
+
+@pytest.mark.parametrize(
+    "name", ["Alice", "a.b", "名前", "a" * 40, "bob-1a2b3c4d", "-x", "ali ce", "../../etc"]
+)
+def test_other_names_get_a_safe_hashed_account(name: str) -> None:
+    account = system_username(name)
+    assert len(account) <= 32
+    assert account.startswith("dps-")
+    assert all(ch.isascii() and (ch.isalnum() or ch in "-_") for ch in account)
+    assert account == system_username(name)  # stable across restarts
+
+
+def test_distinct_hub_names_never_share_an_account() -> None:
+    names = ["Alice", "alice", "a.lice", "a-lice", "a" * 40, "a" * 41, "bob", "bob-" + "0" * 8]
+    assert len({system_username(n) for n in names}) == len(names)
+
+
+def test_a_prefix_that_is_not_a_login_name_is_refused() -> None:
+    with pytest.raises(ValueError, match="prefix"):
+        system_username("alice", prefix="1bad/")
+
+
+# -- bubblewrap ----------------------------------------------------------------------
+
+
+def test_bwrap_command_hides_secrets_and_binds_only_the_own_home(tmp_path: Path) -> None:
+    gateway_home = tmp_path / "gw"
+    (gateway_home / "state").mkdir(parents=True)
+    secret = gateway_home / "state" / "hub_secret"
+    secret.write_text("s")
+    other_secret = tmp_path / "token"
+    other_secret.write_text("t")
+    home = tmp_path / "home"
+    home.mkdir()
+    layout = SandboxLayout(
+        home=home,
+        sandbox_home=Path("/home/dps-alice"),
+        hidden=[gateway_home, secret, other_secret, tmp_path / "missing"],
+        private_tmp=(),  # tmp_path itself lives in /tmp
+    )
+    cmd = bwrap_command("/usr/bin/bwrap", layout, ["jupyterhub-singleuser", "--x"])
+    line = " ".join(cmd)
+    assert cmd[:5] == ["/usr/bin/bwrap", "--ro-bind", "/", "/", "--dev"]
+    assert f"--tmpfs {gateway_home} --remount-ro {gateway_home}" in line
+    assert str(secret) not in line  # already under a hidden directory
+    assert f"--ro-bind /dev/null {other_secret}" in line
+    assert "missing" not in line
+    assert "--tmpfs /home" in line and "--tmpfs /root" in line
+    assert f"--bind {home} /home/dps-alice" in line
+    for flag in ("--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent"):
+        assert flag in cmd
+    assert "--share-net" not in cmd and "--unshare-net" not in cmd  # the gateway is on loopback
+    assert cmd[-3:] == ["--", "jupyterhub-singleuser", "--x"]
+    # The own home is bound after /home was emptied, or it would be hidden too.
+    assert line.index("--tmpfs /home") < line.index(f"--bind {home}")
+
+
+def test_tmp_is_private_and_what_lies_under_it_needs_no_extra_mount(tmp_path: Path) -> None:
+    layout = SandboxLayout(home=tmp_path, sandbox_home=Path("/home/dps-a"), hidden=[tmp_path])
+    line = " ".join(bwrap_command("bwrap", layout, ["true"]))
+    assert "--tmpfs /tmp" in line and "--tmpfs /var/tmp" in line
+    assert f"--tmpfs {tmp_path}" not in line
+
+
+def test_children_of_reads_the_process_tree(tmp_path: Path) -> None:
+    for pid, ppid, comm in [(10, 1, "bwrap"), (11, 10, "b) w (rap"), (12, 11, "python"), (13, 10, "x")]:
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "stat").write_text(f"{pid} ({comm}) S {ppid} 1 1 0 -1\n")
+    (tmp_path / "self").mkdir()
+    assert children_of(10, tmp_path) == [11, 13]
+    assert children_of(11, tmp_path) == [12]
+    assert children_of(12, tmp_path) == []
+
+
+# -- cgroups -------------------------------------------------------------------------
+
+
+def fake_cgroup_root(root: Path) -> Path:
+    for controller in ("memory", "cpu", "pids"):
+        (root / controller).mkdir(parents=True)
+        (root / controller / "tasks").write_text("")
+    return root
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the cgroup code refuses to run without root")
+def test_cgroup_setup_writes_the_limits(tmp_path: Path) -> None:
+    cgroup = SandboxCgroup("dps-alice", root=fake_cgroup_root(tmp_path))
+    applied = cgroup.setup(CgroupLimits(memory_bytes=2**30, cpus=1.5, pids=100))
+    assert applied == ["memory=1024M", "cpu=1.5", "pids=100"]
+    group = tmp_path / "memory" / "dpsandbox" / "dps-alice"
+    assert (group / "memory.limit_in_bytes").read_text() == str(2**30)
+    assert (tmp_path / "cpu/dpsandbox/dps-alice/cpu.cfs_quota_us").read_text() == "150000"
+    assert (tmp_path / "pids/dpsandbox/dps-alice/pids.max").read_text() == "100"
+
+
+def test_cgroup_v2_is_reported_not_half_applied(tmp_path: Path) -> None:
+    (tmp_path / "cgroup.controllers").write_text("memory cpu pids")
+    with pytest.raises(CgroupUnavailable):
+        SandboxCgroup("dps-alice", root=tmp_path).setup(CgroupLimits(memory_bytes=2**30))
+    assert not (tmp_path / "memory").exists()
+
+
+# -- the gateway client and the authenticator ----------------------------------------
+
+
+def fake_gateway(users: dict[str, tuple[str, str]]) -> httpx.MockTransport:
+    """Users: name -> (password, role). Tokens are 'tok-<name>'."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/auth/token":
+            body = json.loads(request.content)
+            known = users.get(body["username"])
+            if known is None or known[0] != body["password"]:
+                return httpx.Response(
+                    401, json={"error": {"code": "unauthenticated", "message": "bad login"}}
+                )
+            return httpx.Response(200, json={"access_token": f"tok-{body['username']}", "expires_in": 60})
+        if request.url.path == "/v1/me":
+            name = request.headers["Authorization"].removeprefix("Bearer tok-")
+            return httpx.Response(200, json={"username": name, "role": users[name][1], "org": None})
+        return httpx.Response(404, json={"error": {"code": "not_found", "message": "no"}})
+
+    return httpx.MockTransport(handle)
+
+
+def authenticator(users: dict[str, tuple[str, str]]) -> GatewayAuthenticator:
+    auth = GatewayAuthenticator(gateway_url="http://gw.test")
+    auth.http_transport = fake_gateway(users)
+    return auth
+
+
+USERS = {"alice": ("pw-alice", "researcher"), "acme1": ("pw-acme", "enterprise"),
+         "root1": ("pw-root", "admin"), "audit1": ("pw-audit", "auditor")}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["alice", "acme1"])
+def test_analysts_log_in_with_their_gateway_name(name: str) -> None:
+    auth = authenticator(USERS)
+    result = asyncio.run(auth.authenticate(None, {"username": name, "password": USERS[name][0]}))
+    assert result == {"name": name}
+
+
+def test_wrong_password_or_empty_form_is_a_plain_failure() -> None:
+    auth = authenticator(USERS)
+    assert asyncio.run(auth.authenticate(None, {"username": "alice", "password": "nope"})) is None
+    assert asyncio.run(auth.authenticate(None, {"username": "alice", "password": ""})) is None
+
+
+@pytest.mark.parametrize("name", ["root1", "audit1"])
+def test_admins_and_auditors_are_sent_to_the_console(name: str) -> None:
+    auth = authenticator(USERS)
+    with pytest.raises(web.HTTPError) as caught:
+        asyncio.run(auth.authenticate(None, {"username": name, "password": USERS[name][0]}))
+    assert caught.value.status_code == 403
+    assert "http://gw.test/console" in str(caught.value.log_message)
+
+
+def test_an_unreachable_gateway_says_so() -> None:
+    def down(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    auth = GatewayAuthenticator(gateway_url="http://gw.test")
+    auth.http_transport = httpx.MockTransport(down)
+    with pytest.raises(web.HTTPError) as caught:
+        asyncio.run(auth.authenticate(None, {"username": "alice", "password": "pw-alice"}))
+    assert caught.value.status_code == 503
+
+
+def test_usernames_are_not_lowercased() -> None:
+    assert authenticator(USERS).normalize_username("Alice") == "Alice"
+
+
+def test_gateway_client_translates_errors() -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        codes = {"/v1/auth/sandbox-token": 401, "/v1/me": 500}
+        status = codes.get(request.url.path, 403)
+        return httpx.Response(status, json={"error": {"code": "forbidden", "message": "m"}})
+
+    client = GatewayClient("http://gw.test", transport=httpx.MockTransport(handle))
+    with pytest.raises(InvalidCredentials):
+        asyncio.run(client.sandbox_token("alice", "wrong"))
+    with pytest.raises(GatewayUnavailable):
+        asyncio.run(client.me(Token("t", 60)))
+    with pytest.raises(GatewayRefused) as caught:
+        asyncio.run(client.login("a", "b"))
+    assert caught.value.code == "forbidden"
+
+
+# -- the sandbox environment build ---------------------------------------------------
+
+
+def test_constraints_drop_pins_the_system_python_cannot_install(tmp_path: Path) -> None:
+    lock = tmp_path / "requirements.lock"
+    lock.write_text("pandas==3.1.1\nsoupsieve==4.1.3\nrich==15.0.0\n")
+    kept = build_env._sandbox_constraints(lock).split()
+    assert kept == ["pandas==3.1.1", "rich==15.0.0"]
+
+
+def test_client_sources_exclude_the_hub(tmp_path: Path) -> None:
+    (tmp_path / "sandbox" / "client").mkdir(parents=True)
+    (tmp_path / "sandbox" / "hub").mkdir()
+    (tmp_path / "sandbox" / "__init__.py").write_text("")
+    (tmp_path / "sandbox" / "client" / "__init__.py").write_text("")
+    (tmp_path / "sandbox" / "hub" / "spawner.py").write_text("")
+    sources = {p.relative_to(tmp_path).as_posix() for p in build_env._client_sources(tmp_path)}
+    assert sources == {"sandbox/__init__.py", "sandbox/client/__init__.py"}
+    before = build_env._client_hash(tmp_path)
+    (tmp_path / "sandbox" / "client" / "__init__.py").write_text("x = 1")
+    assert build_env._client_hash(tmp_path) != before
