@@ -27,6 +27,7 @@ from sandbox.client._session import (
     read_token_file,
     token_claims,
 )
+from sandbox.client._spec import check_loss
 
 URL_ENV = "DPSANDBOX_GATEWAY_URL"
 TOKEN_ENV = "DPSANDBOX_TOKEN"  # noqa: S105 - a variable name, not a secret
@@ -150,12 +151,14 @@ class Gateway:
     def sql(self, text: str, *, epsilon: float, delta: float | None = None, wait: bool = True,
             timeout: float | None = DEFAULT_TIMEOUT) -> DPResult | PendingQuery:
         """A DP SQL query: ``SELECT agg, ... FROM dataset [WHERE ...] [GROUP BY ...]``."""
+        check_loss(epsilon, delta)
         body: dict[str, Any] = {"sql": text, "epsilon": epsilon}
         if delta is not None:
             body["delta"] = delta
         return self._run(body, group_by=(), wait=wait, timeout=timeout)
 
     def preview_sql(self, text: str, *, epsilon: float, delta: float | None = None) -> Preview:
+        check_loss(epsilon, delta)
         body: dict[str, Any] = {"sql": text, "epsilon": epsilon}
         if delta is not None:
             body["delta"] = delta

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -61,9 +62,20 @@ def build_select(*, count: bool = False, sum: Columns = None, mean: Columns = No
     return out
 
 
+def check_loss(epsilon: float, delta: float | None) -> None:
+    """Refuse a loss that cannot be sent (NaN, infinite) before anything is sent."""
+    if isinstance(epsilon, bool) or not isinstance(epsilon, int | float) \
+            or not math.isfinite(epsilon) or epsilon <= 0:
+        raise ValueError(f"epsilon must be a positive finite number, got {epsilon!r}")
+    if delta is not None and (isinstance(delta, bool) or not isinstance(delta, int | float)
+                              or not math.isfinite(delta) or delta < 0):
+        raise ValueError(f"delta must be a finite number >= 0, got {delta!r}")
+
+
 def query_body(dataset: str, *, select: list[dict[str, Any]], where: Where = None,
                group_by: Columns = None, order_by: Any = None, limit: int | None = None,
                epsilon: float, delta: float | None = None) -> dict[str, Any]:
+    check_loss(epsilon, delta)
     body: dict[str, Any] = {"dataset": dataset, "select": select,
                             "where": normalize_where(where), "group_by": as_list(group_by),
                             "epsilon": epsilon}

@@ -1,0 +1,153 @@
+"""Every scenario notebook runs to the end in a real kernel against a live gateway.
+
+The kernel gets only what a sandbox gets: ``DPSANDBOX_GATEWAY_URL`` and a sandbox-scoped
+``DPSANDBOX_TOKEN`` (issued the way the hub asks for one).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from tests.api.test_client import LiveGateway, live_gateway
+from tests.conftest import ADMIN
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATES = ROOT / "notebooks_templates"
+pytestmark = pytest.mark.xdist_group("notebooks")
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory,
+         demo_files: dict[str, Path]) -> Iterator[LiveGateway]:
+    with live_gateway(tmp_path_factory.mktemp("home"), demo_files) as gateway:
+        yield gateway
+
+
+def run_notebook(name: str, live: LiveGateway, user: str, workdir: Path) -> Any:
+    notebook = nbformat.read(TEMPLATES / name, as_version=4)
+    assert all(not c.get("outputs") for c in notebook.cells if c.cell_type == "code"), \
+        f"{name} is committed with outputs; regenerate it with make_templates.py"
+    env = {**os.environ, "DPSANDBOX_GATEWAY_URL": live.url,
+           "DPSANDBOX_TOKEN": live.sandbox_token(user),
+           "DPSANDBOX_TOKEN_FILE": str(workdir / ".dpsandbox_token"),
+           "PYTHONPATH": str(ROOT)}
+    env.pop("MPLBACKEND", None)  # the kernel's inline backend puts plots in the outputs
+    NotebookClient(notebook, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(workdir)}}).execute(env=env)
+    errors = [o for c in notebook.cells for o in c.get("outputs", [])
+              if o.get("output_type") == "error"]
+    assert not errors, errors
+    return notebook
+
+
+def text_of(notebook: Any) -> str:
+    parts = []
+    for cell in notebook.cells:
+        for out in cell.get("outputs", []):
+            parts.append(out.get("text", ""))
+            parts.append(json.dumps(out.get("data", {}).get("text/plain", "")))
+    return "\n".join(parts)
+
+
+def images_in(notebook: Any) -> int:
+    return sum("image/png" in out.get("data", {})
+               for cell in notebook.cells for out in cell.get("outputs", []))
+
+
+def audit(live: LiveGateway, **filters: str) -> list[dict[str, Any]]:
+    query = "&".join(f"{k}={v}" for k, v in filters.items())
+    return list(live.admin("GET", f"/v1/audit?page_size=500&{query}")["entries"])
+
+
+def test_templates_are_current() -> None:
+    """The committed .ipynb files are what make_templates.py writes."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_templates",
+                                                  TEMPLATES / "make_templates.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for name, cells in module.TEMPLATES.items():
+        committed = nbformat.read(TEMPLATES / name, as_version=4)
+        assert [c.source for c in committed.cells] == [c.source for c in cells], name
+
+
+def test_getting_started(live: LiveGateway, tmp_path: Path) -> None:
+    notebook = run_notebook("01_getting_started.ipynb", live, "ron", tmp_path)
+    out = text_of(notebook)
+    assert "not yet:" in out  # the conditional dataset refused a query before approval
+    applications = [a for a in live.admin("GET", "/v1/requests")
+                    if a["applicant"] == "ron" and a["dataset"] == "flights"]
+    assert [a["status"] for a in applications] == ["pending"]
+    assert audit(live, actor="ron", action="catalog.dummy")
+    released = audit(live, actor="ron", action="query.release", dataset="exam")
+    assert len(released) == 1 and released[0]["outcome"] == "ok"
+    assert not audit(live, actor="ron", action="query.release", dataset="flights")
+
+
+def test_transport_delays(live: LiveGateway, tmp_path: Path) -> None:
+    grant = live.services.ledger.give(ADMIN, user="rita", org=None, dataset="flights",
+                                      epsilon=3.0, delta=None, days=30)
+    notebook = run_notebook("02_transport_delays.ipynb", live, "rita", tmp_path)
+    assert images_in(notebook) >= 2  # the monthly plot and the histogram
+    released = audit(live, actor="rita", action="query.release", dataset="flights")
+    assert len(released) == 5 and all(e["outcome"] == "ok" for e in released)
+    after = live.admin("GET", f"/v1/grants/{grant['id']}")
+    assert after["epsilon_spent"] == pytest.approx(1.8)
+    monthly = live.admin("GET", f"/v1/queries/{released[0]['query_id']}")
+    assert monthly["status"] == "released" and monthly["user"] == "rita"
+
+
+def test_education_preview(live: LiveGateway, tmp_path: Path) -> None:
+    notebook = run_notebook("03_education_preview.ipynb", live, "rita", tmp_path)
+    out = text_of(notebook)
+    assert "spending epsilon" in out and images_in(notebook) >= 2
+    previews = audit(live, actor="rita", action="query.preview", dataset="exam")
+    assert len(previews) >= 8  # the epsilon search spent nothing
+    released = audit(live, actor="rita", action="query.release", dataset="exam")
+    assert len(released) == 2
+    grant = next(g for g in live.admin("GET", "/v1/grants")
+                 if g["user"] == "rita" and g["dataset"] == "exam")
+    charged = sum(float(e["epsilon"] or 0) for e in audit(
+        live, actor="rita", action="query.charge", dataset="exam"))
+    assert grant["epsilon_spent"] == pytest.approx(charged) and charged < 2.0
+
+
+def test_credit_risk_restricted(live: LiveGateway, tmp_path: Path) -> None:
+    live.services.ledger.give(ADMIN, user="erin", org=None, dataset="credit", epsilon=3.0,
+                              delta=None, days=30)
+    stop = threading.Event()
+    reviewed: list[str] = []
+
+    def reviewer() -> None:  # an admin releasing held queries while the notebook waits
+        while not stop.wait(0.3):
+            for query in live.admin("GET", "/v1/queries?status=pending_review&dataset=credit"):
+                live.admin("POST", f"/v1/queries/{query['id']}/release", {"note": "ok"})
+                reviewed.append(query["id"])
+
+    thread = threading.Thread(target=reviewer, daemon=True)
+    thread.start()
+    try:
+        notebook = run_notebook("04_credit_risk_restricted.ipynb", live, "erin", tmp_path)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert len(reviewed) == 3 and images_in(notebook) >= 1
+    assert "pending_review" in text_of(notebook)
+    for query_id in reviewed:
+        query = live.admin("GET", f"/v1/queries/{query_id}")
+        assert query["status"] == "released" and query["user"] == "erin"
+        assert query["reviewed_by"] == "root_admin" and query["rows"]
+    submitted = audit(live, actor="erin", action="query.submit", dataset="credit")
+    released = audit(live, actor="erin", action="query.release", dataset="credit")
+    assert len(submitted) == 3 and len(released) == 3
