@@ -105,9 +105,7 @@ def _checked_text(text: object) -> str:
     if not isinstance(text, str):
         raise InvalidRequest("sql must be a string")
     if len(text) > MAX_SQL_CHARS:
-        raise InvalidRequest(
-            f"sql is {len(text)} characters long; at most {MAX_SQL_CHARS} accepted"
-        )
+        raise InvalidRequest(f"sql is {len(text)} characters long; at most {MAX_SQL_CHARS} accepted")
     if not text.strip():
         raise InvalidRequest("sql is empty; send one SELECT statement")
     return text
@@ -134,11 +132,8 @@ def _parse_error_message(exc: ParseError) -> str:
     description = re.sub(
         r"<class '[\w.]*?(\w+)'>", lambda m: m.group(1).upper(), str(first.get("description"))
     )
-    near = first.get("highlight")
-    return (
-        f"SQL syntax error at line {first.get('line')}, column {first.get('col')}: {description}"
-        + (f" (near {near!r})" if near else "")
-    )
+    near = f" (near {first['highlight']!r})" if first.get("highlight") else ""
+    return f"SQL syntax error at line {first.get('line')}, column {first.get('col')}: {description}{near}"
 
 
 def _token_error_message(text: str, exc: TokenError) -> str:
@@ -176,9 +171,7 @@ def _single_select(statements: list[exp.Expr]) -> exp.Select:
     if isinstance(statement, exp.Subquery):
         raise UnsupportedQuery(f"{_SUBQUERY}; remove the outer parentheses")
     if not isinstance(statement, exp.Select):
-        raise UnsupportedQuery(
-            f"only SELECT statements are accepted, not {_statement_kind(statement)}"
-        )
+        raise UnsupportedQuery(f"only SELECT statements are accepted, not {_statement_kind(statement)}")
     return statement
 
 
@@ -254,9 +247,7 @@ def _column(node: exp.Expr | None, scope: _Scope) -> str:
     if not isinstance(node, exp.Column):
         raise UnsupportedQuery(f"expected a column name, not {_snippet(node)}")
     if isinstance(node.this, exp.Star):
-        raise UnsupportedQuery(
-            f"SELECT * is not supported; list aggregates ({SUPPORTED_AGGREGATES})"
-        )
+        raise UnsupportedQuery(f"SELECT * is not supported; list aggregates ({SUPPORTED_AGGREGATES})")
     if node.args.get("db") or node.args.get("catalog"):
         raise UnsupportedQuery(f"column {_snippet(node)}: write the column name alone")
     _only_args(node, {"this", "table"}, "a column")
@@ -307,16 +298,13 @@ def _group_by(select: exp.Select, scope: _Scope) -> tuple[str, ...]:
         item = _unparen(item)
         if not isinstance(item, exp.Column):
             raise UnsupportedQuery(
-                f"GROUP BY {_snippet(item)}: GROUP BY takes column names, not positions or "
-                "expressions"
+                f"GROUP BY {_snippet(item)}: GROUP BY takes column names, not positions or expressions"
             )
         names.append(_column(item, scope))
     return tuple(names)
 
 
-def _select_list(
-    select: exp.Select, group_by: tuple[str, ...], scope: _Scope
-) -> tuple[Aggregate, ...]:
+def _select_list(select: exp.Select, group_by: tuple[str, ...], scope: _Scope) -> tuple[Aggregate, ...]:
     aggregates: list[Aggregate] = []
     keys: list[str] = []
     for item in select.expressions:
@@ -334,8 +322,7 @@ def _select_list(
         raise InvalidRequest(f"output column named twice: {', '.join(twice)}")
     if not aggregates:
         raise UnsupportedQuery(
-            f"SELECT needs at least one aggregate ({SUPPORTED_AGGREGATES}); "
-            "group keys alone are not released"
+            f"SELECT needs at least one aggregate ({SUPPORTED_AGGREGATES}); group keys alone are not released"
         )
     return tuple(aggregates)
 
@@ -349,9 +336,7 @@ def _alias(node: exp.Alias) -> str:
     return alias
 
 
-def _group_key(
-    node: exp.Column, alias: str | None, group_by: tuple[str, ...], scope: _Scope
-) -> str:
+def _group_key(node: exp.Column, alias: str | None, group_by: tuple[str, ...], scope: _Scope) -> str:
     name = _column(node, scope)
     if name not in group_by:
         raise UnsupportedQuery(
@@ -398,8 +383,7 @@ def _quantile(node: exp.Expr, scope: _Scope) -> _Built:
     q_node = node.args.get("quantile") or node.args.get("expression")
     if q_node is None:
         raise UnsupportedQuery(
-            f"{_snippet(node)}: write PERCENTILE_CONT(q) WITHIN GROUP (ORDER BY col) "
-            "or QUANTILE(col, q)"
+            f"{_snippet(node)}: write PERCENTILE_CONT(q) WITHIN GROUP (ORDER BY col) or QUANTILE(col, q)"
         )
     _only_args(node, {"this", "quantile", "expression"}, "a quantile")
     return "quantile", _aggregate_column(node, scope), _fraction(q_node)
@@ -544,9 +528,7 @@ def _filter(node: exp.Expr, scope: _Scope) -> Filter:
 def _comparison(node: exp.Expr, op: str, scope: _Scope) -> Filter:
     left, right = _unparen(node.this), _unparen(node.expression)
     if isinstance(left, exp.Column) and isinstance(right, exp.Column):
-        raise UnsupportedQuery(
-            f"{_snippet(node)} compares two columns; compare a column with a constant"
-        )
+        raise UnsupportedQuery(f"{_snippet(node)} compares two columns; compare a column with a constant")
     if isinstance(right, exp.Column):  # 5 < month  ->  month > 5
         left, right, op = right, left, _FLIPPED[op]
     if not isinstance(left, exp.Column):
@@ -603,9 +585,7 @@ def _literal(node: exp.Expr | None) -> str | int | float | bool:
         )
     if isinstance(node, exp.Subquery | exp.Query):
         raise UnsupportedQuery(_SUBQUERY)
-    raise UnsupportedQuery(
-        f"{_snippet(node)} is not a constant; write a number, a 'string', TRUE or FALSE"
-    )
+    raise UnsupportedQuery(f"{_snippet(node)} is not a constant; write a number, a 'string', TRUE or FALSE")
 
 
 def _number(text: str) -> int | float:

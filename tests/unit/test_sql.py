@@ -183,8 +183,7 @@ def test_sql_compiles_to_the_structured_spec(sql: str, structured: dict[str, Any
 
 def test_output_columns_are_group_keys_then_aggregates() -> None:
     spec = compile_sql(
-        "SELECT COUNT(*) AS n, origin, AVG(dep_delay), MEDIAN(air_time) FROM flights "
-        "GROUP BY origin"
+        "SELECT COUNT(*) AS n, origin, AVG(dep_delay), MEDIAN(air_time) FROM flights GROUP BY origin"
     )
     assert spec.output_columns == ["origin", "n", "mean_dep_delay", "quantile_air_time_0.5"]
 
@@ -467,9 +466,7 @@ REFUSED: list[tuple[str, type[InvalidRequest], tuple[str, ...]]] = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("sql", "error", "fragments"), REFUSED, ids=[s[:70] for s, _, _ in REFUSED]
-)
+@pytest.mark.parametrize(("sql", "error", "fragments"), REFUSED, ids=[s[:70] for s, _, _ in REFUSED])
 def test_refused_with_a_clear_message(
     sql: str, error: type[InvalidRequest], fragments: tuple[str, ...]
 ) -> None:
@@ -671,9 +668,7 @@ def _sql_value(value: object) -> str:
 def _generated(draw: st.DrawFn) -> tuple[str, QuerySpec]:
     """A query drawn from the supported grammar, with the spec it must compile to."""
     aggregates = []
-    for i, agg in enumerate(
-        draw(st.lists(st.sampled_from(list(_AGG_SQL)), min_size=1, max_size=4))
-    ):
+    for i, agg in enumerate(draw(st.lists(st.sampled_from(list(_AGG_SQL)), min_size=1, max_size=4))):
         column = None if agg == "count" and draw(st.booleans()) else draw(_NAMES)
         q = draw(st.sampled_from([0.1, 0.5, 0.95])) if agg == "quantile" else None
         aggregates.append(Aggregate(agg, column, q=q, alias=f"out{i}"))
@@ -693,15 +688,11 @@ def _generated(draw: st.DrawFn) -> tuple[str, QuerySpec]:
 
 
 def _render(spec: QuerySpec) -> str:
-    items = list(spec.group_by) + [
-        f"{_AGG_SQL[a.agg](a.column, a.q)} AS {a.alias}" for a in spec.select
-    ]
+    items = list(spec.group_by) + [f"{_AGG_SQL[a.agg](a.column, a.q)} AS {a.alias}" for a in spec.select]
     conditions = []
     for f in spec.where:
         if f.op == "between":
-            conditions.append(
-                f"{f.column} BETWEEN {_sql_value(f.value[0])} AND {_sql_value(f.value[1])}"
-            )
+            conditions.append(f"{f.column} BETWEEN {_sql_value(f.value[0])} AND {_sql_value(f.value[1])}")
         elif f.op == "in":
             conditions.append(f"{f.column} IN ({', '.join(map(_sql_value, f.value))})")
         else:
