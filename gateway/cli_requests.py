@@ -1,0 +1,135 @@
+"""``dpsandbox requests list|show ID|approve ID|reject ID``: decide data-use applications.
+
+The commands act as ``cli:<os user>`` (role admin) through the same AccessService as the
+API and the web console, so the same rules hold (never raise epsilon or days, a note for
+every change and every rejection) and every decision is audited.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from rich.table import Table
+
+from gateway.domain.workflow import APPLICATION_TRANSITIONS
+
+LIST_COLUMNS = ["id", "status", "applicant", "org", "dataset", "epsilon", "days", "created_at",
+                "decided_by"]
+
+
+def _access() -> Any:
+    from gateway.cli import _services
+
+    return _services().access
+
+
+def _print_table(rows: list[dict[str, Any]], columns: list[str], title: str) -> None:
+    from gateway.cli import console
+
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+    console.print(table)
+
+
+def _print_application(app: dict[str, Any]) -> None:
+    from gateway.cli import console
+
+    table = Table(title=f"application {app['id']}", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    for key in ("status", "applicant", "org", "dataset", "purpose", "epsilon", "days",
+                "auto_approved", "created_at", "decided_by", "decided_at", "note", "grant_id"):
+        table.add_row(key, "" if app.get(key) is None else str(app[key]))
+    console.print(table)
+    grant = app.get("grant")
+    if grant:
+        console.print(f"grant {grant['id']}: epsilon {grant['epsilon_total']:g} "
+                      f"(spent {grant['epsilon_spent']:g}) until {grant['expires_at']}, "
+                      f"{grant['status']}")
+
+
+def _print_context(ctx: dict[str, Any]) -> None:
+    from gateway.cli import console
+
+    who = ctx["applicant"]
+    console.print(f"applicant [bold]{who['username']}[/bold]: {who['role']}"
+                  + (f" of {who['org']}" if who["org"] else "")
+                  + (" (disabled)" if who["disabled"] else ""))
+    ds = ctx["dataset"]
+    console.print(f"dataset {ds['name']} ({ds['access']}): epsilon spent {ds['epsilon_spent']:g} "
+                  f"of cap {ds['dataset_epsilon_cap']:g}; max per grant "
+                  f"{ds['max_epsilon_per_grant']:g}; {ds['active_grants']} active grants")
+    _print_table(ctx["past_applications"], ["id", "dataset", "status", "epsilon", "days",
+                                            "decided_by", "note"], "past applications")
+    _print_table(ctx["grants"], ["id", "dataset", "user", "org", "epsilon_total",
+                                 "epsilon_spent", "expires_at", "status"], "grants")
+    _print_table(ctx["recent_queries"], ["id", "user", "status", "epsilon", "created_at"],
+                 f"recent queries on {ds['name']}")
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from gateway.cli import cli_actor
+
+    rows = _access().list(cli_actor(), status=args.status)
+    _print_table(rows, LIST_COLUMNS, f"applications ({args.status or 'all'})")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from gateway.cli import cli_actor
+
+    app = _access().get(cli_actor(), args.id)
+    _print_application(app)
+    if "context" in app:
+        _print_context(app["context"])
+    return 0
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    from gateway.cli import cli_actor, console
+
+    app = _access().approve(cli_actor(), args.id, epsilon=args.epsilon, days=args.days,
+                            note=args.note)
+    grant = app["grant"]
+    console.print(f"approved {app['id']} for {grant['org'] or grant['user']}: grant "
+                  f"{grant['id']}, epsilon {grant['epsilon_total']:g} on {grant['dataset']} "
+                  f"until {grant['expires_at']}")
+    return 0
+
+
+def cmd_reject(args: argparse.Namespace) -> int:
+    from gateway.cli import cli_actor, console
+
+    app = _access().reject(cli_actor(), args.id, note=args.note)
+    console.print(f"rejected {app['id']} of {app['applicant']} on {app['dataset']}")
+    return 0
+
+
+def add_request_commands(subparsers: Any) -> None:
+    """Add ``requests`` to the ``dpsandbox`` parser (called by gateway.cli.build_parser)."""
+    requests = subparsers.add_parser("requests", help="data-use applications")
+    actions = requests.add_subparsers(dest="action", required=True)
+
+    listing = actions.add_parser("list", help="applications, newest first")
+    listing.add_argument("--status", choices=list(APPLICATION_TRANSITIONS))
+    listing.set_defaults(func=cmd_list)
+
+    show = actions.add_parser("show", help="one application and what a decision needs")
+    show.add_argument("id")
+    show.set_defaults(func=cmd_show)
+
+    approve = actions.add_parser("approve", help="approve, perhaps for less; creates the grant")
+    approve.add_argument("id")
+    approve.add_argument("--epsilon", type=float, help="at most what was asked for")
+    approve.add_argument("--days", type=int, help="at most what was asked for")
+    approve.add_argument("--note", required=True, help="why (shown to the applicant)")
+    approve.set_defaults(func=cmd_approve)
+
+    reject = actions.add_parser("reject", help="reject, saying why")
+    reject.add_argument("id")
+    reject.add_argument("--note", required=True, help="why (shown to the applicant)")
+    reject.set_defaults(func=cmd_reject)
