@@ -19,6 +19,7 @@ they match the structured API's names; whether they exist is the caller's check
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Callable
@@ -31,6 +32,9 @@ from sqlglot.errors import ParseError, TokenError
 
 from gateway.domain.errors import InvalidRequest, UnsupportedQuery
 from gateway.domain.query import Aggregate, Filter, QuerySpec
+
+# sqlglot logs unparsable statements (analysts' text) at WARNING; keep it out of the logs.
+logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
 __all__ = ["DIALECT", "MAX_FILTERS", "MAX_LIMIT", "MAX_NESTING", "MAX_SQL_CHARS", "compile_sql"]
 

@@ -89,10 +89,7 @@ class QueryBody(Body):
 
     def to_request(self) -> QueryRequest:
         if self.sql is not None:
-            from gateway.adapters.sql import compile_sql
-
-            return QueryRequest(spec=compile_sql(self.sql), epsilon=self.epsilon,
-                                delta=self.delta, sql=self.sql)
+            return QueryRequest(spec=None, epsilon=self.epsilon, delta=self.delta, sql=self.sql)
         spec = SpecBody(dataset=self.dataset or "", select=self.select or [], where=self.where,
                         group_by=self.group_by, order_by=self.order_by,
                         limit=self.limit).to_spec()

@@ -26,6 +26,7 @@ MAX_GROUP_BY = 3
 MAX_IN_VALUES = 1000
 MAX_BINS = 200
 MAX_PUBLIC_INT_KEYS = 1000
+MAX_FILTER_MAGNITUDE = 2**53
 
 
 class ColumnView(Protocol):
@@ -63,7 +64,8 @@ class Aggregate:
         if self.agg != "count" and not self.column:
             raise InvalidRequest(f"aggregate {self.agg} needs a column")
         if self.agg == "quantile":
-            if self.q is None or not isinstance(self.q, int | float) or not 0 <= self.q <= 1:
+            if (self.q is None or isinstance(self.q, bool) or not isinstance(self.q, int | float)
+                    or not 0 <= self.q <= 1):
                 raise InvalidRequest(f"quantile needs q between 0 and 1, got {self.q!r}")
         elif self.q is not None:
             raise InvalidRequest(f"q is only for quantile, not {self.agg}")
@@ -100,7 +102,8 @@ def _check_bins(bins: tuple[float, ...] | None) -> None:
     if len(bins) > MAX_BINS + 1:
         raise InvalidRequest(f"histogram takes at most {MAX_BINS} bins")
     for edge in bins:
-        if isinstance(edge, bool) or not isinstance(edge, int | float) or not math.isfinite(edge):
+        if (isinstance(edge, bool) or not isinstance(edge, int | float)
+                or abs(edge) > MAX_FILTER_MAGNITUDE or not math.isfinite(edge)):
             raise InvalidRequest(f"histogram bin edges must be finite numbers, got {edge!r}")
     if any(b >= a for a, b in zip(bins[1:], bins[:-1], strict=False)):
         raise InvalidRequest("histogram bin edges must be strictly increasing")
@@ -280,8 +283,11 @@ def _check_filter(flt: Filter, col: Any) -> None:
                 raise InvalidRequest(
                     f"filter on {flt.column} ({col.type}) needs numbers, got {value!r}"
                 )
-            if not math.isfinite(value):
+            if isinstance(value, float) and not math.isfinite(value):
                 raise InvalidRequest(f"filter on {flt.column} needs finite numbers")
+            if abs(value) > MAX_FILTER_MAGNITUDE:
+                raise InvalidRequest(f"filter values must be at most {MAX_FILTER_MAGNITUDE:.0e} "
+                                     "in magnitude")
         if col.type == "bool" and not isinstance(value, bool):
             raise InvalidRequest(f"filter on {flt.column} (bool) needs true/false, got {value!r}")
     if col.type == "str" and flt.op in ("<", "<=", ">", ">=", "between"):

@@ -9,13 +9,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, and_, insert, select, update
 
 from gateway.adapters import tables as t
 from gateway.adapters.db import Store
+from gateway.adapters.sql import compile_sql
 from gateway.domain.audit import canonical_json
 from gateway.domain.budget import DELTA_SCALE, Budget
 from gateway.domain.errors import (
@@ -54,9 +55,10 @@ class Engine(Protocol):
 
 @dataclass(frozen=True)
 class QueryRequest:
-    """A validated request body: a spec (from JSON or compiled SQL) and the loss asked for."""
+    """A request body: a structured spec or DP SQL (compiled in :meth:`QueryService.prepare`,
+    so a refused SQL text is audited too), and the loss asked for."""
 
-    spec: QuerySpec
+    spec: QuerySpec | None
     epsilon: Any
     delta: Any = None
     sql: str | None = None
@@ -71,6 +73,7 @@ class Prepared:
 
     @property
     def spec(self) -> QuerySpec:
+        assert self.request.spec is not None  # prepare() always compiles
         return self.request.spec
 
     def audit_detail(self) -> dict[str, Any]:
@@ -102,10 +105,14 @@ class QueryService:
     # -- preparing -----------------------------------------------------------------------
 
     def prepare(self, request: QueryRequest) -> Prepared:
-        rec = self.catalog.record(request.spec.dataset)
-        validate(request.spec, rec.policy)
-        loss = resolve_loss(request.spec, rec.policy, epsilon=request.epsilon, delta=request.delta)
-        return Prepared(request, rec, loss, query_key(request.spec, loss, rec.version))
+        if request.spec is None:
+            request = replace(request, spec=compile_sql(request.sql or ""))
+        spec = request.spec
+        assert spec is not None
+        rec = self.catalog.record(spec.dataset)
+        validate(spec, rec.policy)
+        loss = resolve_loss(spec, rec.policy, epsilon=request.epsilon, delta=request.delta)
+        return Prepared(request, rec, loss, query_key(spec, loss, rec.version))
 
     def _plan(self, prepared: Prepared) -> Plan:
         rec = prepared.dataset
@@ -114,11 +121,13 @@ class QueryService:
 
     def _denied(self, actor: Principal, action: str, exc: DomainError, request: QueryRequest,
                 **fields: Any) -> None:
-        detail: dict[str, Any] = {"spec": request.spec.to_json()}
+        detail: dict[str, Any] = {}
+        if request.spec is not None:
+            detail["spec"] = request.spec.to_json()
         if request.sql is not None:
             detail["sql"] = request.sql
-        self.audit.denied(actor, action, exc, dataset=request.spec.dataset[:63], detail=detail,
-                          **fields)
+        dataset = request.spec.dataset[:63] if request.spec is not None else None
+        self.audit.denied(actor, action, exc, dataset=dataset, detail=detail, **fields)
 
     def preview(self, actor: Principal, request: QueryRequest) -> dict[str, Any]:
         try:

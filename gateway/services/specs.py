@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
 
 from gateway.domain.errors import InvalidRequest
 from gateway.domain.query import Aggregate, Filter, QuerySpec
 
-Scalar = str | int | float | bool
+Scalar = StrictStr | StrictInt | StrictFloat | StrictBool
 
 
 class _Body(BaseModel):
@@ -19,7 +19,7 @@ class _Body(BaseModel):
 class AggregateBody(_Body):
     agg: str
     column: str | None = None
-    q: float | None = None
+    q: StrictFloat | StrictInt | None = None
     bins: list[float] | None = None
     alias: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 

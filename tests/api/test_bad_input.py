@@ -124,3 +124,23 @@ def test_no_grant_and_unknown_route(gateway_env: GatewayEnv) -> None:
     resp = env.post("ron", "/v1/queries", {**OK, "dataset": "flights", "epsilon": 0.1})
     assert resp.status_code == 403 and resp.json()["error"]["code"] == "grant_required"
     assert env.get("ron", "/v1/nothing-here").json()["error"]["code"] == "not_found"
+
+
+def test_huge_numbers_and_boolean_quantiles_are_refused(gateway_env: GatewayEnv) -> None:
+    env = gateway_env
+    huge = env.post("rita", "/v1/queries", q(where=[{"column": "month", "op": "=",
+                                                     "value": 10**400}]))
+    assert huge.status_code == 422 and huge.json()["error"]["code"] == "invalid_request"
+    boolean_q = env.post("rita", "/v1/queries", q(select=[{"agg": "quantile",
+                                                           "column": "air_time", "q": True}]))
+    assert boolean_q.status_code == 422
+
+
+def test_refused_sql_is_audited_with_its_text(gateway_env: GatewayEnv) -> None:
+    env = gateway_env
+    sql = "SELECT COUNT(*) FROM flights a JOIN flights b ON a.day = b.day"
+    resp = env.post("rita", "/v1/queries", {"sql": sql, "epsilon": 0.1})
+    assert resp.status_code == 422 and resp.json()["error"]["code"] == "unsupported_query"
+    entries, _ = env.services.audit.page(AuditFilter(actor="rita", action="query",
+                                                     outcome="denied"), page=1, size=1)
+    assert entries[0]["detail"]["sql"] == sql
