@@ -38,6 +38,9 @@ from gateway.services.catalog import Catalog, DatasetRecord
 from gateway.services.common import SYSTEM, Principal, eps_text, iso, new_id, now
 from gateway.services.grants import DEFAULT_GRANT_DAYS, Ledger, default_delta_total, grant_view
 
+__all__ = ["AccessService", "application_view", "auto_grant", "has_revoked_grant", "trace"]
+
+WHAT = "data-use application"  # in messages: "cannot approve a data-use application ..."
 MIN_PURPOSE = 20
 MAX_PURPOSE = 4000
 CONTEXT_ROWS = 20
@@ -176,7 +179,7 @@ class AccessService:
             actor.require("researcher", "enterprise")
             with self.store.write() as conn:
                 row = self._visible_row(conn, actor, request_id)
-                state = next_state(APPLICATION_TRANSITIONS, row.status, "withdraw", "application")
+                state = next_state(APPLICATION_TRANSITIONS, row.status, "withdraw", WHAT)
                 self._set_status(conn, row, state, decided_by=actor.username, note=None)
                 self.audit.append(conn, action="request.withdraw", outcome="ok", actor=actor,
                                   dataset=row.dataset, request_id=row.id)
@@ -277,7 +280,7 @@ class AccessService:
         actor.require("admin", full_scope=True)
         row = self._visible_row(conn, actor, request_id)
         check_not_own(actor=actor.username, owner=row.applicant, what="application")
-        return row, next_state(APPLICATION_TRANSITIONS, row.status, action, "application")
+        return row, next_state(APPLICATION_TRANSITIONS, row.status, action, WHAT)
 
     def _set_status(self, conn: Connection, row: Any, status: str, *, decided_by: str,
                     note: str | None, grant_id: str | None = None) -> None:
@@ -347,8 +350,6 @@ class AccessService:
                                   detail={"applicant": row.applicant, "note": note})
         return self._view(request_id)
 
-
-__all__ = ["AccessService", "application_view", "auto_grant", "has_revoked_grant", "trace"]
 
 
 def trace(conn: Connection, grant: Any) -> dict[str, Any]:
