@@ -37,7 +37,7 @@ system-packages:
 	fi
 
 sandbox-env: install system-packages
-	$(BIN)/python -m sandbox.hub.build_env --target $(SANDBOX_ENV)
+	$(BIN)/python -m sandbox.hub.build_env --prefix $(SANDBOX_ENV)
 
 demo: install system-packages sandbox-env
 	$(BIN)/dpsandbox demo
