@@ -126,9 +126,11 @@ def chart(key: str, title: str, items: list[Charge], by: str) -> Chart:
         out.series.append(Series(name, COLOURS[index], DASHES[index], " ".join(points),
                                  running, len(mine)))
     out.y_ticks = [(y(Decimal(str(top * k / 4))), f"{top * k / 4:g}") for k in range(5)]
-    out.x_ticks = [(x(start + (end - start) * k / 3),
-                    datetime.fromtimestamp(start + (end - start) * k / 3, tz=items[0].at.tzinfo)
-                    .strftime("%m-%d %H:%M")) for k in range(4)]
+    span = end - start
+    fmt = "%H:%M:%S" if span < 3 * 3600 else "%m-%d %H:%M" if span < 4 * 86400 else "%Y-%m-%d"
+    out.x_ticks = [(x(start + span * k / 3),
+                    datetime.fromtimestamp(start + span * k / 3, tz=items[0].at.tzinfo)
+                    .strftime(fmt)) for k in range(4)]
     out.description = (f"Cumulative epsilon charged per {by} from {items[0].at:%Y-%m-%d %H:%M} "
                        f"to {items[-1].at:%Y-%m-%d %H:%M} UTC; the largest is "
                        f"{shown[0]} with {totals[shown[0]]:f}.")

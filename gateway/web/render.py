@@ -118,11 +118,13 @@ def error_page(request: Request, code: str, message: str, status: int) -> HTMLRe
                 title=ERROR_TITLES.get(code, "Error"))
 
 
-def to_login(request: Request, message: str) -> Response:
-    target = request.url.path
+def to_login(request: Request, *, ended: bool) -> Response:
+    """Send the browser to sign in, and back here afterwards (a code, never free text)."""
+    target = request.url.path if request.method == "GET" else "/console"
     if request.method == "GET" and request.url.query:
         target += "?" + request.url.query
-    location = f"{LOGIN_PATH}?next={quote(target, safe='')}&reason={quote(message[:120])}"
+    reason = "ended" if ended else "required"
+    location = f"{LOGIN_PATH}?next={quote(target, safe='')}&reason={reason}"
     response = RedirectResponse(location, status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/console")
     return response
@@ -159,8 +161,8 @@ class ConsoleRoute(APIRoute):
         async def handler(request: Request) -> Response:
             try:
                 response = await inner(request)
-            except Unauthenticated as exc:
-                response = to_login(request, exc.message)
+            except Unauthenticated:
+                response = to_login(request, ended=SESSION_COOKIE in request.cookies)
             except DomainError as exc:
                 await run_in_threadpool(_audit_refusal, request, exc)
                 response = error_page(request, exc.code, exc.message,

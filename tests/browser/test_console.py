@@ -8,11 +8,12 @@ from typing import Any
 import polars as pl
 import pytest
 
-from gateway.services.audit import verify_export
+from gateway.services.audit import AuditFilter, verify_export
 from gateway.services.common import Principal
 from gateway.services.queries import QueryRequest
 from gateway.services.specs import spec_from_json
-from tests.browser.conftest import Console, squash
+from tests.browser.conftest import SCREENSHOTS, Console, squash
+from tests.conftest import PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 expect = pytest.importorskip("playwright.sync_api").expect
@@ -173,6 +174,9 @@ def test_analyst_cannot_open_admin_or_auditor_pages(console: Console, sign_in: A
         assert analyst.goto(f"/console/applications/{other['id']}").status == 404
     admin = sign_in("root_admin")
     assert admin.goto("/console/audit/export.csv").status == 403  # exports are the auditor's
+    refused, _ = console.services.audit.page(
+        AuditFilter(actor="ron", outcome="denied"), page=1, size=50)
+    assert any(e["action"].startswith("console GET /console/admin/") for e in refused)
 
 
 def test_a_form_without_its_csrf_token_is_refused(console: Console, sign_in: Any) -> None:
@@ -191,6 +195,32 @@ def test_a_form_without_its_csrf_token_is_refused(console: Console, sign_in: Any
                                      form={"note": "no", "csrf_token": "0" * 64})
     assert forged.status == 403
     assert console.services.access.get(RITA, applied["id"])["status"] == "pending"
+
+
+def test_sign_in_returns_to_the_page_asked_for_with_a_safe_cookie(
+        console: Console, browser: Any) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(console.url("/console/audit?outcome=denied"))
+    expect(page).to_have_url(re.compile(r"/console/login\?next="))
+    expect(page.get_by_role("heading", name=re.compile("Sign in"))).to_be_visible()
+    page.screenshot(path=str(SCREENSHOTS / "login.png"))
+    page.get_by_label("Username").fill("audrey")
+    page.get_by_label("Password").fill("not-the-password")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("wrong username or password")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(console.url("/console/audit?outcome=denied"))
+    expect(page.get_by_label("Outcome")).to_have_value("denied")
+    cookie = next(c for c in context.cookies() if c["name"] == "dps_console")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax" and cookie["path"] == "/console"
+    page.get_by_role("button", name="Sign out").click()
+    expect(page).to_have_url(re.compile("/console/login"))
+    assert not [c for c in context.cookies() if c["name"] == "dps_console"]
+    page.goto(console.url("/console/audit"))
+    expect(page).to_have_url(re.compile("/console/login"))
+    context.close()
 
 
 def test_keyboard_reaches_the_skip_link_first(console: Console, sign_in: Any) -> None:

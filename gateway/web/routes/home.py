@@ -25,6 +25,11 @@ from gateway.web.views import admin_overview, analyst_overview
 router = APIRouter(prefix="/console", route_class=ConsoleRoute)
 STATIC = HERE / "static"
 STATIC_FILES = {"console.css": "text/css"}
+REASONS = {
+    "required": "Please sign in to continue.",
+    "ended": "Your session has ended (it expired, or your account changed); please sign in again.",
+    "signed-out": "You are signed out.",
+}
 
 
 def safe_next(target: str | None) -> str:
@@ -38,9 +43,10 @@ def safe_next(target: str | None) -> str:
 @router.get("/login")
 def login_form(request: Request, svc: ServicesDep,
                next: Annotated[str | None, Query(max_length=500)] = None,
-               reason: Annotated[str | None, Query(max_length=200)] = None) -> Response:
+               reason: Annotated[str | None, Query(max_length=20)] = None) -> Response:
     token = login_csrf(request)
-    response = page(request, "login.html", title="Sign in", next=safe_next(next), reason=reason,
+    response = page(request, "login.html", title="Sign in", next=safe_next(next),
+                    reason=REASONS.get(reason or ""),
                     failed=None, username="", login_csrf=token)
     remember_login_csrf(request, response, svc, token)
     return response
@@ -68,7 +74,7 @@ async def login(
 @router.post("/logout")
 def logout(actor: FormUser, svc: ServicesDep) -> Response:
     svc.audit.record(action="auth.logout", outcome="ok", actor=actor, detail={"via": "console"})
-    response = RedirectResponse("/console/login?reason=signed+out", status_code=303)
+    response = RedirectResponse("/console/login?reason=signed-out", status_code=303)
     end_session(response)
     return response
 
