@@ -1,0 +1,229 @@
+"""Every call into OpenDP lives here: domains, measurements, calibration, summaries, releases.
+
+OpenDP errors are translated in this module, once, by :func:`translated`: while a query is
+being planned they become :class:`UnsupportedQuery` (the query asks for something the engine
+cannot do safely), while it is being released they become :class:`InternalError` (a plan
+that compiled must release; anything else is a bug or a dataset that no longer matches its
+registration).
+
+Calibration avoids OpenDP's generic ``resolve()`` search. Each unit of a stage (one
+aggregate of the spec, or the hidden count that releases private keys) adds Laplace-type
+noise whose privacy loss is ``sensitivity / scale`` (linear in ``1/scale``). The sensitivity
+is read from OpenDP's own privacy map by one probe per unit (the unit at scale 1, every
+other unit at a negligible-loss scale), the scale then follows in closed form, the key
+threshold likewise from the discrete Laplace tail, and the final measurement's privacy map
+is checked against the requested loss (fail closed).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+os.environ["RUST_BACKTRACE"] = "0"  # before opendp loads: a backtrace costs ~80 ms per error
+
+import opendp.prelude as dp
+import polars as pl
+
+from gateway.adapters.dp_compile import Blueprint, Stage, stage_plan
+from gateway.domain.errors import DomainError, InternalError, UnsupportedQuery
+
+dp.enable_features("contrib")
+
+log = logging.getLogger(__name__)
+
+PROBE_SCALE = 1e30  # noise so wide that a unit at this scale adds ~0 to a probe's loss
+PROBE_THRESHOLD = 2**32 - 1  # OpenDP's own choice while it searches for a scale
+HEADROOM = 1 + 1e-9  # scales are widened by this factor so float rounding never overspends
+MAX_THRESHOLD_STEPS = 64
+MIN_KEY_SCALE = 0.01  # OpenDP's tail bound overflows exp() below ~1/700; more noise is safe
+_ATOM = {pl.Int64: "i64", pl.Float64: "f64", pl.String: "String", pl.Boolean: "bool"}
+
+
+def _atom(dtype: Any) -> Any:
+    if dtype == pl.Float64:
+        return dp.atom_domain(T="f64", nan=False)  # the source scan turns NaN into null
+    return dp.atom_domain(T=_ATOM[dtype])
+
+Loss = tuple[float, float]  # (epsilon, delta); delta is 0 under pure DP
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The noise scale of each unit of a stage, and its key threshold (None: no threshold)."""
+
+    scales: tuple[float, ...]
+    threshold: int | None
+
+
+@dataclass(frozen=True, eq=False)
+class Space:
+    """Input domain, metric, distance and output measure shared by every stage of a query."""
+
+    domain: Any
+    metric: Any
+    d_in: int
+    measure: Any
+    approximate: bool
+
+
+def _clean(exc: Exception) -> str:
+    text = getattr(exc, "message", None) or str(exc)
+    text = " ".join(str(text).split())
+    match = re.match(r'^\w+\("(.*)"\)$', text)
+    text = match.group(1) if match else text
+    text = text.split(" Resolved plan until failure")[0]
+    return text[:400]
+
+
+@contextmanager
+def translated(phase: str) -> Iterator[None]:
+    """Turn OpenDP / polars failures into domain errors; ``phase`` is "plan" or "release"."""
+    try:
+        yield
+    except DomainError:
+        raise
+    except (dp.OpenDPException, pl.exceptions.PolarsError, ValueError, TypeError) as exc:
+        detail = _clean(exc)
+        log.warning("OpenDP %s failed: %s", phase, detail, exc_info=exc)
+        if phase == "plan":
+            raise UnsupportedQuery(
+                f"this query cannot be answered with differential privacy: {detail}"
+            ) from exc
+        raise InternalError(f"the DP engine failed while releasing the query: {detail}") from exc
+
+
+def make_space(bp: Blueprint, *, approximate: bool) -> Space:
+    series = [
+        dp.series_domain(name, dp.option_domain(_atom(dtype)))
+        for name, dtype in bp.columns.items()
+    ]
+    domain = dp.with_margin(
+        dp.lazyframe_domain(series), dp.polars.Margin(by=[], max_length=bp.max_rows)
+    )
+    if bp.group_by:
+        # max_groups: every group holds at least one row, so max_rows bounds the group count
+        margin = dp.polars.Margin(
+            by=list(bp.group_by), max_length=bp.max_rows, max_groups=bp.max_rows
+        )
+        domain = dp.with_margin(domain, margin)
+    if bp.id_column is None:
+        metric, d_in = dp.symmetric_distance(), bp.max_contributions
+    else:
+        metric, d_in = dp.symmetric_id_distance(bp.id_column), 1
+    measure = dp.approximate(dp.max_divergence()) if approximate else dp.max_divergence()
+    return Space(domain, metric, d_in, measure, approximate)
+
+
+def make_measurement(
+    space: Space, bp: Blueprint, stage: Stage, scales: Sequence[float], threshold: int | None
+) -> Any:
+    return dp.m.make_private_lazyframe(
+        input_domain=space.domain,
+        input_metric=space.metric,
+        output_measure=space.measure,
+        lazyframe=stage_plan(bp, stage, scales),
+        threshold=threshold,
+    )
+
+
+def loss_of(space: Space, measurement: Any) -> Loss:
+    out = measurement.map(space.d_in)
+    if space.approximate:
+        return float(out[0]), float(out[1])
+    return float(out), 0.0
+
+
+def within(spent: Loss, budget: Loss) -> bool:
+    return spent[0] <= budget[0] and spent[1] <= budget[1]
+
+
+def calibrate(space: Space, bp: Blueprint, stage: Stage, budget: Loss) -> Calibration:
+    """Closed-form scales (and threshold) so that the stage spends at most ``budget``."""
+    n_units = len(stage.units)
+    probe_threshold = PROBE_THRESHOLD if stage.thresholded else None
+    scales = []
+    for index in range(n_units):
+        probe = [PROBE_SCALE] * n_units
+        probe[index] = 1.0
+        sensitivity = loss_of(
+            space, make_measurement(space, bp, stage, probe, probe_threshold)
+        )[0]
+        if not (math.isfinite(sensitivity) and sensitivity > 0):
+            raise InternalError(f"calibration probe returned a loss of {sensitivity}")
+        scales.append(sensitivity * n_units / budget[0] * HEADROOM)
+    threshold = None
+    if stage.thresholded:
+        scales[stage.key_unit] = max(scales[stage.key_unit], MIN_KEY_SCALE)
+        threshold = _threshold(space, bp, stage, scales, budget)
+    return Calibration(tuple(scales), threshold)
+
+
+def _first_threshold(scale: float, delta: float, *, per_group: int, groups: int) -> int:
+    """Smallest t with P(discrete Laplace(scale) > t - per_group) <= delta / groups.
+
+    OpenDP charges 1 - (1 - tail)^groups <= groups * tail for the keys an individual can
+    touch (``groups``), where tail = exp(-d / scale) / (1 + exp(-1 / scale)), d = t - per_group.
+    """
+    target = delta / groups
+    distance = scale * -math.log(target * (1 + math.exp(-1 / scale)))
+    return per_group + max(1, math.ceil(distance))
+
+
+def _threshold(
+    space: Space, bp: Blueprint, stage: Stage, scales: list[float], budget: Loss
+) -> int:
+    contributions = bp.max_contributions
+    per_group = min(contributions, bp.max_rows)
+    threshold = _first_threshold(
+        scales[stage.key_unit], budget[1], per_group=per_group, groups=contributions
+    )
+    for _ in range(MAX_THRESHOLD_STEPS):
+        if threshold >= PROBE_THRESHOLD:
+            break
+        spent = loss_of(space, make_measurement(space, bp, stage, scales, threshold))
+        if within(spent, budget):
+            return threshold
+        threshold += max(1, math.ceil(scales[stage.key_unit] / 8))
+    raise UnsupportedQuery(
+        f"delta {budget[1]:g} is too small to release private group keys with this epsilon; "
+        "raise delta or epsilon"
+    )
+
+
+def accuracy_by_alias(measurement: Any, alpha: float) -> dict[str, float | None]:
+    """OpenDP's (1 - alpha) noise half-width for each noisy column of one measurement."""
+    summary = dp.summarize_polars_measurement(measurement, alpha)
+    out: dict[str, float | None] = {}
+    for row in summary.select("column", "accuracy").iter_rows():
+        column, value = row
+        out[str(column)] = None if value is None else float(value)
+    return out
+
+
+def release_all(
+    space: Space, source: pl.LazyFrame, measurements: Sequence[Any], budgets: Sequence[Loss]
+) -> list[pl.DataFrame]:
+    """Run every stage through one OpenDP Context built on the Parquet scan.
+
+    The Context's accountant is an adaptive composition whose per-query losses are the
+    stages' budgets; OpenDP itself refuses a measurement that would spend more.
+    """
+    d_mids: list[Any] = [b if space.approximate else b[0] for b in budgets]
+    accountant = dp.c.make_adaptive_composition(
+        input_domain=space.domain,
+        input_metric=space.metric,
+        output_measure=space.measure,
+        d_in=space.d_in,
+        d_mids=list(d_mids),
+    )
+    context = dp.Context(
+        accountant=accountant, queryable=accountant(source), d_in=space.d_in, d_mids=d_mids
+    )
+    return [context(measurement).collect() for measurement in measurements]
