@@ -123,8 +123,13 @@ def test_auditor_filters_follows_the_trail_and_exports_a_verifiable_log(
     auditor.page.get_by_label("Actor").fill("erin")
     auditor.page.get_by_label("Dataset").fill("flights")
     auditor.page.get_by_label("Action").fill("query.charge")
+    auditor.page.get_by_label("Until (UTC)").fill("2000-01-01T00:00")
     auditor.click(auditor.page.get_by_role("button", name="Filter"))
     table = auditor.page.get_by_role("table")
+    expect(table.locator("caption")).to_contain_text("0 matching entries")
+    auditor.page.get_by_label("Until (UTC)").fill("")
+    auditor.page.get_by_label("From (UTC)").fill("2000-01-01T00:00")
+    auditor.click(auditor.page.get_by_role("button", name="Filter"))
     expect(table.locator("tbody tr")).to_have_count(1)
     expect(table).to_contain_text("0.2")
     auditor.shot("auditor-log-filtered")
@@ -195,6 +200,11 @@ def test_a_form_without_its_csrf_token_is_refused(console: Console, sign_in: Any
                                      form={"note": "no", "csrf_token": "0" * 64})
     assert forged.status == 403
     assert console.services.access.get(RITA, applied["id"])["status"] == "pending"
+
+    analyst = sign_in("rita")
+    analyst.goto(f"/console/applications/{applied['id']}")
+    analyst.click(analyst.page.get_by_role("button", name="Withdraw this application"))
+    expect(analyst.page.locator("dl.facts")).to_contain_text("withdrawn")
 
 
 def test_sign_in_returns_to_the_page_asked_for_with_a_safe_cookie(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
@@ -19,6 +20,17 @@ Text = Annotated[str | None, Query(max_length=64)]
 PAGE_SIZE = 50
 
 
+def as_utc(value: str | None) -> str | None:
+    """A time from the form's datetime-local field (no zone) is read as UTC, as labelled."""
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return value  # the audit service refuses it with a message naming the field
+    return value if moment.tzinfo else f"{value}+00:00"
+
+
 @router.get("/audit")
 def log_page(
     request: Request, actor: AuditReader, svc: ServicesDep,
@@ -29,7 +41,7 @@ def log_page(
     page_number: Annotated[int, Query(alias="page", ge=1, le=1_000_000)] = 1,
 ) -> Response:
     flt = AuditFilter(actor=actor_name or None, dataset=dataset or None, action=action or None,
-                      outcome=outcome or None, since=since or None, until=until or None,
+                      outcome=outcome or None, since=as_utc(since), until=as_utc(until),
                       query_id=query_id or None, grant_id=grant_id or None,
                       request_id=request_id or None)
     return page(request, "audit_log.html", title="Audit log",
