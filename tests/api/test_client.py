@@ -169,7 +169,8 @@ def test_application_then_queries_on_conditional_data(live: LiveGateway,
     with pytest.raises(GrantRequired) as info:
         ds.count(epsilon=0.1)
     assert info.value.status == 403 and "flights" in info.value.message
-    application = gw.request_access("flights", epsilon=2.0, purpose="departure delay study by airport and month", days=30)
+    application = gw.request_access("flights", epsilon=2.0, days=30,
+                                    purpose="departure delay study by airport and month")
     assert application["status"] == "pending"
     assert gw.requests().loc[0, "status"] == "pending"
     live.admin("POST", f"/v1/requests/{application['id']}/approve", {"note": "ok"})
