@@ -463,3 +463,15 @@ def test_released_number_traces_back_to_the_decision(gateway_env: GatewayEnv) ->
     assert "half for a pilot" in str(decision["detail"])
     users = {u["username"]: u for u in env.get("audrey", "/v1/users").json()}
     assert users[application["applicant"]]["role"] == "researcher"
+
+
+def test_expired_before_release_charges_nothing(gateway_env: GatewayEnv,
+                                                spy: SpyEngine) -> None:
+    env = gateway_env
+    env.services.users.create(ADMIN, username="vic", role="researcher", password=PASSWORD)
+    grant_id = restricted_grant(env, "vic")
+    held = query(env, "vic", "credit").json()
+    expire(env, grant_id)
+    resp = env.post("root_admin", f"/v1/queries/{held['id']}/release")
+    assert resp.status_code == 403 and resp.json()["error"]["code"] == "grant_expired"
+    assert spy.releases == 0 and spent(env, grant_id) == 0
