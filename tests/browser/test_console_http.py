@@ -1,0 +1,86 @@
+"""The console over plain HTTP (no browser): redirects, cookies, headers, refusals."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from tests.conftest import PASSWORD, GatewayEnv
+
+
+def login_token(client: TestClient) -> str:
+    page = client.get("/console/login")
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert found, page.text
+    return found.group(1)
+
+
+def sign_in(client: TestClient, username: str, next_page: str = "/console") -> Any:
+    return client.post("/console/login", follow_redirects=False, data={
+        "username": username, "password": PASSWORD, "csrf_token": login_token(client),
+        "next": next_page})
+
+
+def fresh(env: GatewayEnv, base_url: str = "http://testserver") -> TestClient:
+    return TestClient(env.client.app, base_url=base_url)
+
+
+def test_pages_without_a_session_send_the_browser_to_sign_in(gateway_env: GatewayEnv) -> None:
+    response = fresh(gateway_env).get("/console/admin/users?x=1", follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == (
+        "/console/login?next=%2Fconsole%2Fadmin%2Fusers%3Fx%3D1&reason=required")
+
+
+def test_sign_in_never_redirects_off_site(gateway_env: GatewayEnv) -> None:
+    for target in ("//evil.example/console", "https://evil.example/", "/v1/audit",
+                   "/console\\@evil.example"):
+        response = sign_in(fresh(gateway_env), "audrey", target)
+        assert response.status_code == 303
+        assert response.headers["location"] == "/console", target
+
+
+def test_the_session_cookie_is_httponly_lax_and_secure_over_https(
+        gateway_env: GatewayEnv) -> None:
+    plain = sign_in(fresh(gateway_env), "audrey").headers["set-cookie"].lower()
+    assert "httponly" in plain and "samesite=lax" in plain and "secure" not in plain
+    tls = sign_in(fresh(gateway_env, "https://testserver"), "audrey")
+    assert "secure" in tls.headers["set-cookie"].lower()
+
+
+def test_sign_in_needs_its_own_csrf_cookie(gateway_env: GatewayEnv) -> None:
+    client = fresh(gateway_env)
+    token = login_token(client)
+    client.cookies.clear()
+    response = client.post("/console/login", data={
+        "username": "audrey", "password": PASSWORD, "csrf_token": token})
+    assert response.status_code == 403 and "CSRF" in response.text
+
+
+def test_pages_carry_security_headers_and_errors_are_pages(gateway_env: GatewayEnv) -> None:
+    client = fresh(gateway_env)
+    page = client.get("/console/login")
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert page.headers["x-content-type-options"] == "nosniff"
+    missing = client.get("/console/no/such/page")
+    assert missing.status_code == 404 and missing.headers["content-type"].startswith("text/html")
+    assert sign_in(client, "root_admin").status_code == 303
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"',
+                     client.get("/console/admin/users").text)
+    assert csrf
+    bad = client.post("/console/applications/x/approve",
+                      data={"csrf_token": csrf.group(1), "epsilon": "lots"})
+    assert bad.status_code == 422 and "epsilon: input should be a valid number" in bad.text.lower()
+    unknown = client.post("/console/applications/nope/reject",
+                          data={"csrf_token": csrf.group(1), "note": "no"})
+    assert unknown.status_code == 404 and "Not found" in unknown.text
+
+
+def test_a_sandbox_token_cannot_open_the_console(gateway_env: GatewayEnv) -> None:
+    token = gateway_env.services.users.sandbox_token("rita")["access_token"]
+    client = fresh(gateway_env)
+    client.cookies.set("dps_console", token, path="/console")
+    response = client.get("/console", follow_redirects=False)
+    assert response.status_code == 303 and "reason=ended" in response.headers["location"]
