@@ -475,3 +475,22 @@ def test_expired_before_release_charges_nothing(gateway_env: GatewayEnv,
     resp = env.post("root_admin", f"/v1/queries/{held['id']}/release")
     assert resp.status_code == 403 and resp.json()["error"]["code"] == "grant_expired"
     assert spy.releases == 0 and spent(env, grant_id) == 0
+
+
+def test_two_admins_deciding_at_once_make_one_decision(gateway_env: GatewayEnv) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    env = gateway_env
+    env.services.users.create(ADMIN, username="wes", role="researcher", password=PASSWORD)
+    request_id = apply(env, "wes", "flights").json()["id"]
+    decisions = [("root_admin", "approve", {}), ("admin2", "reject", {"note": "no"})] * 4
+    env.headers("root_admin"), env.headers("admin2")  # sign in before the race
+    with ThreadPoolExecutor(max_workers=len(decisions)) as pool:
+        codes = list(pool.map(
+            lambda d: env.post(d[0], f"/v1/requests/{request_id}/{d[1]}", d[2]).status_code,
+            decisions))
+    assert sorted(codes) == [200] + [409] * (len(decisions) - 1)
+    with env.services.store.read() as conn:
+        grants = conn.execute(select(t.grants).where(t.grants.c.request_id == request_id)).all()
+    final = env.get("wes", f"/v1/requests/{request_id}").json()
+    assert len(grants) == (1 if final["status"] == "approved" else 0)
