@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import html
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -101,7 +102,7 @@ class Gateway:
         frame = pd.DataFrame([{
             "name": d["name"], "title": d.get("title"), "domain": d.get("domain"),
             "access": d.get("access"), "columns": ", ".join(d.get("columns") or {}),
-            "epsilon_left": left.get(d["name"]), "description": (d.get("description") or "")
+            "epsilon_left": left.get(d["name"], math.nan), "description": (d.get("description") or "")
             .strip()} for d in catalog],
             columns=["name", "title", "domain", "access", "columns", "epsilon_left",
                      "description"])

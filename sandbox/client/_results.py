@@ -103,21 +103,22 @@ def result_frame(answer: Mapping[str, Any], *, group_by: Iterable[str] = (),
 
 def histogram_long(frame: DPResult, *, column: str, group_by: list[str]) -> DPResult:
     """Wide histogram columns ``histogram_x [lo, hi)`` -> rows (groups..., bin, count)."""
-    prefix = next((c.split(" [", 1)[0] for c in frame.columns if c.startswith("histogram_")
-                   and " [" in c and not c.endswith(ACCURACY_SUFFIX)), f"histogram_{column}")
-    bins = [c for c in frame.columns if c.startswith(prefix + " [")
-            and not c.endswith(ACCURACY_SUFFIX)]
-    records = []
-    for _idx, row in frame.iterrows():
-        for bin_column in bins:
-            label = bin_column[len(prefix) + 1:]
-            acc = row.get(bin_column + ACCURACY_SUFFIX, math.nan)
-            records.append({**{g: row[g] for g in group_by}, "bin": label,
-                            "count": row[bin_column], "count" + ACCURACY_SUFFIX: acc})
-    long = DPResult(pd.DataFrame.from_records(
-        records, columns=[*group_by, "bin", "count", "count" + ACCURACY_SUFFIX]))
-    long.attrs.update(frame.attrs)
-    return long
+    prefix = f"histogram_{column} "
+    bins = [c for c in frame.columns if c.startswith(prefix) and not c.endswith(ACCURACY_SUFFIX)]
+    rows = []
+    for position, bin_column in enumerate(bins):
+        part = pd.DataFrame({**{g: frame[g] for g in group_by},
+                             "bin": bin_column[len(prefix):], "count": frame[bin_column],
+                             "count" + ACCURACY_SUFFIX: frame.get(bin_column + ACCURACY_SUFFIX,
+                                                                  math.nan)})
+        part["_row"], part["_bin"] = range(len(frame)), position
+        rows.append(part)
+    long = pd.concat(rows) if rows else pd.DataFrame(
+        columns=[*group_by, "bin", "count", "count" + ACCURACY_SUFFIX, "_row", "_bin"])
+    long = long.sort_values(["_row", "_bin"]).drop(columns=["_row", "_bin"])
+    result = DPResult(long.reset_index(drop=True))
+    result.attrs.update(frame.attrs)
+    return result
 
 
 def records_frame(items: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
