@@ -29,6 +29,7 @@ def analyst_overview(svc: Services, actor: Principal) -> dict[str, Any]:
         "applications": svc.access.list(actor),
         "grants": svc.ledger.list(actor),
         "queries": svc.queries.list(actor, limit=100),
+        "datasets": svc.catalog.list(actor),
     }
 
 

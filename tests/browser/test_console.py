@@ -164,8 +164,17 @@ def test_auditor_filters_follows_the_trail_and_exports_a_verifiable_log(
     auditor.shot("auditor-charts")
 
 
-def test_analyst_cannot_open_admin_or_auditor_pages(console: Console, sign_in: Any) -> None:
+def test_analyst_applies_in_the_console_but_cannot_open_admin_or_auditor_pages(
+        console: Console, sign_in: Any) -> None:
     analyst = sign_in("ron")
+    analyst.page.get_by_label("Dataset", exact=True).select_option("flights")
+    analyst.page.get_by_label("Purpose").fill("Seasonality of delays at the three airports")
+    analyst.page.get_by_label("Days").fill("14")
+    analyst.click(analyst.page.get_by_role("button", name="Send the application"))
+    expect(analyst.page.get_by_role("status")).to_contain_text("application was sent")
+    expect(analyst.page.locator("dl.facts")).to_contain_text("pending")
+    mine = console.services.access.list(RON, status="pending")
+    assert [(a["dataset"], a["days"], a["epsilon"]) for a in mine] == [("flights", 14, 1.0)]
     for path in ("/console/admin/applications", "/console/admin/reviews",
                  "/console/admin/grants", "/console/admin/users", "/console/admin/datasets",
                  "/console/audit", "/console/audit/entries/1", "/console/audit/charts",
@@ -258,7 +267,7 @@ def test_no_raw_record_appears_on_any_page(console: Console, sign_in: Any,
                  session.page.locator("a[href^='/console/queries/']").all()[:3]]
         for href in hrefs:
             session.goto(href)
-    assert len(console.seen) > 20
+    assert len(console.seen) >= 10
     tailnums = set(pl.read_parquet(demo_files["flights"], columns=["tailnum"])
                    .get_column("tailnum").drop_nulls().to_list())
     exam = pl.read_parquet(demo_files["exam"])

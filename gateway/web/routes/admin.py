@@ -28,6 +28,8 @@ NOTICES = {
     "disabled": "The account was disabled; its sessions end at their next request.",
     "enabled": "The account was enabled.",
     "withdrawn": "The application was withdrawn.",
+    "applied": "Your application was sent. Open datasets are granted at once; others wait "
+               "for an administrator.",
 }
 
 

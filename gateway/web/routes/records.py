@@ -6,7 +6,9 @@ the audit entries about each; analysts reach only their own (others are "not fou
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request, Response
 
 from gateway.api.deps import ServicesDep
 from gateway.web.render import ConsoleRoute, page
@@ -14,6 +16,19 @@ from gateway.web.routes.admin import back, notice
 from gateway.web.session import ConsoleUser, FormUser
 
 router = APIRouter(prefix="/console", route_class=ConsoleRoute)
+
+
+@router.post("/applications")
+def apply(
+    actor: FormUser, svc: ServicesDep,
+    dataset: Annotated[str, Form(max_length=63)], purpose: Annotated[str, Form(max_length=4000)],
+    epsilon: Annotated[float | None, Form(gt=0, le=1e6)] = None,
+    days: Annotated[int | None, Form(ge=1, le=366)] = None,
+    org_grant: Annotated[bool, Form()] = False,
+) -> Response:
+    applied = svc.access.apply(actor, dataset=dataset, purpose=purpose, epsilon=epsilon,
+                               days=days, org_grant=org_grant)
+    return back(f"/console/applications/{applied['id']}", "applied")
 
 
 @router.get("/applications/{request_id}")
