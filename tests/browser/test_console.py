@@ -108,6 +108,7 @@ def test_admin_reviews_a_restricted_query_and_manages_grants_users_datasets(
     admin.click(admin.page.get_by_role("link", name="flights", exact=True))
     expect(admin.page.get_by_role("table")).to_contain_text("dep_delay")
     expect(admin.page.get_by_role("table")).not_to_contain_text("tailnum")  # hidden column
+    admin.shot("admin-dataset-policy")
 
 
 def test_auditor_filters_follows_the_trail_and_exports_a_verifiable_log(
@@ -139,6 +140,7 @@ def test_auditor_filters_follows_the_trail_and_exports_a_verifiable_log(
 
     auditor.click(auditor.page.get_by_role("link", name=re.compile("^query ")))
     expect(auditor.page.get_by_role("heading", name=re.compile("Query .* on flights"))).to_be_visible()
+    auditor.shot("auditor-query")
     auditor.click(auditor.page.get_by_role("link", name=re.compile("^grant ")))
     expect(auditor.page.get_by_role("heading", name=re.compile("Grant on flights"))).to_be_visible()
     auditor.click(auditor.page.get_by_role("link", name=re.compile("^application ")))
