@@ -7,7 +7,9 @@ from typing import Any
 
 import polars as pl
 import pytest
+from sqlalchemy import select, update
 
+from gateway.adapters import tables as t
 from gateway.services.audit import AuditFilter, verify_export
 from gateway.services.common import Principal
 from gateway.services.queries import QueryRequest
@@ -280,3 +282,26 @@ def test_no_raw_record_appears_on_any_page(console: Console, sign_in: Any,
         leaked = [t for t in tailnums if t in text]
         assert not leaked, f"{where}: hidden tailnum values {leaked[:3]}"
         assert not [v for v in precise if v in text], f"{where}: raw exam scores"
+
+
+def test_a_damaged_chain_is_shown_prominently_with_the_entry(console: Console,
+                                                            sign_in: Any) -> None:
+    auditor = sign_in("audrey")
+    expect(auditor.page.get_by_role("heading", name="Chain verified: intact")).to_be_visible()
+    entry_4 = t.audit.c.seq == 4
+    with console.services.store.read() as conn:
+        original = conn.execute(select(t.audit.c.outcome).where(entry_4)).scalar_one()
+    try:
+        with console.services.store.write() as conn:  # someone edits the log behind our back
+            conn.execute(update(t.audit).where(entry_4).values(outcome="denied"))
+        auditor.goto("/console/audit")
+        alert = auditor.page.get_by_role("alert")
+        expect(alert).to_contain_text("Chain verification FAILED")
+        expect(alert).to_contain_text("entry 4")
+        auditor.shot("auditor-chain-damaged")
+        auditor.click(alert.get_by_role("link", name="entry 4"))
+        expect(auditor.page.get_by_role("heading", name=re.compile("Audit entry 4"))).to_be_visible()
+    finally:
+        with console.services.store.write() as conn:
+            conn.execute(update(t.audit).where(entry_4).values(outcome=original))
+    assert console.services.audit.verify().ok

@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import PASSWORD, GatewayEnv
+from gateway.app import create_app
+from tests.conftest import PASSWORD, GatewayEnv, make_services
+
+
+@pytest.fixture(scope="module")
+def gateway_env(tmp_path_factory: pytest.TempPathFactory,
+                demo_files: dict[str, Path]) -> Iterator[GatewayEnv]:
+    """The accounts and one small dataset are all these tests need."""
+    services = make_services(tmp_path_factory.mktemp("home"), demo_files, datasets=("exam",))
+    with TestClient(create_app(services=services)) as client:
+        yield GatewayEnv(services, client)
 
 
 def login_token(client: TestClient) -> str:
