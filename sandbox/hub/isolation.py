@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +22,7 @@ __all__ = [
     "bwrap_command",
     "children_of",
     "descendants_of",
+    "reachable_by",
     "system_username",
 ]
 
@@ -61,6 +62,28 @@ class SandboxLayout:
     private_tmp: Sequence[Path] = (Path("/tmp"), Path("/var/tmp"))  # noqa: S108
     hostname: str = "sandbox"
     extra_args: Sequence[str] = field(default_factory=tuple)
+
+
+def reachable_by(path: Path, uid: int, gids: Collection[int]) -> bool:
+    """Whether a user can look ``path`` up: search permission on every parent.
+
+    A hidden path that its user cannot even reach needs no mount (and bubblewrap,
+    running as that user, could not make one).
+    """
+    for parent in reversed(Path(os.path.realpath(path)).parents):
+        try:
+            st = parent.stat()
+        except OSError:
+            return False
+        if st.st_uid == uid:
+            bit = 0o100
+        elif st.st_gid in gids:
+            bit = 0o010
+        else:
+            bit = 0o001
+        if not st.st_mode & bit:
+            return False
+    return True
 
 
 def _covered(path: Path, by: Iterable[Path]) -> bool:

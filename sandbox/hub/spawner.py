@@ -37,7 +37,13 @@ from jupyterhub.utils import random_port
 from traitlets import Bool, CaselessStrEnum, Integer, List, Unicode, default
 
 from .cgroups import CgroupLimits, CgroupUnavailable, SandboxCgroup
-from .isolation import SandboxLayout, bwrap_command, children_of, system_username
+from .isolation import (
+    SandboxLayout,
+    bwrap_command,
+    children_of,
+    reachable_by,
+    system_username,
+)
 from .settings import HubSettings
 from .tokens import SandboxTokenError, sandbox_token_for
 
@@ -304,6 +310,9 @@ class SandboxSpawner(LocalProcessSpawner):
     def _layout(self) -> SandboxLayout:
         hidden = [Path(self.dpsandbox_home), Path(self.hub_state_dir), Path(self.hub_secret_file)]
         hidden += [Path(p) for p in self.hidden_paths]
+        account = pwd.getpwnam(self.system_user)
+        gids = os.getgrouplist(account.pw_name, account.pw_gid)
+        hidden = [p for p in hidden if reachable_by(p, account.pw_uid, gids)]
         return SandboxLayout(
             home=self._host_home(),
             sandbox_home=self.sandbox_home,

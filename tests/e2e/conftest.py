@@ -52,10 +52,17 @@ def sandbox_env() -> Path:
 @pytest.fixture(scope="session")
 def e2e_dir() -> Iterator[Path]:
     E2E_ROOT.mkdir(parents=True, exist_ok=True)
-    os.chmod(E2E_ROOT, 0o700)
     path = Path(tempfile.mkdtemp(prefix="run-", dir=E2E_ROOT))
+    # Searchable by the sandboxes' users, as /root/.dpsandbox's parent is not but
+    # /srv or /var/lib would be: the gateway's own 0700 home and the spawner's
+    # tmpfs over it are what must keep its files out of reach.
+    os.chmod(E2E_ROOT, 0o755)  # noqa: S103
+    os.chmod(path, 0o755)  # noqa: S103
     yield path
-    shutil.rmtree(path, ignore_errors=True)
+    if os.environ.get("DPSANDBOX_E2E_KEEP"):
+        print(f"\nend-to-end files (gateway, hub logs) kept in {path}")
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -144,7 +151,7 @@ def hub(gateway: Gateway, sandbox_env: Path, e2e_dir: Path) -> Iterator[Hub]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_http(f"{url}/hub/api", proc=proc)
+        wait_http(f"{url}/hub/api", proc=proc, ready=(200,))
         yield Hub(url=url, proc=proc, log_path=log_path)
     finally:
         stop_hub(proc)

@@ -137,8 +137,10 @@ class KernelSession:
             )
         )
         out: list[str] = []
+        reply: dict[str, Any] | None = None
+        idle = False
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not (reply and idle):
             msg = json.loads(self.ws.recv())
             if msg.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
@@ -147,10 +149,16 @@ class KernelSession:
                 out.append(content["text"])
             elif kind == "execute_result":
                 out.append(content["data"].get("text/plain", ""))
-            elif kind == "error":
-                raise KernelError(f"{content['ename']}: {content['evalue']}")
+            elif kind == "execute_reply":
+                reply = content
+                deadline = min(deadline, time.monotonic() + 5)  # output still on its way
             elif kind == "status" and content["execution_state"] == "idle":
-                return "".join(out)
+                idle = True
+        if reply is not None:
+            # The shell reply decides; output comes on iopub before the kernel goes idle.
+            if reply["status"] != "ok":
+                raise KernelError(f"{reply.get('ename')}: {reply.get('evalue')}")
+            return "".join(out)
         raise AssertionError(f"no reply to {code!r} within {timeout}s")
 
     def close(self) -> None:

@@ -25,13 +25,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_http(url: str, timeout: float = 60, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_http(
+    url: str,
+    timeout: float = 60,
+    proc: subprocess.Popen[bytes] | None = None,
+    *,
+    ready: tuple[int, ...] = (200, 401, 403),
+) -> None:
+    """Wait until ``url`` answers with one of the ``ready`` statuses."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise AssertionError(f"{url}: process exited with {proc.returncode}")
         try:
-            if httpx.get(url, timeout=2).status_code < 500:
+            if httpx.get(url, timeout=2).status_code in ready:
                 return
         except httpx.HTTPError:
             pass

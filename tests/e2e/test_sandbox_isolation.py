@@ -12,6 +12,7 @@ import json
 import pwd
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -28,18 +29,19 @@ class Sandbox:
 
     def __init__(self, hub: Hub, username: str) -> None:
         self.username = username
+        self.hub = hub
         self.account: pwd.struct_passwd | None = None  # created by the spawner
+        self.kernel: KernelSession | None = None
         self.browser = HubBrowser(hub.url)
         response = self.browser.login(username, PASSWORD)
         assert response.status_code == 302, response.text
-        self.browser.request_server()
-        self.kernel: KernelSession | None = None
-        self.hub = hub
 
-    def ready(self) -> None:
-        self.browser.wait_ready()
+    def start(self) -> Sandbox:
+        """Spawn the server (the hub's API call blocks up to 10 s), then open a kernel."""
+        self.browser.start_server()
         self.account = pwd.getpwnam(system_username(self.username))
         self.kernel = KernelSession(self.hub.url, self.username, self.browser.server_token())
+        return self
 
     def run(self, code: str) -> str:
         assert self.kernel is not None
@@ -53,9 +55,8 @@ class Sandbox:
 @pytest.fixture(scope="module")
 def sandboxes(hub: Hub, analysts: tuple[str, str], exam_dataset: str) -> Iterator[tuple[Sandbox, Sandbox]]:
     """Both analysts logged in through the form, their servers spawned side by side."""
-    first, second = Sandbox(hub, analysts[0]), Sandbox(hub, analysts[1])
-    first.ready()
-    second.ready()
+    with ThreadPoolExecutor(2) as pool:
+        first, second = pool.map(lambda name: Sandbox(hub, name).start(), analysts)
     yield first, second
     for box in (first, second):
         if box.kernel is not None:
@@ -222,7 +223,7 @@ def test_client_library_connects_from_the_sandbox(
         from sandbox import connect  # noqa: F401
     except ImportError:
         pytest.skip("sandbox.connect is not written yet")
-    out = sandboxes[0].run("from sandbox import connect\ngw = connect()\nprint(list(gw.datasets()['name']))")
+    out = sandboxes[0].run("from sandbox import connect\ngw = connect()\nprint(gw.datasets().to_string())")
     assert exam_dataset in out
 
 
