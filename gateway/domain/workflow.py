@@ -30,7 +30,7 @@ QUERY_TRANSITIONS: dict[str, dict[str, str]] = {
 def next_state(table: dict[str, dict[str, str]], current: str, action: str, what: str) -> str:
     target = table.get(current, {}).get(action)
     if target is None:
-        raise Conflict(f"cannot {action} a {what} that is {current}")
+        raise Conflict(f"cannot {action} this {what}: it is {current}")
     return target
 
 
