@@ -90,6 +90,9 @@ class Session:
                                            accept_downloads=True)
         self.page = self.context.new_page()
         self.page.set_default_timeout(10_000)
+        self.blocked: list[str] = []  # anything the page's Content-Security-Policy refused
+        self.page.on("console", lambda msg: self.blocked.append(msg.text)
+                     if "Content Security Policy" in msg.text else None)
         self.page.goto(console.url("/console"))
         self.page.get_by_label("Username").fill(username)
         self.page.get_by_label("Password").fill(PASSWORD)
@@ -132,6 +135,8 @@ def sign_in(console: Console, browser: Any) -> Iterator[Any]:
     yield open_as
     for session in sessions:
         session.close()
+    blocked = [text for session in sessions for text in session.blocked]
+    assert not blocked, f"the console's CSP refused parts of its own pages: {blocked[:3]}"
 
 
 def squash(text: str) -> str:

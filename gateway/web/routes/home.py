@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.responses import FileResponse, RedirectResponse
-from starlette.concurrency import run_in_threadpool
 
 from gateway.api.deps import ServicesDep
 from gateway.domain.errors import NotFound, Unauthenticated
@@ -53,7 +52,7 @@ def login_form(request: Request, svc: ServicesDep,
 
 
 @router.post("/login")
-async def login(
+def login(
     request: Request, svc: ServicesDep,
     username: Annotated[str, Form(max_length=64)], password: Annotated[str, Form(max_length=1024)],
     csrf_token: Annotated[str, Form(max_length=128)] = "",
@@ -61,7 +60,7 @@ async def login(
 ) -> Response:
     check_login_csrf(request, csrf_token)
     try:
-        token = await run_in_threadpool(svc.users.login, username, password)
+        token = svc.users.login(username, password)
     except Unauthenticated as exc:
         return page(request, "login.html", status=401, title="Sign in", next=safe_next(next),
                     reason=None, failed=exc.message, username=username[:64],
@@ -98,5 +97,5 @@ def static(name: str) -> Response:
                         headers={"Cache-Control": "max-age=300"})
 
 
-def not_found(request: Request, rest: str) -> Any:
+def not_found(rest: str) -> Response:
     raise NotFound(f"there is no console page at /console/{rest[:100]}")
