@@ -172,7 +172,7 @@ class Gateway:
         group_by = (view.get("spec") or {}).get("group_by") or ()
         pending = PendingQuery(self._session, view,
                                finish=lambda v: self._from_view(v, group_by=group_by))
-        if view.get("status") == "pending_review" and not wait:
+        if view.get("status") in ("pending_review", "running") and not wait:
             return pending
         return pending.result(timeout=timeout)
 

@@ -13,6 +13,8 @@ from sandbox.client._session import Session
 
 FIRST_POLL = 0.5
 MAX_POLL = 10.0
+# not decided yet, or released by the reviewer and being computed right now
+WAITING = frozenset({"pending_review", "running"})
 
 
 class PendingQuery:
@@ -42,17 +44,17 @@ class PendingQuery:
         return self.status
 
     def done(self) -> bool:
-        return self.refresh() != "pending_review"
+        return self.refresh() not in WAITING
 
     def result(self, timeout: float | None = 300.0) -> DPResult:
         """Wait for the review. Raises QueryRejected, or ReviewTimeout (wait again later)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = FIRST_POLL
-        while self.refresh() == "pending_review":
+        while self.refresh() in WAITING:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 raise ReviewTimeout(
-                    f"query {self.id} on {self.dataset} is still waiting for review after "
+                    f"query {self.id} on {self.dataset} is still {self.status} after "
                     f"{timeout:g} s; call .result() on this PendingQuery (exc.pending) later, "
                     f"or gw.query_result({self.id!r})", pending=self)
             time.sleep(delay if left is None else min(delay, left))

@@ -41,6 +41,7 @@ from sandbox.client import (
 from sandbox.client._session import token_claims, token_expiry
 from tests.conftest import ADMIN, PASSWORD, make_services
 
+pytestmark = pytest.mark.xdist_group("client")  # one live gateway for the whole module
 
 def free_port() -> int:
     with socket.socket() as sock:

@@ -148,3 +148,28 @@ def test_tokens_are_read_without_verifying_and_stored_privately(tmp_path: Path) 
     assert write_token_file(path, new)
     assert path.read_text().strip() == new and path.stat().st_mode & 0o777 == 0o600
     assert not write_token_file(tmp_path / "missing-dir" / "token", new)
+
+
+def test_pending_query_waits_through_running(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reviewer's release passes through ``running``; that is not an outcome yet."""
+    import httpx
+
+    from sandbox.client import PendingQuery
+    from sandbox.client._pending import WAITING
+    from sandbox.client._session import Session
+
+    states = iter(["pending_review", "running", "released"])
+    view = {"id": "q9", "dataset": "credit", "epsilon": 0.2, "delta": 0.0, "grant_id": None,
+            "columns": ["count"], "rows": [[42]], "accuracy": {"alpha": 0.05, "count": 3.0}}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.headers["Authorization"] == "Bearer t"
+        return httpx.Response(200, json={**view, "status": next(states)})
+
+    monkeypatch.setattr("sandbox.client._pending.FIRST_POLL", 0.01)
+    session = Session("http://gw", "t", transport=httpx.MockTransport(handler))
+    pending = PendingQuery(session, {**view, "status": "pending_review"},
+                           finish=lambda v: result_frame({**v, "cached": False}))
+    assert "running" in WAITING
+    result = pending.result(timeout=5)
+    assert result["count"].tolist() == [42] and result.attrs["epsilon_charged"] == 0.2
