@@ -95,8 +95,11 @@ class Gateway:
         """The catalog, one row per dataset, with what is left on your grants."""
         catalog = self._session.get("/v1/datasets")
         left: dict[str, float] = {}
-        for grant in self._session.get("/v1/grants"):
-            if grant.get("status") == "active":
+        me = self._me or self.me()
+        for grant in self._session.get("/v1/grants"):  # an admin sees everyone's: keep ours
+            ours = grant.get("user") == me.get("username") or (
+                me.get("org") is not None and grant.get("org") == me.get("org"))
+            if grant.get("status") == "active" and ours:
                 left[grant["dataset"]] = max(left.get(grant["dataset"], 0.0),
                                              float(grant["epsilon_remaining"]))
         frame = pd.DataFrame([{

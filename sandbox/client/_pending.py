@@ -50,15 +50,20 @@ class PendingQuery:
         """Wait for the review. Raises QueryRejected, or ReviewTimeout (wait again later)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = FIRST_POLL
-        while self.refresh() in WAITING:
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                raise ReviewTimeout(
-                    f"query {self.id} on {self.dataset} is still {self.status} after "
-                    f"{timeout:g} s; call .result() on this PendingQuery (exc.pending) later, "
-                    f"or gw.query_result({self.id!r})", pending=self)
-            time.sleep(delay if left is None else min(delay, left))
-            delay = min(delay * 1.6, MAX_POLL)
+        try:
+            while self.refresh() in WAITING:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise ReviewTimeout(
+                        f"query {self.id} on {self.dataset} is still {self.status} after "
+                        f"{timeout:g} s; call .result() on this PendingQuery (exc.pending) "
+                        f"later, or gw.query_result({self.id!r})", pending=self)
+                time.sleep(delay if left is None else min(delay, left))
+                delay = min(delay * 1.6, MAX_POLL)
+        except KeyboardInterrupt:
+            print(f"stopped waiting; query {self.id} stays queued for review: "
+                  f"gw.query_result({self.id!r}) fetches it later", flush=True)
+            raise
         return self._outcome()
 
     def _outcome(self) -> DPResult:
