@@ -141,7 +141,16 @@ class Session:
                 raise Unauthenticated(
                     "your sandbox token has expired; restart your server from the hub "
                     "(File > Hub Control Panel > Stop My Server, then Start) or sign in again")
+            if self._at_session_end():
+                return  # a refresh would bring the same expiry: the session itself ends
             self.refresh()
+
+    def _at_session_end(self) -> bool:
+        claims = token_claims(self._token) if self._token else {}
+        exp, session_end = claims.get("exp"), claims.get("sexp")
+        numbers = (int, float)
+        return isinstance(exp, numbers) and isinstance(session_end, numbers) \
+            and exp >= session_end - 1
 
     def refresh(self) -> None:
         """Exchange the current token for a fresh one (call with the lock held or alone)."""

@@ -322,6 +322,12 @@ def test_token_is_refreshed_and_shared(live: LiveGateway, tmp_path: Path,
     assert other._session.token == fresh
     assert other.datasets().shape[0] == 3
 
+    # near the session's end a refresh cannot extend the token: the client does not try
+    ending, _ttl = issue(username="ron", role="researcher", scope="sandbox", ttl=3600,
+                         session_expires_at=int(time.time()) + 120)
+    last = connect(live.url, token=ending, quiet=True)
+    assert last._session.token == ending and last.datasets().shape[0] == 3
+
     expired, _ttl = issue(username="rita", role="researcher", scope="sandbox", ttl=1)
     time.sleep(1.1)
     with pytest.raises(Unauthenticated, match="expired"):
