@@ -242,7 +242,11 @@ class Plan:
         by_alias = self._by_alias(alpha)
         with translated("release"):
             frames = release_all(
-                self.space, source(self.blueprint, self.parquet), self.measurements, self.budgets
+                self.space,
+                source(self.blueprint, self.parquet),
+                self.measurements,
+                self.budgets,
+                [not any(u.kind == "quantile" for u in stage.units) for stage in self.blueprint.stages],
             )
         keyed = collect_cells(self.blueprint, frames)
         return Release(

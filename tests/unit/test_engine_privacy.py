@@ -194,3 +194,13 @@ def test_plans_and_releases_from_many_threads(parquet: Path) -> None:
         thread.join()
     assert len(results) == 20
     assert all(len(r.rows) == 4 for r in results)
+
+
+@pytest.mark.parametrize("name", list(SHAPES))
+def test_id_column_unit_works_for_every_shape(engine: Engine, parquet: Path, name: str) -> None:
+    policy = make_policy(privacy_unit={"id_column": "person", "max_contributions": 3})
+    query, delta = SHAPES[name]
+    plan = plan_of(engine, parquet, query, epsilon=1.0, delta=delta, policy=policy)
+    assert plan.spent[0] <= 1.0 and plan.spent[1] <= (delta or 0.0)
+    release = plan.release()
+    assert release.columns == query.output_columns
