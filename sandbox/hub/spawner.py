@@ -191,10 +191,6 @@ class SandboxSpawner(LocalProcessSpawner):
     def _interrupt_timeout_default(self) -> int:
         return 15
 
-    @default("term_timeout")
-    def _term_timeout_default(self) -> int:
-        return 5
-
     # ------------------------------------------------------------------ who runs it
 
     @property
@@ -379,7 +375,6 @@ class SandboxSpawner(LocalProcessSpawner):
                 join()
             if setuid is not None:
                 setuid()
-            os.chdir("/")
 
         return preexec
 
@@ -432,7 +427,9 @@ class SandboxSpawner(LocalProcessSpawner):
         return (self.ip or "127.0.0.1", self.port)
 
     def _server_pid(self) -> int | None:
-        """The Jupyter server inside bubblewrap: outer bwrap -> inner init -> server."""
+        """The Jupyter server: inside bubblewrap, outer bwrap -> inner init -> server."""
+        if self.isolation != "bubblewrap":
+            return self.pid
         for init in children_of(self.pid):
             servers = children_of(init)
             if servers:
@@ -441,20 +438,20 @@ class SandboxSpawner(LocalProcessSpawner):
 
     async def stop(self, now: bool = False) -> None:
         try:
-            if self.isolation != "bubblewrap":
-                await super().stop(now=now)
-            elif await self.poll() is None:
-                await self._stop_sandbox(now)
+            if await self.poll() is None:
+                await self._stop_server(now)
         finally:
             await self._sweep()
 
-    async def _stop_sandbox(self, now: bool) -> None:
-        inits = children_of(self.pid)
+    async def _stop_server(self, now: bool) -> None:
+        # Not LocalProcessSpawner's SIGINT: without a terminal jupyter_server takes
+        # SIGINT as KeyboardInterrupt and exits without shutting its kernels down.
+        inits = children_of(self.pid) if self.isolation == "bubblewrap" else []
         if not now:
             server = self._server_pid()
             if server:
                 # SIGTERM: jupyter_server shuts its kernels down, then exits.
-                self.log.debug("Terminating sandbox server %i of %s", server, self.user.name)
+                self.log.debug("Terminating server %i of %s", server, self.user.name)
                 _kill(server, signal.SIGTERM)
                 await self.wait_for_death(self.interrupt_timeout)
         if await self.poll() is None:
@@ -464,7 +461,7 @@ class SandboxSpawner(LocalProcessSpawner):
             _kill(self.pid, signal.SIGKILL)
             await self.wait_for_death(self.kill_timeout)
         if await self.poll() is None:
-            self.log.warning("Sandbox of %s (pid %i) never died", self.user.name, self.pid)
+            self.log.warning("Server of %s (pid %i) never died", self.user.name, self.pid)
         # bubblewrap's outer process reports the exit before the inner init is gone.
         for _ in range(int(self.kill_timeout / 0.05)):
             if not any(_alive(pid) for pid in inits):
