@@ -67,6 +67,12 @@ class Blueprint:
     stages: tuple[Stage, ...]
 
     @property
+    def outputs(self) -> list[Unit]:
+        """The spec's aggregates' units, in the spec's (= the output columns') order."""
+        units = [unit for stage in self.stages for unit in stage.units if unit.agg is not None]
+        return sorted(units, key=lambda unit: unit.position)
+
+    @property
     def thresholded(self) -> bool:
         return any(stage.thresholded for stage in self.stages)
 
@@ -192,14 +198,16 @@ def _stages(spec: QuerySpec, policy: Policy, keys: pl.DataFrame | None) -> tuple
     stages = []
     if plain:
         units = [
-            aggregate_unit(f"__a{i}", agg, _column(policy, agg), policy.max_rows)
-            for i, agg in enumerate(plain)
+            aggregate_unit(f"__a{i}", agg, _column(policy, agg), policy.max_rows, position=i)
+            for i, agg in enumerate(spec.select)
+            if agg.agg != "histogram"
         ]
         if private and not any(u.kind == "count" for u in units):
             units.append(Unit(None, "keys", ("__keys",), frame_len("__keys")))
         stages.append(Stage(tuple(units), len(plain), by, keys))
-    for i, agg in enumerate(a for a in spec.select if a.agg == "histogram"):
-        stages.append(_histogram_stage(f"__h{i}", agg, by, keys))
+    for i, agg in enumerate(spec.select):
+        if agg.agg == "histogram":
+            stages.append(_histogram_stage(f"__h{i}", agg, by, keys, position=i))
     return tuple(stages)
 
 
@@ -208,7 +216,7 @@ def _column(policy: Policy, agg: Aggregate) -> Column | None:
 
 
 def _histogram_stage(
-    alias: str, agg: Aggregate, by: tuple[str, ...], keys: pl.DataFrame | None
+    alias: str, agg: Aggregate, by: tuple[str, ...], keys: pl.DataFrame | None, *, position: int
 ) -> Stage:
     assert agg.bins is not None and agg.column is not None
     bins = pl.DataFrame({BIN: pl.Series(BIN, range(len(agg.bins) - 1), dtype=pl.UInt32)})
@@ -221,7 +229,7 @@ def _histogram_stage(
                 f"histogram {agg.name} has {cell_keys.height} cells with its group_by; "
                 f"at most {MAX_KEY_CELLS} can be released at once"
             )
-    unit = Unit(agg, "histogram", (alias,), frame_len(alias))
+    unit = Unit(agg, "histogram", (alias,), frame_len(alias), position=position)
     return Stage((unit,), 1, (*by, BIN), cell_keys, agg.column, tuple(float(b) for b in agg.bins))
 
 

@@ -65,13 +65,9 @@ def _keys(bp: Blueprint, tables: Sequence[dict[Key, Cells]]) -> list[Key]:
     return sorted(seen, key=lambda key: tuple((v is None, v) for v in key))
 
 
-def _units(bp: Blueprint) -> list[Unit]:
-    return [unit for stage in bp.stages for unit in stage.units if unit.agg is not None]
-
-
 def _values(bp: Blueprint, cells: Cells) -> list[object]:
     out: list[object] = []
-    for unit in _units(bp):
+    for unit in bp.outputs:
         alias = unit.aliases[0]
         if unit.kind == "histogram":
             assert unit.agg is not None and unit.agg.bins is not None
@@ -113,7 +109,7 @@ def accuracy(
     further off).
     """
     out: dict[str, float | None] = {}
-    for unit in _units(bp):
+    for unit in bp.outputs:
         agg = unit.agg
         assert agg is not None
         if unit.kind == "histogram":

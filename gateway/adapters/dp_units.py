@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 os.environ["RUST_BACKTRACE"] = "0"  # before opendp loads: a backtrace costs ~80 ms per error
@@ -52,13 +52,20 @@ class Unit:
     integer: bool = True  # release as int
     bounds: tuple[float, float] | None = None  # a mean's, to clip it
     factor: float = 1.0  # a released sum (a mean's too) is in units of 1 / factor
+    position: int = -1  # index of the aggregate in the spec's select (-1: hidden)
 
 
 def frame_len(alias: str) -> Exprs:
     return lambda scale: [dp.len(scale=scale, signed=True).alias(alias)]
 
 
-def aggregate_unit(alias: str, agg: Aggregate, col: Column | None, max_rows: int) -> Unit:
+def aggregate_unit(
+    alias: str, agg: Aggregate, col: Column | None, max_rows: int, *, position: int
+) -> Unit:
+    return replace(_unit(alias, agg, col, max_rows), position=position)
+
+
+def _unit(alias: str, agg: Aggregate, col: Column | None, max_rows: int) -> Unit:
     if agg.column is None or col is None:
         return Unit(agg, "count", (alias,), frame_len(alias))
     name = agg.column

@@ -211,6 +211,22 @@ def test_histogram_with_other_aggregates_and_public_groups(
     assert rows["west"] == [0, 0, 0]
 
 
+def test_values_follow_the_spec_order_across_stages(
+    engine: Engine, parquet: Path, frame: pl.DataFrame
+) -> None:
+    query = spec(
+        Aggregate("histogram", "month", bins=(1, 7, 13)),
+        Aggregate("count", "delay"),
+        Aggregate("histogram", "dist", bins=(0, 5001), alias="all_dist"),
+        Aggregate("sum", "month"),
+    )
+    release = run(engine, parquet, query)
+    assert release.columns == query.output_columns
+    non_null = frame.filter(pl.col("delay").is_not_null() & pl.col("delay").is_not_nan()).height
+    early = int((frame["month"] < 7).sum())
+    assert release.rows == [[early, N - early, non_null, N, frame["month"].sum()]]
+
+
 # -- filters ------------------------------------------------------------------------------
 
 FILTERS = [
