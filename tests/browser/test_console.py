@@ -88,6 +88,12 @@ def test_admin_reviews_a_restricted_query_and_manages_grants_users_datasets(
     assert console.services.queries.get(RON, held["id"])["status"] == "released"
 
     admin.goto("/console/admin/grants")
+    admin.page.get_by_label("Username or org").fill("eve")
+    admin.page.get_by_label("Dataset", exact=True).fill("exam")
+    admin.page.get_by_role("spinbutton", name="Epsilon").fill("0.5")
+    admin.click(admin.page.get_by_role("button", name="Give the grant"))
+    expect(admin.page.get_by_role("status")).to_contain_text("grant was created")
+    expect(admin.page.get_by_role("row").filter(has_text="eve")).to_contain_text("exam")
     admin.shot("admin-grants")
     row = admin.page.get_by_role("row").filter(has_text="ron").filter(has_text="credit")
     row.get_by_role("textbox").fill("study finished")

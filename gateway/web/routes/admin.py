@@ -24,6 +24,7 @@ NOTICES = {
     "released": "The query was computed, charged and released to the analyst.",
     "query-rejected": "The query was rejected; nothing was computed or charged.",
     "revoked": "The grant was revoked; no more queries can draw on it.",
+    "given": "The grant was created.",
     "created": "The account was created.",
     "disabled": "The account was disabled; its sessions end at their next request.",
     "enabled": "The account was enabled.",
@@ -94,6 +95,21 @@ def reject_query(query_id: str, actor: FormUser, svc: ServicesDep, note: Note) -
 def grants(request: Request, actor: AdminUser, svc: ServicesDep) -> Response:
     return page(request, "grants.html", title="Grants", grants=svc.ledger.list(actor),
                 notice=notice(request))
+
+
+@router.post("/admin/grants")
+def give_grant(
+    actor: FormUser, svc: ServicesDep, dataset: Annotated[str, Form(max_length=63)],
+    epsilon: Annotated[float, Form(gt=0, le=1e6)],
+    holder: Annotated[str, Form(max_length=128)],
+    holder_kind: Annotated[Literal["user", "org"], Form()] = "user",
+    days: Annotated[int | None, Form(ge=1, le=366)] = None,
+) -> Response:
+    holder = holder.strip()
+    svc.ledger.give(actor, user=holder if holder_kind == "user" else None,
+                    org=holder if holder_kind == "org" else None, dataset=dataset,
+                    epsilon=epsilon, delta=None, days=days)
+    return back("/console/admin/grants", "given")
 
 
 @router.post("/grants/{grant_id}/revoke")
