@@ -60,6 +60,7 @@ class SandboxLayout:
     hidden: Sequence[Path] = ()  # replaced by empty read-only tmpfs (or /dev/null for files)
     empty: Sequence[Path] = (Path("/home"), Path("/root"))  # other homes: empty tmpfs
     private_tmp: Sequence[Path] = (Path("/tmp"), Path("/var/tmp"))  # noqa: S108
+    readonly: Sequence[Path] = ()  # bound back read-only, e.g. a sandbox env under a hidden path
     hostname: str = "sandbox"
     extra_args: Sequence[str] = field(default_factory=tuple)
 
@@ -123,6 +124,8 @@ def bwrap_command(bwrap: str, layout: SandboxLayout, command: Sequence[str]) -> 
         if Path(empty).is_dir():
             args += ["--tmpfs", str(empty)]
     args += _hide_args(layout)
+    for path in layout.readonly:
+        args += ["--ro-bind", str(path), str(path)]
     args += [
         "--bind", str(layout.home), str(layout.sandbox_home),
         "--chdir", str(layout.sandbox_home),

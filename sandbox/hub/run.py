@@ -139,6 +139,13 @@ def run_hub(settings_home: Path | None = None, gateway_url: str | None = None, p
 
 def main(port: int = 8000) -> int:
     """Entry point of ``dpsandbox hub [--port N]``."""
+    singleuser = HubSettings.from_env().sandbox_env / "bin" / "jupyterhub-singleuser"
+    if not singleuser.exists():
+        print(
+            f"[dpsandbox] {singleuser} is missing: analysts' servers cannot start until "
+            "`python -m sandbox.hub.build_env` (make sandbox-env) builds the sandbox environment",
+            file=sys.stderr,
+        )
     return run_hub(port=port)
 
 

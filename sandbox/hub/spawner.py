@@ -314,6 +314,8 @@ class SandboxSpawner(LocalProcessSpawner):
             sandbox_home=self.sandbox_home,
             hidden=hidden,
             empty=(Path(self.home_root), Path("/root")),
+            # Readable wherever it lives, even under a hidden or emptied path.
+            readonly=(Path(self.sandbox_env),),
             hostname="sandbox",
         )
 
@@ -398,6 +400,11 @@ class SandboxSpawner(LocalProcessSpawner):
         if not self.as_root:
             self.log.warning("No cgroup limits for %s: the hub does not run as root", self.user.name)
 
+        if not Path(self.cmd[0]).exists():
+            raise SandboxError(
+                f"The sandbox environment is not built ({self.cmd[0]} is missing): "
+                "run `python -m sandbox.hub.build_env` (make sandbox-env)"
+            )
         command = [*self.cmd, *self.get_args()]
         if self.isolation == "bubblewrap":
             bwrap = self._bwrap()

@@ -64,6 +64,15 @@ def sandboxes(hub: Hub, analysts: tuple[str, str], exam_dataset: str) -> Iterato
         box.browser.close()
 
 
+def test_idle_culler_runs_as_a_hub_service(hub: Hub) -> None:
+    deadline = time.monotonic() + 30
+    while "(idle-culler@127.0.0.1)" not in hub.log() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    culler_requests = [line for line in hub.log().splitlines() if "(idle-culler@127.0.0.1)" in line]
+    assert culler_requests, "the idle culler never called the hub's API"
+    assert all(" 200 GET /hub/api/" in line for line in culler_requests), culler_requests
+
+
 def test_wrong_password_is_refused_on_the_login_form(hub: Hub, analysts: tuple[str, str]) -> None:
     browser = HubBrowser(hub.url)
     response = browser.login(analysts[0], "not-the-password")

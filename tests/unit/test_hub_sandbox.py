@@ -69,6 +69,7 @@ def test_bwrap_command_hides_secrets_and_binds_only_the_own_home(tmp_path: Path)
         sandbox_home=Path("/home/dps-alice"),
         hidden=[gateway_home, secret, other_secret, tmp_path / "missing"],
         private_tmp=(),  # tmp_path itself lives in /tmp
+        readonly=(gateway_home / "env",),
     )
     cmd = bwrap_command("/usr/bin/bwrap", layout, ["jupyterhub-singleuser", "--x"])
     line = " ".join(cmd)
@@ -83,6 +84,8 @@ def test_bwrap_command_hides_secrets_and_binds_only_the_own_home(tmp_path: Path)
         assert flag in cmd
     assert "--share-net" not in cmd and "--unshare-net" not in cmd  # the gateway is on loopback
     assert cmd[-3:] == ["--", "jupyterhub-singleuser", "--x"]
+    # A sandbox environment under a hidden path is bound back, read-only, after the hiding.
+    assert line.index(f"--tmpfs {gateway_home}") < line.index(f"--ro-bind {gateway_home}/env")
     # The own home is bound after /home was emptied, or it would be hidden too.
     assert line.index("--tmpfs /home") < line.index(f"--bind {home}")
 
