@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 
 from gateway.domain.errors import STATUS_BY_CODE, DomainError, Unauthenticated
@@ -67,14 +68,15 @@ def number(value: Any, digits: int = 4) -> str:
     return text if text not in ("-0", "") else "0"
 
 
-def when(value: str | None) -> str:
-    """An ISO time from the store as ``2026-11-26 14:03 UTC``."""
+def when(value: str | None) -> Markup | str:
+    """An ISO time from the store as ``2026-11-26 14:03 UTC``, in a <time> element."""
     if not value:
         return "–"
     try:
-        return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M UTC")
+        text = datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M UTC")
     except ValueError:
         return value
+    return Markup('<time datetime="{}">{}</time>').format(value, text)
 
 
 def short(value: str | None) -> str:
