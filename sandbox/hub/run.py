@@ -107,14 +107,35 @@ def start_hub(
 
 
 def stop_hub(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
-    """Ask the hub to shut down (it stops every sandbox first); kill it if it hangs."""
+    """Ask the hub to shut down (it stops every sandbox first); kill it if it hangs.
+
+    A hub stopped while still starting can leave its proxy behind (the proxy runs
+    in a session of its own): it is found through the pid file in the state dir.
+    """
+    try:
+        state_dir = Path(os.readlink(f"/proc/{proc.pid}/cwd"))
+    except OSError:
+        state_dir = None
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
-            return proc.wait(timeout)
+            proc.wait(timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
-    return proc.wait()
+    code = proc.wait()
+    if state_dir is not None:
+        _stop_stray_proxy(state_dir / "jupyterhub-proxy.pid")
+    return code
+
+
+def _stop_stray_proxy(pid_file: Path) -> None:
+    try:
+        pid = int(pid_file.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return
+    if b"configurable-http-proxy" in cmdline:
+        os.kill(pid, signal.SIGTERM)
 
 
 def run_hub(settings_home: Path | None = None, gateway_url: str | None = None, port: int = 8000) -> int:

@@ -21,7 +21,8 @@ from sandbox.hub.isolation import system_username
 from tests.e2e.hubclient import HubBrowser, KernelError, KernelSession
 from tests.e2e.support import PASSWORD, Gateway, Hub, processes_of
 
-pytestmark = pytest.mark.e2e
+# One worker runs them all, in order: they share one hub and the last ones stop it.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-hub")]
 
 
 class Sandbox:
