@@ -45,7 +45,7 @@ demo: install system-packages sandbox-env
 test: install system-packages sandbox-env
 	$(BIN)/ruff check gateway sandbox tests bench
 	$(BIN)/mypy
-	$(BIN)/pytest -n 2 --dist loadgroup tests
+	$(BIN)/pytest -n 2 --dist loadfile tests
 
 bench: install
 	$(BIN)/python bench/run.py

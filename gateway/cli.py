@@ -16,14 +16,24 @@ from typing import Any
 
 os.environ["RUST_BACKTRACE"] = "0"
 
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
+from rich.console import Console
+from rich.table import Table
 
-from gateway.domain.errors import DomainError  # noqa: E402
-from gateway.settings import Settings  # noqa: E402
+from gateway.domain.errors import DomainError
+from gateway.settings import Settings
 
-console = Console()
-err = Console(stderr=True)
+class _Console:
+    """A rich Console made at each use, so the terminal width is read when printing."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(Console(**self._options), name)
+
+
+console = _Console()
+err = _Console(stderr=True)
 
 
 def _services(migrate: bool = True) -> Any:

@@ -165,7 +165,7 @@ def test_invalid_transitions_are_refused_and_leave_no_trace(
     resp = env.post(who, f"/v1/requests/{request_id}/{action}", body)
     assert resp.status_code == 409, resp.text
     error = resp.json()["error"]
-    assert error["code"] == "conflict" and f"that is {status}" in error["message"]
+    assert error["code"] == "conflict" and f"it is {status}" in error["message"]
     assert state(env) == before
     [entry] = audit_since(env, seq)
     assert (entry["outcome"], entry["action"], entry["request_id"], entry["actor"]) == (
