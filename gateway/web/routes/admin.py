@@ -72,7 +72,7 @@ def reject(request_id: str, actor: FormUser, svc: ServicesDep, note: Note) -> Re
 
 @router.get("/admin/reviews")
 def reviews(request: Request, actor: AdminUser, svc: ServicesDep) -> Response:
-    held = with_accuracy(svc, svc.queries.list(actor, status="pending_review"))
+    held = with_accuracy(svc, actor, svc.queries.list(actor, status="pending_review"))
     return page(request, "reviews.html", title="Query reviews", reviews=held,
                 notice=notice(request))
 
