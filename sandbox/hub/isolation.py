@@ -18,13 +18,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = [
+    "SandboxError",
     "SandboxLayout",
     "bwrap_command",
     "children_of",
     "descendants_of",
+    "is_alive",
     "reachable_by",
+    "signal_process",
     "system_username",
 ]
+
+
+class SandboxError(RuntimeError):
+    """A sandbox cannot be started safely; the message is shown to the analyst."""
+
 
 _SAFE_NAME = re.compile(r"[a-z][a-z0-9_-]*")
 MAX_SYSTEM_NAME = 32  # useradd's limit on Linux
@@ -171,3 +179,21 @@ def descendants_of(pid: int, proc: Path = Path("/proc")) -> list[int]:
             next_frontier.extend(kids)
         frontier = next_frontier
     return found
+
+
+def signal_process(pid: int | None, sig: int) -> None:
+    """Send ``sig`` to ``pid`` if there is one and it still exists."""
+    if pid:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def is_alive(pid: int, proc: Path = Path("/proc")) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        stat = (proc / str(pid) / "stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] not in "ZX"

@@ -10,6 +10,8 @@ What one sandbox is (design.md, "Isolation"):
   state replaced by empty tmpfs, new PID/IPC/UTS namespaces, kernels over IPC
   sockets;
 - cgroup v1 memory/CPU/pids limits where the host allows;
+- an egress filter (nftables, by socket owner): new connections only to the
+  gateway and the hub API, since embedded sandboxes share the host's network;
 - a clean environment: the sandbox venv's PATH, no hub PATH or VIRTUAL_ENV, no
   ``DPSANDBOX_*`` secrets, only the gateway URL and a short-lived
   ``scope: sandbox`` token obtained from the gateway.
@@ -24,6 +26,7 @@ and the cgroup is swept at the end, so no process of the analyst survives.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import pwd
 import shutil
@@ -36,12 +39,17 @@ from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
 from jupyterhub.utils import random_port
 from traitlets import Bool, CaselessStrEnum, Integer, List, Unicode, default
 
+from .accounts import account_exists, ensure_analyst_account
 from .cgroups import CgroupLimits, CgroupUnavailable, SandboxCgroup
+from .firewall import FirewallUnavailable, SandboxFirewall, endpoint_of
 from .isolation import (
+    SandboxError,
     SandboxLayout,
     bwrap_command,
     children_of,
+    is_alive,
     reachable_by,
+    signal_process,
     system_username,
 )
 from .settings import HubSettings
@@ -51,37 +59,10 @@ __all__ = ["SandboxSpawner"]
 
 # Hub usernames whose "no root" announcement was made (once per hub process).
 _ANNOUNCED: set[str] = set()
+# Spawns and stops of one hub change its nftables table one at a time.
+_FIREWALL_LOCK = asyncio.Lock()
 # uids for which a bubblewrap probe succeeded.
 _BWRAP_OK: set[int] = set()
-
-
-def _account_exists(name: str) -> bool:
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        return False
-    return True
-
-
-def _kill(pid: int | None, sig: int) -> None:
-    if pid:
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
-
-
-def _alive(pid: int) -> bool:
-    """True while ``pid`` exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] not in "ZX"
-
-
-class SandboxError(RuntimeError):
-    """A sandbox cannot be started safely; the message is shown to the analyst."""
 
 
 class SandboxSpawner(LocalProcessSpawner):
@@ -146,6 +127,20 @@ class SandboxSpawner(LocalProcessSpawner):
     ).tag(config=True)
 
     cgroup_root = Unicode("/sys/fs/cgroup", help="Mount point of the cgroup v1 hierarchies.").tag(config=True)
+
+    network = CaselessStrEnum(
+        ["gateway-only", "host"],
+        default_value="gateway-only",
+        help="""What a sandbox may connect to (embedded mode shares the host's network).
+
+        "gateway-only" (default): with root and nftables, new connections from a
+        sandbox user's sockets are refused except to the gateway and the hub API
+        (a filter per hub, by socket owner). "host": no filter; a sandbox can reach
+        every address the host can, e.g. a database that trusts local TCP.
+        """,
+    ).tag(config=True)
+
+    nft_path = Unicode("nft", help="The nftables command (apt-get install nftables).").tag(config=True)
 
     kernel_transport_ipc = Bool(
         True,
@@ -216,29 +211,11 @@ class SandboxSpawner(LocalProcessSpawner):
 
     async def _ensure_system_user(self) -> None:
         """Create the analyst's account on first spawn (root only)."""
-        name = self.system_user
-        comment = f"dp-sandbox analyst {self.user.name}"
-        if not _account_exists(name):
-            home = Path(self.home_root) / name
-            self.log.info("Creating system user %s for %s", name, self.user.name)
-            proc = await asyncio.create_subprocess_exec(
-                "useradd", "--create-home", "--home-dir", str(home), "--shell", "/bin/bash",
-                "--user-group", "--comment", comment, name,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            )  # fmt: skip
-            out, _ = await proc.communicate()
-            if proc.returncode != 0:
-                raise SandboxError(f"useradd {name} failed: {out.decode(errors='replace')}")
-        entry = pwd.getpwnam(name)
-        if entry.pw_gecos.split(",")[0] != comment:
-            # Never run an analyst as an account that someone else made.
-            raise SandboxError(f"system user {name} exists but was not created for {self.user.name}")
-        if entry.pw_uid == 0:
-            raise SandboxError(f"system user {name} has uid 0; refusing to run a server as root")
-        home = Path(entry.pw_dir)
-        home.mkdir(mode=0o700, exist_ok=True)
-        os.chown(home, entry.pw_uid, entry.pw_gid)
-        os.chmod(home, 0o700)
+        if not account_exists(self.system_user):
+            self.log.info("Creating system user %s for %s", self.system_user, self.user.name)
+        await ensure_analyst_account(
+            self.system_user, hub_user=self.user.name, home_root=Path(self.home_root)
+        )
 
     def _ensure_private_home(self) -> None:
         """Without root: one private home per analyst under the hub's state directory."""
@@ -351,6 +328,9 @@ class SandboxSpawner(LocalProcessSpawner):
         return SandboxCgroup(self.sandbox_home.name, root=Path(self.cgroup_root))
 
     async def _setup_cgroup(self) -> SandboxCgroup | None:
+        if not self.as_root:
+            self.log.warning("No cgroup limits for %s: the hub does not run as root", self.user.name)
+            return None
         limits = CgroupLimits(
             memory_bytes=self.mem_limit or None,
             cpus=self.cpu_limit or None,
@@ -382,44 +362,81 @@ class SandboxSpawner(LocalProcessSpawner):
 
     _cgroup_join: Any = None
 
+    def _firewall(self) -> SandboxFirewall:
+        state = str(Path(self.hub_state_dir).absolute())
+        return SandboxFirewall(
+            f"dpsandbox_{hashlib.sha256(state.encode()).hexdigest()[:10]}", nft=self.nft_path
+        )
+
+    async def _restrict_network(self, uid: int) -> None:
+        """Let the sandbox's user connect to the gateway and the hub API only."""
+        if self.network == "host":
+            self.log.warning("Network of %s is not filtered (network = 'host')", self.user.name)
+            return
+        if not self.as_root:
+            self.log.warning("No network filter for %s: the hub does not run as root", self.user.name)
+            return
+        endpoints = [
+            endpoint_of(self.gateway_url),
+            endpoint_of(self.hub_connect_url or self.hub.api_url),
+        ]
+        firewall = self._firewall()
+        try:
+            async with _FIREWALL_LOCK:
+                await asyncio.to_thread(firewall.install, endpoints)
+                await asyncio.to_thread(firewall.allow_uid, uid)
+        except (FirewallUnavailable, OSError) as exc:
+            self.log.warning(
+                "No network filter for %s (%s): the sandbox can connect wherever the host can",
+                self.user.name,
+                exc,
+            )
+            return
+        allowed = ", ".join(f"{host}:{port}" for host, port in endpoints)
+        self.log.info("Network of %s: new connections only to %s", self.user.name, allowed)
+
     # ------------------------------------------------------------------ lifecycle
 
-    async def start(self) -> tuple[str, int]:
-        if self.port == 0:
-            self.port = random_port()
+    async def _prepare(self) -> None:
+        """Everything a sandbox needs before its process starts."""
         self._announce_mode()
         if self.as_root:
             await self._ensure_system_user()
         else:
             self._ensure_private_home()
-        if pwd.getpwnam(self.system_user).pw_uid == 0:
+        uid = pwd.getpwnam(self.system_user).pw_uid
+        if uid == 0:
             raise SandboxError("refusing to run a single-user server as root")
-        self._sandbox_token = await self._fetch_sandbox_token()
-        cgroup = await self._setup_cgroup() if self.as_root else None
-        self._cgroup_join = cgroup.join_fn() if cgroup else None
-        if not self.as_root:
-            self.log.warning("No cgroup limits for %s: the hub does not run as root", self.user.name)
-
         if not Path(self.cmd[0]).exists():
             raise SandboxError(
                 f"The sandbox environment is not built ({self.cmd[0]} is missing): "
                 "run `python -m sandbox.hub.build_env` (make sandbox-env)"
             )
+        self._sandbox_token = await self._fetch_sandbox_token()
+        await self._restrict_network(uid)
+        cgroup = await self._setup_cgroup()
+        self._cgroup_join = cgroup.join_fn() if cgroup else None
+
+    async def _command(self) -> tuple[list[str], str]:
+        """The command line of the server and the directory it starts in."""
         command = [*self.cmd, *self.get_args()]
         if self.isolation == "bubblewrap":
             bwrap = self._bwrap()
             await self._probe_bwrap(bwrap, self.make_preexec_fn(self.system_user))
-            command = bwrap_command(bwrap, self._layout(), command)
-            cwd = "/"
-        else:
-            self.log.warning(
-                "ISOLATION DISABLED (c.SandboxSpawner.isolation = 'none'): %s's server runs "
-                "as a plain process of %s and can read whatever that user can",
-                self.user.name,
-                self.system_user,
-            )
-            cwd = str(self._host_home())
+            return bwrap_command(bwrap, self._layout(), command), "/"
+        self.log.warning(
+            "ISOLATION DISABLED (c.SandboxSpawner.isolation = 'none'): %s's server runs "
+            "as a plain process of %s and can read whatever that user can",
+            self.user.name,
+            self.system_user,
+        )
+        return command, str(self._host_home())
 
+    async def start(self) -> tuple[str, int]:
+        if self.port == 0:
+            self.port = random_port()
+        await self._prepare()
+        command, cwd = await self._command()
         self.log.info("Spawning sandbox of %s as %s", self.user.name, self.system_user)
         self.log.debug("Sandbox command: %s", command)
         self.proc = Popen(
@@ -459,19 +476,19 @@ class SandboxSpawner(LocalProcessSpawner):
             if server:
                 # SIGTERM: jupyter_server shuts its kernels down, then exits.
                 self.log.debug("Terminating server %i of %s", server, self.user.name)
-                _kill(server, signal.SIGTERM)
+                signal_process(server, signal.SIGTERM)
                 await self.wait_for_death(self.interrupt_timeout)
         if await self.poll() is None:
             # The sandbox's PID 1 going away kills everything in its PID namespace.
             for init in inits:
-                _kill(init, signal.SIGKILL)
-            _kill(self.pid, signal.SIGKILL)
+                signal_process(init, signal.SIGKILL)
+            signal_process(self.pid, signal.SIGKILL)
             await self.wait_for_death(self.kill_timeout)
         if await self.poll() is None:
             self.log.warning("Server of %s (pid %i) never died", self.user.name, self.pid)
         # bubblewrap's outer process reports the exit before the inner init is gone.
         for _ in range(int(self.kill_timeout / 0.05)):
-            if not any(_alive(pid) for pid in inits):
+            if not any(is_alive(pid) for pid in inits):
                 break
             await asyncio.sleep(0.05)
 
@@ -484,3 +501,7 @@ class SandboxSpawner(LocalProcessSpawner):
         if left:
             self.log.warning("Killing %d leftover processes of %s", len(left), self.user.name)
         await asyncio.to_thread(cgroup.remove)
+        if self.network != "host" and account_exists(self.system_user):
+            uid = pwd.getpwnam(self.system_user).pw_uid
+            async with _FIREWALL_LOCK:
+                await asyncio.to_thread(self._firewall().forget_uid, uid)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import pwd
+import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -182,6 +183,26 @@ def test_other_sandboxes_processes_are_invisible(sandboxes: tuple[Sandbox, Sandb
     assert {uid for uid, _ in seen.values()} == {first.account.pw_uid}
     assert not any(second.username in cmd for _, cmd in seen.values())
     assert "1" in seen  # a PID namespace of its own
+
+
+def test_sandbox_connects_to_the_gateway_and_nothing_else(
+    sandboxes: tuple[Sandbox, Sandbox], gateway: Gateway
+) -> None:
+    # A service on the host's loopback that is not the gateway: a database that
+    # trusts local TCP, another service's admin port, the proxy's API ...
+    with socket.create_server(("127.0.0.1", 0)) as other_service:
+        port = other_service.getsockname()[1]
+        seen = sandboxes[0].run_json(
+            "import json, socket\n"
+            "def connect(port):\n"
+            "    try:\n"
+            "        socket.create_connection(('127.0.0.1', port), timeout=5).close()\n"
+            "        return 'connected'\n"
+            "    except OSError as e:\n"
+            "        return type(e).__name__\n"
+            f"print(json.dumps([connect({port}), connect({gateway.url.rsplit(':', 1)[1]})]))"
+        )
+    assert seen == ["ConnectionRefusedError", "connected"]
 
 
 def test_kernels_talk_over_ipc_sockets(sandboxes: tuple[Sandbox, Sandbox]) -> None:

@@ -14,6 +14,7 @@ from tornado import web
 from sandbox.hub import build_env
 from sandbox.hub.authenticator import GatewayAuthenticator
 from sandbox.hub.cgroups import CgroupLimits, CgroupUnavailable, SandboxCgroup
+from sandbox.hub.firewall import SandboxFirewall, endpoint_of
 from sandbox.hub.gateway_api import (
     GatewayClient,
     GatewayRefused,
@@ -105,6 +106,27 @@ def test_children_of_reads_the_process_tree(tmp_path: Path) -> None:
     assert children_of(10, tmp_path) == [11, 13]
     assert children_of(11, tmp_path) == [12]
     assert children_of(12, tmp_path) == []
+
+
+# -- the egress filter ----------------------------------------------------------------
+
+
+def test_firewall_rules_accept_only_the_named_endpoints_for_sandbox_users() -> None:
+    rules = SandboxFirewall("dpsandbox_t").rules([("127.0.0.1", 8600), ("::1", 8081)]).splitlines()
+    assert rules[:2] == ["add table inet dpsandbox_t", "add set inet dpsandbox_t uids { typeof meta skuid; }"]
+    assert "add rule inet dpsandbox_t output meta skuid != @uids accept" in rules
+    accepts = [r for r in rules if r.endswith(" accept") and "daddr" in r]
+    assert accepts == [
+        "add rule inet dpsandbox_t output ip daddr 127.0.0.1 tcp dport 8600 accept",
+        "add rule inet dpsandbox_t output ip6 daddr ::1 tcp dport 8081 accept",
+    ]
+    assert rules[-1] == "add rule inet dpsandbox_t output reject"  # everything else
+    assert "delete" not in " ".join(rules)  # reinstalling keeps the running sandboxes' uids
+
+
+def test_endpoints_come_from_urls() -> None:
+    assert endpoint_of("http://127.0.0.1:8600") == ("127.0.0.1", 8600)
+    assert endpoint_of("https://gateway.internal/v1") == ("gateway.internal", 443)
 
 
 # -- cgroups -------------------------------------------------------------------------
