@@ -22,6 +22,7 @@ from rich.table import Table
 from gateway.domain.errors import DomainError
 from gateway.settings import Settings
 
+
 class _Console:
     """A rich Console made at each use, so the terminal width is read when printing."""
 

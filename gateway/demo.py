@@ -11,13 +11,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import secrets
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -57,26 +55,9 @@ def _say(message: str) -> None:
 # -- state: datasets and accounts ------------------------------------------------------
 
 
-def _candidate_version(rec_policy_path: Path, data: Path) -> str:
-    """The version Catalog.register would give (data digest + policy), without registering."""
-    from gateway.domain.audit import canonical_json
-    from gateway.policy import load_policy
-    from gateway.services.catalog import _read_source, conform
-
-    policy = load_policy(rec_policy_path)
-    frame = conform(_read_source(data), policy, str(rec_policy_path))
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "candidate.parquet"
-        frame.write_parquet(path)
-        body = path.read_bytes()
-    policy_json = canonical_json(policy.model_dump(mode="json"))
-    return hashlib.sha256(body + policy_json.encode()).hexdigest()[:20]
-
-
 def register_demo_datasets(services: Any, actor: Any) -> None:
     from gateway.demo_data import export_demo_data
     from gateway.domain.errors import NotFound
-    from gateway.services.catalog import REPO_POLICIES
 
     sources = export_demo_data(services.settings.home / "demo-source")
     for name, data in sources.items():
@@ -84,11 +65,10 @@ def register_demo_datasets(services: Any, actor: Any) -> None:
             current: str | None = services.catalog.record(name).version
         except NotFound:
             current = None
-        if current is not None and current == _candidate_version(
-                REPO_POLICIES / f"{name}.yaml", data):
+        rec = services.catalog.register(actor, name=name, data=data)  # unchanged: a no-op
+        if rec.version == current:
             _say(f"  dataset {name}: already registered (version {current})")
             continue
-        rec = services.catalog.register(actor, name=name, data=data)
         verb = "re-registered" if current else "registered"
         _say(f"  dataset {name}: {verb}, version {rec.version}, {rec.row_count} rows, "
              f"access {rec.policy.access}")

@@ -109,8 +109,14 @@ def _check_bins(bins: tuple[float, ...] | None) -> None:
         raise InvalidRequest("histogram bin edges must be strictly increasing")
 
 
+def _edge(value: float) -> str:
+    """An exact, readable bin edge: 500 not 500.0, 0.1 not 0.10000000000000001, 1000000 not 1e+06."""
+    number = float(value)
+    return str(int(number)) if number.is_integer() else repr(number)
+
+
 def histogram_labels(bins: Sequence[float]) -> list[str]:
-    return [f"[{lo:g}, {hi:g})" for lo, hi in zip(bins[:-1], bins[1:], strict=True)]
+    return [f"[{_edge(lo)}, {_edge(hi)})" for lo, hi in zip(bins[:-1], bins[1:], strict=True)]
 
 
 @dataclass(frozen=True)
@@ -161,7 +167,8 @@ class QuerySpec:
         if len(set(self.group_by)) != len(self.group_by):
             raise InvalidRequest("group_by names a column twice")
         names = [*self.group_by, *(a.name for a in self.select)]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        outputs = self.output_columns
+        dupes = sorted({n for n in outputs if outputs.count(n) > 1})
         if dupes:
             raise InvalidRequest(f"output column named twice: {', '.join(dupes)}")
         if self.limit is not None and (isinstance(self.limit, bool) or self.limit < 0):

@@ -100,6 +100,8 @@ class Catalog:
         tmp.replace(target)
         with self.store.write() as conn:
             existing = conn.execute(select(t.datasets).where(t.datasets.c.name == name)).first()
+            if existing is not None and existing.version == digest:
+                return self._to_record(existing)  # same data, same policy: nothing to change
             values = {
                 "title": policy.title, "domain": policy.domain, "access": policy.access,
                 "policy_json": policy_json, "version": digest, "file_name": target.name,

@@ -150,3 +150,13 @@ def test_chain_names_the_first_damaged_entry() -> None:
     assert verify_chain(swapped).first_bad_seq == 2
     truncated_head = rows[1:]
     assert verify_chain(truncated_head).first_bad_seq == 1
+
+
+def test_histogram_labels_are_exact() -> None:
+    from gateway.domain.query import histogram_labels
+
+    assert histogram_labels([0, 500, 1_000_000]) == ["[0, 500)", "[500, 1000000)"]
+    assert histogram_labels([0.1, 0.1000001]) == ["[0.1, 0.1000001)"]
+    with pytest.raises(InvalidRequest, match="output column named twice"):
+        spec(select=(Aggregate("histogram", "distance", bins=(0, 1)),
+                     Aggregate("count", alias="histogram_distance [0, 1)")))
