@@ -28,7 +28,8 @@ system-packages:
 	@missing=""; \
 	command -v bwrap >/dev/null 2>&1 || missing="$$missing bubblewrap"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
-	[ -x /usr/bin/python3.11 ] || missing="$$missing python3.11"; \
+	command -v nft >/dev/null 2>&1 || missing="$$missing nftables"; \
+	[ -x /usr/bin/python3 ] || missing="$$missing python3"; \
 	/usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
 	command -v useradd >/dev/null 2>&1 || missing="$$missing passwd"; \
 	if [ -n "$$missing" ]; then \
