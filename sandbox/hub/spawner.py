@@ -361,6 +361,7 @@ class SandboxSpawner(LocalProcessSpawner):
         return preexec
 
     _cgroup_join: Any = None
+    _needs_sweep = False  # set from start() until the sandbox is cleaned up
 
     def _firewall(self) -> SandboxFirewall:
         state = str(Path(self.hub_state_dir).absolute())
@@ -435,20 +436,32 @@ class SandboxSpawner(LocalProcessSpawner):
     async def start(self) -> tuple[str, int]:
         if self.port == 0:
             self.port = random_port()
-        await self._prepare()
-        command, cwd = await self._command()
-        self.log.info("Spawning sandbox of %s as %s", self.user.name, self.system_user)
-        self.log.debug("Sandbox command: %s", command)
-        self.proc = Popen(
-            command,
-            preexec_fn=self.make_preexec_fn(self.system_user),
-            start_new_session=True,
-            env=self.get_env(),
-            cwd=cwd,
-            **self.popen_kwargs,
-        )
+        self._needs_sweep = True
+        try:
+            await self._prepare()
+            command, cwd = await self._command()
+            self.log.info("Spawning sandbox of %s as %s", self.user.name, self.system_user)
+            self.log.debug("Sandbox command: %s", command)
+            self.proc = Popen(
+                command,
+                preexec_fn=self.make_preexec_fn(self.system_user),
+                start_new_session=True,
+                env=self.get_env(),
+                cwd=cwd,
+                **self.popen_kwargs,
+            )
+        except BaseException:
+            await self._sweep()
+            raise
         self.pid = self.proc.pid
         return (self.ip or "127.0.0.1", self.port)
+
+    async def poll(self) -> int | None:
+        status = await super().poll()
+        if status is not None and self._needs_sweep:
+            # It ended by itself: the hub will not call stop(), so clean up here.
+            await self._sweep()
+        return status
 
     def _server_pid(self) -> int | None:
         """The Jupyter server: inside bubblewrap, outer bwrap -> inner init -> server."""
@@ -494,6 +507,7 @@ class SandboxSpawner(LocalProcessSpawner):
 
     async def _sweep(self) -> None:
         """Kill any process of this sandbox that escaped, and drop its cgroups."""
+        self._needs_sweep = False
         if not self.as_root:
             return
         cgroup = self._cgroup()
