@@ -264,3 +264,28 @@ def test_client_sources_exclude_the_hub(tmp_path: Path) -> None:
     before = build_env._client_hash(tmp_path)
     (tmp_path / "sandbox" / "client" / "__init__.py").write_text("x = 1")
     assert build_env._client_hash(tmp_path) != before
+
+
+# -- the spawner's defaults ----------------------------------------------------------
+
+
+def test_spawner_refuses_to_run_without_bubblewrap_unless_told() -> None:
+    from sandbox.hub.isolation import SandboxError
+    from sandbox.hub.spawner import SandboxSpawner
+
+    spawner = SandboxSpawner(bwrap_path="/nonexistent/bwrap")
+    assert spawner.isolation == "bubblewrap"
+    with pytest.raises(SandboxError, match="isolation = 'none'"):
+        spawner._bwrap()
+
+
+def test_spawner_keeps_none_of_the_hubs_environment_and_uses_ipc_kernels(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sandbox.hub.spawner import SandboxSpawner
+
+    monkeypatch.setenv("DPSANDBOX_SANDBOX_ENV", "/srv/sandbox-env")
+    spawner = SandboxSpawner()
+    assert set(spawner.env_keep) <= {"LANG", "LC_ALL"}
+    assert spawner.cmd == ["/srv/sandbox-env/bin/jupyterhub-singleuser"]
+    assert "--KernelManager.transport=ipc" in spawner.get_args()
