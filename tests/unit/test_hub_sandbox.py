@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -23,6 +26,15 @@ from sandbox.hub.gateway_api import (
     Token,
 )
 from sandbox.hub.isolation import SandboxLayout, bwrap_command, children_of, system_username
+
+T = TypeVar("T")
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on a loop of its own thread (another test may have left one running here)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
 
 # -- system user names -------------------------------------------------------------
 
@@ -193,21 +205,21 @@ USERS = {"alice": ("pw-alice", "researcher"), "acme1": ("pw-acme", "enterprise")
 @pytest.mark.parametrize("name", ["alice", "acme1"])
 def test_analysts_log_in_with_their_gateway_name(name: str) -> None:
     auth = authenticator(USERS)
-    result = asyncio.run(auth.authenticate(None, {"username": name, "password": USERS[name][0]}))
+    result = run_async(auth.authenticate(None, {"username": name, "password": USERS[name][0]}))
     assert result == {"name": name}
 
 
 def test_wrong_password_or_empty_form_is_a_plain_failure() -> None:
     auth = authenticator(USERS)
-    assert asyncio.run(auth.authenticate(None, {"username": "alice", "password": "nope"})) is None
-    assert asyncio.run(auth.authenticate(None, {"username": "alice", "password": ""})) is None
+    assert run_async(auth.authenticate(None, {"username": "alice", "password": "nope"})) is None
+    assert run_async(auth.authenticate(None, {"username": "alice", "password": ""})) is None
 
 
 @pytest.mark.parametrize("name", ["root1", "audit1"])
 def test_admins_and_auditors_are_sent_to_the_console(name: str) -> None:
     auth = authenticator(USERS)
     with pytest.raises(web.HTTPError) as caught:
-        asyncio.run(auth.authenticate(None, {"username": name, "password": USERS[name][0]}))
+        run_async(auth.authenticate(None, {"username": name, "password": USERS[name][0]}))
     assert caught.value.status_code == 403
     assert "http://gw.test/console" in str(caught.value.log_message)
 
@@ -219,7 +231,7 @@ def test_an_unreachable_gateway_says_so() -> None:
     auth = GatewayAuthenticator(gateway_url="http://gw.test")
     auth.http_transport = httpx.MockTransport(down)
     with pytest.raises(web.HTTPError) as caught:
-        asyncio.run(auth.authenticate(None, {"username": "alice", "password": "pw-alice"}))
+        run_async(auth.authenticate(None, {"username": "alice", "password": "pw-alice"}))
     assert caught.value.status_code == 503
 
 
@@ -235,11 +247,11 @@ def test_gateway_client_translates_errors() -> None:
 
     client = GatewayClient("http://gw.test", transport=httpx.MockTransport(handle))
     with pytest.raises(InvalidCredentials):
-        asyncio.run(client.sandbox_token("alice", "wrong"))
+        run_async(client.sandbox_token("alice", "wrong"))
     with pytest.raises(GatewayUnavailable):
-        asyncio.run(client.me(Token("t", 60)))
+        run_async(client.me(Token("t", 60)))
     with pytest.raises(GatewayRefused) as caught:
-        asyncio.run(client.login("a", "b"))
+        run_async(client.login("a", "b"))
     assert caught.value.code == "forbidden"
 
 
