@@ -36,7 +36,11 @@ from pathlib import Path
 __all__ = ["DEFAULT_PREFIX", "SANDBOX_PACKAGES", "build_sandbox_env", "default_prefix", "main"]
 
 DEFAULT_PREFIX = Path("/opt/dpsandbox/sandbox-env")
-DEFAULT_PYTHON = Path("/usr/bin/python3.11")
+# Debian's own interpreter (world-readable); 3.11 on Debian 12, whatever python3 is elsewhere.
+DEFAULT_PYTHON = next(
+    (p for p in (Path("/usr/bin/python3.11"), Path("/usr/bin/python3")) if p.exists()),
+    Path("/usr/bin/python3"),
+)
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Third-party packages of the sandbox; versions come from requirements.lock.
 SANDBOX_PACKAGES = (
@@ -234,8 +238,8 @@ def build_sandbox_env(
     prefix = (prefix or default_prefix()).absolute()
     if not python.exists():
         raise FileNotFoundError(
-            f"{python} not found: install Debian's python3.11 and python3.11-venv "
-            "(apt-get install python3.11 python3.11-venv)"
+            f"{python} not found: install Debian's python3 and python3-venv "
+            "(apt-get install python3 python3-venv)"
         )
     old_umask = os.umask(0o022)
     try:

@@ -33,7 +33,7 @@ def _require_sandbox_host() -> None:
         what
         for what, ok in [
             ("bubblewrap (apt-get install bubblewrap)", shutil.which("bwrap")),
-            (f"{DEFAULT_PYTHON} (apt-get install python3.11 python3.11-venv)", DEFAULT_PYTHON.exists()),
+            (f"{DEFAULT_PYTHON} (apt-get install python3 python3-venv)", DEFAULT_PYTHON.exists()),
             ("the dpsandbox CLI in this venv (pip install -e .)", DPSANDBOX.exists()),
         ]
         if not ok
