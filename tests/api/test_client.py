@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -19,9 +18,7 @@ from typing import Any
 import httpx
 import pandas as pd
 import pytest
-import uvicorn
 
-from gateway.app import create_app
 from gateway.bootstrap import Services
 from sandbox import connect
 from sandbox.client import (
@@ -40,14 +37,9 @@ from sandbox.client import (
 )
 from sandbox.client._session import token_claims, token_expiry
 from tests.conftest import ADMIN, PASSWORD, make_services
+from tests.live import free_port, serve_gateway
 
 pytestmark = pytest.mark.xdist_group("client")  # one live gateway for the whole module
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 @dataclass
 class LiveGateway:
@@ -77,21 +69,8 @@ class LiveGateway:
 def live_gateway(home: Path, demo_files: dict[str, Path]) -> Iterator[LiveGateway]:
     """A real gateway on a free port, served by uvicorn in a background thread."""
     services = make_services(home, demo_files)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(services=services), host="127.0.0.1",
-                                           port=port, log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, name="live-gateway", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the live gateway did not start")
-        time.sleep(0.05)
-    try:
-        yield LiveGateway(services, f"http://127.0.0.1:{port}")
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
+    with serve_gateway(services) as url:
+        yield LiveGateway(services, url)
 
 
 @pytest.fixture(scope="module")

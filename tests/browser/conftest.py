@@ -10,34 +10,23 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import playwright.sync_api as playwright_sync
 import pytest
-import uvicorn
 
-from gateway.app import create_app
 from gateway.bootstrap import Services
 from tests.conftest import PASSWORD, make_services
-
-playwright_sync = pytest.importorskip("playwright.sync_api")
+from tests.live import serve_gateway
 
 CHROMIUM = os.environ.get("DPSANDBOX_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -56,19 +45,8 @@ class Console:
 def console(tmp_path_factory: pytest.TempPathFactory,
             demo_files: dict[str, Path]) -> Iterator[Console]:
     services = make_services(tmp_path_factory.mktemp("console-home"), demo_files)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(services=services), host="127.0.0.1",
-                                           port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, name="console-gateway", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("the gateway did not start")
-        time.sleep(0.05)
-    yield Console(f"http://127.0.0.1:{port}", services)
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_gateway(services, name="console-gateway") as url:
+        yield Console(url, services)
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from tests.browser.conftest import SCREENSHOTS, Console, squash
 from tests.conftest import PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
-expect = pytest.importorskip("playwright.sync_api").expect
+from playwright.sync_api import expect  # noqa: E402
 
 RITA = Principal("rita", "researcher")
 RON = Principal("ron", "researcher")

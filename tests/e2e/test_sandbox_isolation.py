@@ -250,12 +250,31 @@ def test_sandbox_token_reaches_the_gateway_but_not_admin_endpoints(
 def test_client_library_connects_from_the_sandbox(
     sandboxes: tuple[Sandbox, Sandbox], exam_dataset: str
 ) -> None:
-    try:
-        from sandbox import connect  # noqa: F401
-    except ImportError:
-        pytest.skip("sandbox.connect is not written yet")
     out = sandboxes[0].run("from sandbox import connect\ngw = connect()\nprint(gw.datasets().to_string())")
     assert exam_dataset in out
+
+
+def test_a_query_from_the_kernel_is_released_and_audited_under_the_researcher(
+    sandboxes: tuple[Sandbox, Sandbox], gateway: Gateway, exam_dataset: str
+) -> None:
+    """exam is an open dataset: the first query grants itself, is charged and released."""
+    box = sandboxes[0]
+    out = box.run(
+        "from sandbox import connect\n"
+        "gw = connect()\n"
+        f"df = gw.dataset({exam_dataset!r}).count(by=['sex'], epsilon=0.1)\n"
+        "print('QUERY', df.attrs['query_id'], sorted(df['sex']), df.attrs['epsilon_charged'])"
+    )
+    line = next(x for x in out.splitlines() if x.startswith("QUERY "))
+    _, query_id, *rest = line.split(" ", 2)
+    assert rest[0].startswith("['F', 'M']") and rest[0].endswith("0.1")
+    exported = gateway.cli("audit", "export", "--format", "jsonl")
+    entries = [json.loads(x) for x in exported.splitlines() if x.strip()]
+    mine = [e for e in entries if e["query_id"] == query_id]
+    assert {e["action"] for e in mine} >= {"query.charge", "query.release"}
+    assert all(e["actor"] == box.username and e["role"] == "researcher" for e in mine)
+    assert [e["epsilon"] for e in mine if e["action"] == "query.charge"] == ["0.1"]
+    assert "audit log intact" in gateway.cli("audit", "verify")
 
 
 def test_stopping_a_server_shuts_its_kernels_down_and_leaves_no_process(
