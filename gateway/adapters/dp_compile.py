@@ -21,8 +21,8 @@ from typing import Any
 import polars as pl
 
 from gateway.adapters.dp_units import Unit, aggregate_unit, frame_len
-from gateway.domain.errors import InvalidRequest, UnsupportedQuery
-from gateway.domain.query import Aggregate, Filter, QuerySpec, public_keys
+from gateway.domain.errors import UnsupportedQuery
+from gateway.domain.query import Aggregate, Filter, QuerySpec, public_keys, queryable_column
 from gateway.policy import Column, Policy
 
 CANONICAL: dict[str, Any] = {
@@ -147,10 +147,8 @@ def compile_spec(spec: QuerySpec, policy: Policy) -> Blueprint:
 
 
 def _queryable(policy: Policy, name: str, role: str) -> Column:
-    col = policy.columns.get(name)
-    if col is None or col.hidden:
-        raise InvalidRequest(f"dataset {policy.name} has no queryable column {name} ({role})")
-    return col
+    column: Column = queryable_column(policy, name, role)
+    return column
 
 
 def _check_aggregate(agg: Aggregate, policy: Policy) -> None:

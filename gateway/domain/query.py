@@ -246,7 +246,7 @@ def needs_delta(spec: QuerySpec, policy: PolicyView) -> bool:
     return any(public_keys(policy.columns[c]) is None for c in spec.group_by)
 
 
-def _column(policy: PolicyView, name: str, role: str) -> Any:
+def queryable_column(policy: PolicyView, name: str, role: str) -> Any:
     col = policy.columns.get(name)
     if col is None or col.hidden:
         # Hidden columns answer exactly like missing ones: their existence is not public.
@@ -261,7 +261,7 @@ def validate(spec: QuerySpec, policy: PolicyView) -> None:
     for agg in spec.select:
         if agg.column is None:
             continue
-        col = _column(policy, agg.column, agg.agg)
+        col = queryable_column(policy, agg.column, agg.agg)
         if agg.agg == "count":
             continue
         if col.type not in ("int", "float"):
@@ -275,9 +275,9 @@ def validate(spec: QuerySpec, policy: PolicyView) -> None:
                 "cannot be released"
             )
     for name in spec.group_by:
-        _column(policy, name, "group_by")
+        queryable_column(policy, name, "group_by")
     for flt in spec.where:
-        _check_filter(flt, _column(policy, flt.column, "where"))
+        _check_filter(flt, queryable_column(policy, flt.column, "where"))
 
 
 def _check_filter(flt: Filter, col: Any) -> None:
