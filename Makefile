@@ -44,8 +44,6 @@ demo: install system-packages sandbox-env
 	$(BIN)/dpsandbox demo
 
 test: install system-packages sandbox-env
-	$(BIN)/ruff check gateway sandbox tests bench
-	$(BIN)/mypy
 	$(BIN)/pytest -n 2 --dist loadfile tests
 
 bench: install

@@ -301,6 +301,11 @@ class AccessService:
                             detail={"epsilon": epsilon, "days": days}):
             with self.store.write() as conn:
                 row, state = self._pending_for_decision(conn, actor, request_id, "approve")
+                applicant = conn.execute(select(t.users.c.disabled)
+                                         .where(t.users.c.username == row.applicant)).first()
+                if applicant is None or applicant.disabled:
+                    raise Conflict(f"{row.applicant}'s account is disabled; enable it first "
+                                   "or reject the application")
                 rec = self.catalog.record(row.dataset, conn)
                 budget, days = self._approved_size(row, rec, epsilon=epsilon, days=days,
                                                    note=note)

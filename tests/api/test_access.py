@@ -494,3 +494,17 @@ def test_two_admins_deciding_at_once_make_one_decision(gateway_env: GatewayEnv) 
         grants = conn.execute(select(t.grants).where(t.grants.c.request_id == request_id)).all()
     final = env.get("wes", f"/v1/requests/{request_id}").json()
     assert len(grants) == (1 if final["status"] == "approved" else 0)
+
+
+def test_no_grant_for_a_disabled_account(gateway_env: GatewayEnv) -> None:
+    env = gateway_env
+    env.services.users.create(ADMIN, username="dora", role="researcher", password=PASSWORD)
+    made = apply(env, "dora", epsilon=1.0, days=10)
+    assert made.status_code == 201, made.text
+    assert env.post("root_admin", "/v1/users/dora/disable").status_code == 200
+    refused = env.post("admin2", f"/v1/requests/{made.json()['id']}/approve", {"note": "ok"})
+    assert refused.status_code == 409 and "disabled" in refused.json()["error"]["message"]
+    assert env.get("admin2", f"/v1/requests/{made.json()['id']}").json()["status"] == "pending"
+    assert env.post("root_admin", "/v1/users/dora/enable").status_code == 200
+    approved = env.post("admin2", f"/v1/requests/{made.json()['id']}/approve", {"note": "ok"})
+    assert approved.status_code == 200 and approved.json()["status"] == "approved"
