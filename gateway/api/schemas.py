@@ -30,6 +30,11 @@ class UserBody(Body):
     password: str = Field(min_length=8, max_length=1024)
 
 
+class RoleBody(Body):
+    role: Literal["researcher", "enterprise", "admin", "auditor"]
+    org: str | None = Field(default=None, max_length=128)
+
+
 class GrantBody(Body):
     user: str | None = Field(default=None, max_length=64)
     org: str | None = Field(default=None, max_length=128)

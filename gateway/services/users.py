@@ -90,6 +90,33 @@ class UserService:
             row = conn.execute(select(t.users).where(t.users.c.username == username)).one()
         return public_user(row)
 
+    def set_role(self, actor: Principal, username: str, *, role: str,
+                 org: str | None = None) -> dict[str, Any]:
+        """Change an account's role (and org). Its existing tokens stop working at once,
+        because every request re-reads the role and refuses a token that carries another."""
+        try:
+            actor.require("admin", full_scope=True)
+            if username == actor.username:
+                raise Forbidden("you cannot change your own role")
+            if role not in ROLES:
+                raise InvalidRequest(f"role must be one of {', '.join(ROLES)}")
+            if role == "enterprise" and not org:
+                raise InvalidRequest("an enterprise account needs an org")
+            with self.store.write() as conn:
+                row = conn.execute(select(t.users).where(t.users.c.username == username)).first()
+                if row is None:
+                    raise NotFound(f"no user {username}")
+                conn.execute(update(t.users).where(t.users.c.id == row.id)
+                             .values(role=role, org=org or None))
+                self.audit.append(conn, action="user.role", outcome="ok", actor=actor,
+                                  detail={"username": username, "from": row.role, "to": role,
+                                          "org": org or None})
+                row = conn.execute(select(t.users).where(t.users.c.id == row.id)).one()
+        except (InvalidRequest, NotFound, Forbidden) as exc:
+            self.audit.denied(actor, "user.role", exc, detail={"username": username[:64]})
+            raise
+        return public_user(row)
+
     def principal(self, claims: TokenClaims) -> Principal:
         with self.store.read() as conn:
             row = conn.execute(select(t.users).where(t.users.c.username == claims.username)).first()

@@ -127,6 +127,8 @@ CASES = [
          lambda w, who: {"username": w.throwaway_user()}),
     Case("POST", "/v1/users/{username}/enable", "401 200 403 403 403 403",
          lambda w, who: {"username": w.throwaway_user()}),
+    Case("POST", "/v1/users/{username}/role", "401 200 403 403 403 403",
+         lambda w, who: {"username": w.throwaway_user()}, body={"role": "auditor"}),
     Case("GET", "/v1/grants", "401 200 200 200 200 200"),
     Case("POST", "/v1/grants", "401 201 403 403 403 403",
          body={"user": "rita", "dataset": "flights", "epsilon": 0.5}),

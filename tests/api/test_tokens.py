@@ -15,6 +15,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from tests.conftest import ADMIN as ADMIN_CLI
 from tests.conftest import GatewayEnv
 
 
@@ -134,3 +135,20 @@ def test_sandbox_tokens_need_the_hub_secret_and_cannot_administer(gateway_env: G
     assert fresh.status_code == 200
     assert jwt.decode(fresh.json()["access_token"],
                       options={"verify_signature": False})["scope"] == "sandbox"
+
+
+def test_a_role_change_ends_the_accounts_tokens(gateway_env: GatewayEnv) -> None:
+    env = gateway_env
+    env.services.users.create(ADMIN_CLI, username="carl", role="researcher",
+                              password="correct-horse-battery")
+    old = env.headers("carl")
+    assert env.client.get("/v1/me", headers=old).status_code == 200
+    changed = env.post("root_admin", "/v1/users/carl/role", {"role": "auditor"})
+    assert changed.status_code == 200 and changed.json()["role"] == "auditor"
+    assert env.client.get("/v1/me", headers=old).status_code == 401
+    env.tokens.pop("carl")
+    assert env.get("carl", "/v1/me").json()["role"] == "auditor"
+    own = env.post("root_admin", "/v1/users/root_admin/role", {"role": "researcher"})
+    assert own.status_code == 403
+    enterprise = env.post("root_admin", "/v1/users/carl/role", {"role": "enterprise"})
+    assert enterprise.status_code == 422 and "org" in enterprise.json()["error"]["message"]

@@ -102,12 +102,16 @@ def test_admin_reviews_a_restricted_query_and_manages_grants_users_datasets(
 
     admin.goto("/console/admin/users")
     admin.page.get_by_label("Username").fill("nadia")
-    admin.page.get_by_label("Role").select_option("researcher")
+    admin.page.get_by_label("Role", exact=True).select_option("researcher")
     admin.page.get_by_label("Initial password").fill("another-long-password")
     admin.click(admin.page.get_by_role("button", name="Create account"))
     expect(admin.page.get_by_role("row", name=re.compile("nadia"))).to_contain_text("active")
     admin.click(admin.page.get_by_role("button", name="Disable nadia"))
     expect(admin.page.get_by_role("row", name=re.compile("nadia"))).to_contain_text("disabled")
+    admin.page.get_by_label("New role for nadia").select_option("auditor")
+    admin.click(admin.page.get_by_role("button", name="Set role of nadia"))
+    expect(admin.page.get_by_role("status")).to_contain_text("role was changed")
+    expect(admin.page.get_by_role("row", name=re.compile("nadia"))).to_contain_text("auditor")
     admin.shot("admin-users")
 
     admin.goto("/console/admin/datasets")

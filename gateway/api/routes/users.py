@@ -5,7 +5,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from gateway.api.deps import CurrentUser, ServicesDep
-from gateway.api.schemas import UserBody
+from gateway.api.schemas import RoleBody, UserBody
 
 router = APIRouter(tags=["users"])
 
@@ -29,3 +29,8 @@ def disable_user(username: str, actor: CurrentUser, svc: ServicesDep) -> dict[st
 @router.post("/users/{username}/enable")
 def enable_user(username: str, actor: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
     return svc.users.set_disabled(actor, username, disabled=False)
+
+
+@router.post("/users/{username}/role")
+def set_role(username: str, body: RoleBody, actor: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
+    return svc.users.set_role(actor, username, role=body.role, org=body.org)

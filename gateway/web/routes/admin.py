@@ -28,6 +28,7 @@ NOTICES = {
     "created": "The account was created.",
     "disabled": "The account was disabled; its sessions end at their next request.",
     "enabled": "The account was enabled.",
+    "role-changed": "The role was changed; the account's open sessions end at their next request.",
     "withdrawn": "The application was withdrawn.",
     "applied": "Your application was sent. Open datasets are granted at once; others wait "
                "for an administrator.",
@@ -137,6 +138,16 @@ def create_user(
     svc.users.create(actor, username=username.strip(), role=role, password=password,
                      org=org.strip() or None)
     return back("/console/admin/users", "created")
+
+
+@router.post("/admin/users/{username}/role")
+def set_role(
+    username: str, actor: FormUser, svc: ServicesDep,
+    role: Annotated[Literal["researcher", "enterprise", "admin", "auditor"], Form()],
+    org: Annotated[str, Form(max_length=128)] = "",
+) -> Response:
+    svc.users.set_role(actor, username, role=role, org=org.strip() or None)
+    return back("/console/admin/users", "role-changed")
 
 
 @router.post("/admin/users/{username}/{change}")
