@@ -219,7 +219,7 @@ def print_next_steps(gateway_url: str, hub_url: str | None) -> None:
         _say(f"  {step}. Sign in to JupyterHub as `researcher`; in a notebook: "
              "`from sandbox import connect; gw = connect(); gw.datasets()`. Open data "
              "(exam) answers at once; `gw.request_access(\"flights\", ...)` applies for "
-             "the rest. Scenario notebooks: notebooks_templates/.")
+             "the rest. Scenario notebooks wait in ~/templates in your sandbox.")
         step += 1
     else:
         _say(f"  {step}. From Python: `from sandbox import connect; gw = connect("

@@ -118,6 +118,12 @@ class SandboxSpawner(LocalProcessSpawner):
         "/home", help="Where analysts' homes are created, and what is emptied in sandboxes."
     ).tag(config=True)
 
+    templates_dir = Unicode(
+        str(Path(__file__).resolve().parents[2] / "notebooks_templates"),
+        help="""Scenario notebooks copied into a new analyst's home (as ~/templates) on the
+        first spawn; an analyst's own copies are never overwritten. Empty: copy nothing.""",
+    ).tag(config=True)
+
     system_user_prefix = Unicode("dps-", help="Prefix of the system accounts created for analysts.").tag(
         config=True
     )
@@ -221,6 +227,21 @@ class SandboxSpawner(LocalProcessSpawner):
         """Without root: one private home per analyst under the hub's state directory."""
         home = self._host_home()
         home.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def _provide_templates(self, uid: int) -> None:
+        """Give a new analyst the scenario notebooks to start from (first spawn only)."""
+        source = Path(self.templates_dir) if self.templates_dir else None
+        target = self._host_home() / "templates"
+        if source is None or not source.is_dir() or target.exists():
+            return
+        target.mkdir(mode=0o700)
+        for notebook in sorted(source.glob("*.ipynb")):
+            shutil.copyfile(notebook, target / notebook.name)
+        if self.as_root:
+            gid = pwd.getpwuid(uid).pw_gid
+            for path in (target, *target.iterdir()):
+                os.chown(path, uid, gid)
+        self.log.info("Copied %d scenario notebooks to %s", len(list(target.iterdir())), target)
 
     def _announce_mode(self) -> None:
         key = "root" if self.as_root else "user"
@@ -408,6 +429,7 @@ class SandboxSpawner(LocalProcessSpawner):
         uid = pwd.getpwnam(self.system_user).pw_uid
         if uid == 0:
             raise SandboxError("refusing to run a single-user server as root")
+        self._provide_templates(uid)
         if not Path(self.cmd[0]).exists():
             raise SandboxError(
                 f"The sandbox environment is not built ({self.cmd[0]} is missing): "

@@ -94,6 +94,18 @@ def test_admins_and_auditors_are_sent_to_the_console(hub: Hub, gateway: Gateway,
     browser.close()
 
 
+def test_scenario_notebooks_wait_in_the_new_analysts_home(
+    sandboxes: tuple[Sandbox, Sandbox],
+) -> None:
+    listing = sandboxes[0].run_json(
+        "import os, json; t = os.path.expanduser('~/templates'); "
+        "print(json.dumps({'files': sorted(os.listdir(t)), 'mine': os.stat(t).st_uid == os.getuid()}))"
+    )
+    assert isinstance(listing, dict) and listing["mine"] is True
+    assert "01_getting_started.ipynb" in listing["files"]
+    assert "04_credit_risk_restricted.ipynb" in listing["files"]
+
+
 def test_sandbox_runs_as_the_analysts_own_system_user(sandboxes: tuple[Sandbox, Sandbox]) -> None:
     first, second = sandboxes
     for box in sandboxes:
