@@ -46,8 +46,9 @@ demo: install system-packages sandbox-env
 test: install system-packages sandbox-env
 	$(BIN)/pytest -n 2 --dist loadfile tests
 
-bench: install
+bench: install system-packages sandbox-env
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/hub.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -61,8 +61,8 @@ class HubBrowser:
         response = self.api("POST", f"/users/{self.username}/server", json={})
         assert response.status_code in (201, 202), response.text
 
-    def wait_ready(self, timeout: float = 90) -> dict[str, Any]:
-        """Wait until the analyst's server is ready; return the user model."""
+    def wait_ready(self, timeout: float = 90, *, interval: float = 0.3) -> dict[str, Any]:
+        """Wait until the analyst's server is ready (asking every ``interval`` s); return the user model."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             model = self.api("GET", f"/users/{self.username}").json()
@@ -71,7 +71,7 @@ class HubBrowser:
                 return model
             if not server:
                 raise AssertionError(f"spawn of {self.username} failed: {model}")
-            time.sleep(0.3)
+            time.sleep(interval)
         raise AssertionError(f"server of {self.username} not ready after {timeout}s")
 
     def start_server(self, timeout: float = 90) -> dict[str, Any]:
@@ -108,6 +108,7 @@ class KernelSession:
         response = self.http.post(f"{self.server_url}/api/kernels", json={"name": "python3"})
         assert response.status_code == 201, response.text
         self.kernel_id = response.json()["id"]
+        self.last_round_trip: float | None = None  # seconds, execute_request -> execute_reply
         ws_url = self.server_url.replace("http", "ws", 1)
         self.ws = websocket.create_connection(
             f"{ws_url}/api/kernels/{self.kernel_id}/channels",
@@ -118,6 +119,8 @@ class KernelSession:
     def execute(self, code: str, timeout: float = 60) -> str:
         """Run ``code``; return its stdout and result; raise on an error in the kernel."""
         msg_id = uuid.uuid4().hex
+        self.last_round_trip = None
+        sent = time.perf_counter()
         self.ws.send(
             json.dumps(
                 {
@@ -150,6 +153,7 @@ class KernelSession:
             elif kind == "execute_result":
                 out.append(content["data"].get("text/plain", ""))
             elif kind == "execute_reply":
+                self.last_round_trip = time.perf_counter() - sent
                 reply = content
                 deadline = min(deadline, time.monotonic() + 5)  # output still on its way
             elif kind == "status" and content["execution_state"] == "idle":

@@ -1,16 +1,31 @@
-"""Helpers shared by the end-to-end fixtures and tests."""
+"""Helpers shared by the end-to-end fixtures and tests, and by ``bench/hub.py``.
+
+The context managers start the real thing and clean up after it:
+``run_directory`` (a fresh folder under ``E2E_ROOT``), ``running_gateway``
+(``dpsandbox gateway`` as a subprocess), ``running_hub`` (the real hub) and
+``system_users_removed`` (the sandboxes' system accounts, deleted at the end).
+"""
 
 from __future__ import annotations
 
+import os
+import pwd
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from sandbox.hub.build_env import DEFAULT_PYTHON
+from sandbox.hub.isolation import system_username
 
 REPO = Path(__file__).resolve().parents[2]
 DPSANDBOX = Path(sys.executable).with_name("dpsandbox")
@@ -94,3 +109,139 @@ class Hub:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def sandbox_host_missing() -> list[str]:
+    """What this machine lacks to spawn real sandboxes as root (empty: nothing)."""
+    return [
+        what
+        for what, ok in [
+            ("bubblewrap (apt-get install bubblewrap)", shutil.which("bwrap")),
+            (f"{DEFAULT_PYTHON} (apt-get install python3 python3-venv)", DEFAULT_PYTHON.exists()),
+            ("the dpsandbox CLI in this venv (pip install -e .)", DPSANDBOX.exists()),
+        ]
+        if not ok
+    ]
+
+
+@contextmanager
+def run_directory(prefix: str = "run-", *, keep: bool = False) -> Iterator[Path]:
+    """A fresh folder under ``E2E_ROOT`` for the gateway's home and the logs."""
+    E2E_ROOT.mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=E2E_ROOT))
+    # Searchable by the sandboxes' users, as /root/.dpsandbox's parent is not but
+    # /srv or /var/lib would be: the gateway's own 0700 home and the spawner's
+    # tmpfs over it are what must keep its files out of reach.
+    os.chmod(E2E_ROOT, 0o755)  # noqa: S103
+    os.chmod(path, 0o755)  # noqa: S103
+    try:
+        yield path
+    finally:
+        if keep:
+            print(f"\nend-to-end files (gateway, hub logs) kept in {path}")
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+@contextmanager
+def running_gateway(run_dir: Path) -> Iterator[Gateway]:
+    """``dpsandbox gateway`` on a free port, with a fresh ``DPSANDBOX_HOME`` in ``run_dir``."""
+    home = run_dir / "dpsandbox-home"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "DPSANDBOX_HOME": str(home),
+        "DPSANDBOX_GATEWAY_URL": url,
+        "RUST_BACKTRACE": "0",
+    }
+    env.pop("DPSANDBOX_DATABASE_URL", None)
+    with open(run_dir / "gateway.log", "wb") as log:
+        proc = subprocess.Popen(
+            [str(DPSANDBOX), "gateway", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            wait_http(f"{url}/v1/datasets", proc=proc)
+            yield Gateway(home=home, url=url, env=env, proc=proc)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def add_exam_dataset(gateway: Gateway, run_dir: Path) -> str:
+    """Register the small demo dataset ``exam`` (4,059 rows, open) through the CLI."""
+    from gateway.demo_data import LOADERS
+
+    data = run_dir / "exam.parquet"
+    LOADERS["exam"]().write_parquet(data)
+    gateway.cli("dataset", "add", "exam", "--data", str(data))
+    return "exam"
+
+
+@contextmanager
+def running_hub(
+    gateway: Gateway, run_dir: Path, *, env: Mapping[str, str] | None = None
+) -> Iterator[Hub]:
+    """The real hub with the real configuration, talking to ``gateway``; stopped at the end.
+
+    ``env`` adds to (and overrides) this process's environment; the hub secret and the
+    isolation mode are always the configuration's own defaults.
+    """
+    from sandbox.hub.run import start_hub, stop_hub
+
+    port = free_port()
+    log_path = run_dir / f"hub-{port}.log"
+    full_env = {**os.environ, **(env or {})}
+    for name in ("DPSANDBOX_HUB_SECRET", "DPSANDBOX_SANDBOX_ISOLATION"):
+        full_env.pop(name, None)
+    with open(log_path, "wb") as log:
+        proc = start_hub(
+            gateway.home,
+            gateway.url,
+            port,
+            hub_api_port=free_port(),
+            proxy_api_port=free_port(),
+            env=full_env,
+            stdout=log.fileno(),
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_http(f"{url}/hub/api", proc=proc, ready=(200,))
+            yield Hub(url=url, proc=proc, log_path=log_path)
+        finally:
+            stop_hub(proc)
+
+
+def remove_system_user(hub_name: str) -> bool:
+    """Delete the sandbox account of ``hub_name`` and its home; kill what it left running.
+
+    Returns whether there was an account to delete.
+    """
+    account = system_username(hub_name)
+    try:
+        uid = pwd.getpwnam(account).pw_uid
+    except KeyError:
+        return False
+    for pid in processes_of(uid):  # only if something failed half-way
+        os.kill(pid, 9)
+    subprocess.run(["userdel", "--remove", account], capture_output=True, check=False)
+    return True
+
+
+@contextmanager
+def system_users_removed(hub_names: Iterable[str]) -> Iterator[None]:
+    """Remove the sandbox accounts of ``hub_names`` (created on first spawn) at the end."""
+    try:
+        yield
+    finally:
+        for name in hub_names:
+            remove_system_user(name)
