@@ -476,7 +476,28 @@ class SandboxSpawner(LocalProcessSpawner):
             await self._sweep()
             raise
         self.pid = self.proc.pid
-        return (self.ip or "127.0.0.1", self.port)
+        address = (self.ip or "127.0.0.1", self.port)
+        await self._wait_listening(address)
+        return address
+
+    async def _wait_listening(self, address: tuple[str, int]) -> None:
+        """Return as soon as the server accepts connections (checked every 50 ms).
+
+        The hub's own readiness check backs off up to seconds between tries, so it often
+        looks long after the server is up; answering here makes its first try succeed.
+        A server that dies or never listens is left to the hub's checks and timeouts.
+        """
+        deadline = asyncio.get_running_loop().time() + self.start_timeout
+        while asyncio.get_running_loop().time() < deadline:
+            if self.proc is None or self.proc.poll() is not None:
+                return
+            try:
+                _reader, writer = await asyncio.open_connection(*address)
+            except OSError:
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            return
 
     async def poll(self) -> int | None:
         status = await super().poll()
