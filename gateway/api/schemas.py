@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gateway.services.queries import QueryRequest
-from gateway.services.specs import AggregateBody, FilterBody, OrderBody, SpecBody
+from gateway.services.specs import AggregateBody, FilterBody, OrderBody, spec_from_json
 
 
 class Body(BaseModel):
@@ -95,7 +95,7 @@ class QueryBody(Body):
     def to_request(self) -> QueryRequest:
         if self.sql is not None:
             return QueryRequest(spec=None, epsilon=self.epsilon, delta=self.delta, sql=self.sql)
-        spec = SpecBody(dataset=self.dataset or "", select=self.select or [], where=self.where,
-                        group_by=self.group_by, order_by=self.order_by,
-                        limit=self.limit).to_spec()
+        spec = spec_from_json(self.model_dump(
+            include={"dataset", "select", "where", "group_by", "order_by", "limit"},
+            exclude_none=True))
         return QueryRequest(spec=spec, epsilon=self.epsilon, delta=self.delta)
