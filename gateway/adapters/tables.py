@@ -129,3 +129,12 @@ audit = Table(
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
 )
+
+revoked_tokens = Table(
+    "revoked_tokens",
+    metadata,
+    Column("jti", String(64), primary_key=True),
+    Column("username", String(64), nullable=False),
+    Column("expires_at", BigInteger, nullable=False),  # the token's exp (unix seconds)
+    Column("revoked_at", String(40), nullable=False),
+)

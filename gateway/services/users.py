@@ -7,7 +7,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 
 from gateway.adapters import tables as t
 from gateway.adapters.auth import TokenClaims, TokenService, check_password, hash_password
@@ -120,6 +120,10 @@ class UserService:
     def principal(self, claims: TokenClaims) -> Principal:
         with self.store.read() as conn:
             row = conn.execute(select(t.users).where(t.users.c.username == claims.username)).first()
+            revoked = conn.execute(select(t.revoked_tokens.c.jti)
+                                   .where(t.revoked_tokens.c.jti == claims.jti)).first()
+        if revoked is not None:
+            raise Unauthenticated("this token was signed out; sign in again")
         if row is None or row.disabled:
             raise Unauthenticated("this account no longer exists or is disabled")
         if row.role != claims.role:
@@ -165,6 +169,17 @@ class UserService:
             self.audit.append(conn, action="auth.login", outcome="denied",
                               actor_name=username[:64],
                               detail={"reason": reason, "known_account": row is not None})
+
+    def logout(self, actor: Principal, claims: TokenClaims, *, via: str) -> None:
+        """End a token on the server: it is refused from now on, wherever it is presented."""
+        with self.store.write() as conn:
+            conn.execute(delete(t.revoked_tokens)
+                         .where(t.revoked_tokens.c.expires_at < int(time.time()) - 60))
+            conn.execute(insert(t.revoked_tokens).values(
+                jti=claims.jti, username=claims.username, expires_at=claims.expires_at,
+                revoked_at=iso(now())))
+            self.audit.append(conn, action="auth.logout", outcome="ok", actor=actor,
+                              detail={"via": via})
 
     def sandbox_token(self, username: str) -> dict[str, Any]:
         """A short-lived token for an analyst's sandbox (the hub asks, with its secret)."""

@@ -85,6 +85,7 @@ class Case:
     expect: str  # one status per role in ROLES
     params: Params = _none
     body: Any = None
+    own_token: bool = False  # sign in afresh: the call ends the token it is sent with
     statuses: dict[str, int] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -115,6 +116,7 @@ CASES = [
     Case("POST", "/v1/auth/sandbox-token", "401 401 401 401 401 401",
          body={"username": "rita"}),
     Case("POST", "/v1/auth/refresh", "401 200 200 200 200 200"),
+    Case("POST", "/v1/auth/logout", "401 204 204 204 204 204", own_token=True),
     Case("GET", "/v1/me", "401 200 200 200 200 200"),
     Case("GET", "/v1/datasets", "401 200 200 200 200 200"),
     Case("GET", "/v1/datasets/{name}", "401 200 200 200 200 200",
@@ -172,6 +174,9 @@ def call(env: GatewayEnv, world: World, case: Case, who: str) -> Any:
     path = case.path.format(**case.params(world, who))
     body = case.body(world, who) if callable(case.body) else case.body
     headers = {} if who == "anon" or case.path == "/v1/auth/token" else env.headers(who)
+    if case.own_token and headers:
+        token = env.client.post("/v1/auth/token", json={"username": who, "password": PASSWORD})
+        headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
     return env.client.request(case.method, path, json=body, headers=headers)
 
 

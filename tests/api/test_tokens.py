@@ -152,3 +152,15 @@ def test_a_role_change_ends_the_accounts_tokens(gateway_env: GatewayEnv) -> None
     assert own.status_code == 403
     enterprise = env.post("root_admin", "/v1/users/carl/role", {"role": "enterprise"})
     assert enterprise.status_code == 422 and "org" in enterprise.json()["error"]["message"]
+
+
+def test_logout_ends_the_token_on_the_server(gateway_env: GatewayEnv) -> None:
+    env = gateway_env
+    token = env.client.post("/v1/auth/token", json={"username": "rita",
+                                                    "password": "correct-horse-battery"})
+    headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    assert env.client.get("/v1/me", headers=headers).status_code == 200
+    assert env.client.post("/v1/auth/logout", headers=headers).status_code == 204
+    after = env.client.get("/v1/me", headers=headers)
+    assert after.status_code == 401 and "signed out" in after.json()["error"]["message"]
+    assert env.get("rita", "/v1/me").status_code == 200  # other sessions go on

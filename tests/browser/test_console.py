@@ -253,6 +253,13 @@ def test_sign_in_returns_to_the_page_asked_for_with_a_safe_cookie(
     assert not [c for c in context.cookies() if c["name"] == "dps_console"]
     page.goto(console.url("/console/audit"))
     expect(page).to_have_url(re.compile("/console/login"))
+    # A copy of the cookie kept from before signing out opens nothing: the server ended it.
+    replay = browser.new_context()
+    replay.add_cookies([cookie])
+    stolen = replay.new_page()
+    stolen.goto(console.url("/console/audit"))
+    expect(stolen).to_have_url(re.compile("/console/login"))
+    replay.close()
     context.close()
 
 

@@ -34,6 +34,12 @@ def refresh(claims: Claims, svc: ServicesDep) -> dict[str, Any]:
     return svc.users.refresh(claims)
 
 
+@router.post("/auth/logout", status_code=204)
+def logout(claims: Claims, actor: CurrentUser, svc: ServicesDep) -> None:
+    """End this token on the server (it is refused from now on)."""
+    svc.users.logout(actor, claims, via="api")
+
+
 @router.get("/me")
 def me(actor: CurrentUser) -> dict[str, Any]:
     return {"username": actor.username, "role": actor.role, "org": actor.org,

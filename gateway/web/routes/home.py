@@ -71,8 +71,8 @@ def login(
 
 
 @router.post("/logout")
-def logout(actor: FormUser, svc: ServicesDep) -> Response:
-    svc.audit.record(action="auth.logout", outcome="ok", actor=actor, detail={"via": "console"})
+def logout(actor: FormUser, session: Session, svc: ServicesDep) -> Response:
+    svc.users.logout(actor, session.claims, via="console")
     response = RedirectResponse("/console/login?reason=signed-out", status_code=303)
     end_session(response)
     return response
