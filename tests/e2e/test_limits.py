@@ -1,0 +1,53 @@
+"""The sandbox's cgroup memory limit is enforced: a process that outgrows it is killed."""
+
+from __future__ import annotations
+
+import pwd
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sandbox.hub.isolation import system_username
+from tests.e2e.hubclient import HubBrowser, KernelSession
+from tests.e2e.support import PASSWORD, Gateway, Hub, remove_system_user, running_hub
+
+pytestmark = pytest.mark.e2e
+LIMIT = "384M"
+
+
+@pytest.fixture(scope="module")
+def small_hub(gateway: Gateway, sandbox_env: Path, e2e_dir: Path) -> Iterator[Hub]:
+    env = {"DPSANDBOX_SANDBOX_MEM_LIMIT": LIMIT, "DPSANDBOX_SANDBOX_CPU_LIMIT": "1"}
+    with running_hub(gateway, e2e_dir, env=env) as hub:
+        yield hub
+
+
+def test_a_process_over_the_memory_limit_is_killed(small_hub: Hub, gateway: Gateway) -> None:
+    name = gateway.add_user(f"mem{secrets.token_hex(3)}", "researcher")
+    browser = HubBrowser(small_hub.url)
+    kernel = None
+    try:
+        assert browser.login(name, PASSWORD).status_code == 302
+        browser.start_server()
+        account = pwd.getpwnam(system_username(name)).pw_name
+        limit = Path(f"/sys/fs/cgroup/memory/dpsandbox/{account}/memory.limit_in_bytes")
+        assert int(limit.read_text()) == 384 * 2**20
+        kernel = KernelSession(small_hub.url, name, browser.server_token())
+        out = kernel.execute(
+            "import subprocess, sys\n"
+            "grow = 'b = bytearray(768 * 2**20)\\nfor i in range(0, len(b), 4096): b[i] = 1'\n"
+            "small = subprocess.run([sys.executable, '-c', 'print(sum(range(10)))'],\n"
+            "                       capture_output=True, text=True)\n"
+            "big = subprocess.run([sys.executable, '-c', grow])\n"
+            "print('RESULT', small.stdout.strip(), big.returncode)"
+        )
+        line = next(x for x in out.splitlines() if x.startswith("RESULT"))
+        assert line == "RESULT 45 -9", out  # the one over the limit was SIGKILLed (OOM)
+        assert "RESULT" in kernel.execute("print('RESULT alive')")  # the kernel lives on
+    finally:
+        if kernel is not None:
+            kernel.close()
+        browser.close()
+        remove_system_user(name)
