@@ -84,8 +84,28 @@ class SandboxFirewall:
         self._run(self.rules(endpoints))
 
     def allow_uid(self, uid: int) -> None:
-        """Put ``uid`` under the filter (the name says what it may still do)."""
+        """Put ``uid`` under the filter (the name says what it may still do).
+
+        A uid sandboxes under one hub at a time, so any other dp-sandbox table that still
+        lists it is stale (a hub that died without cleaning up, and a deleted account
+        whose uid was reused): its rules would send this sandbox to another hub's ports.
+        """
+        for table in self._tables() - {self.table}:
+            SandboxFirewall(table, nft=self.nft).forget_uid(uid)
         self._run(f"add element inet {self.table} uids {{ {uid} }}\n")
+
+    def _tables(self) -> set[str]:
+        """The dp-sandbox tables on this machine (every hub's)."""
+        path = shutil.which(self.nft)
+        if path is None:
+            return set()
+        result = subprocess.run([path, "-j", "list", "tables", "inet"], capture_output=True,
+                                text=True, timeout=10)
+        if result.returncode != 0:
+            return set()
+        prefix = self.table.split("_")[0] + "_"
+        return {item["table"]["name"] for item in json.loads(result.stdout).get("nftables", [])
+                if "table" in item and item["table"].get("name", "").startswith(prefix)}
 
     def forget_uid(self, uid: int) -> None:
         """Take ``uid`` off the filter; drop the table once no sandbox is left in it."""
