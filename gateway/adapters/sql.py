@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -112,6 +113,10 @@ def _checked_text(text: object) -> str:
         raise InvalidRequest(f"sql is {len(text)} characters long; at most {MAX_SQL_CHARS} accepted")
     if not text.strip():
         raise InvalidRequest("sql is empty; send one SELECT statement")
+    for position, char in enumerate(text):
+        if unicodedata.category(char) in ("Cc", "Cf") and char not in "\t\n\r":
+            raise InvalidRequest(f"sql contains the control character U+{ord(char):04X} at "
+                                 f"position {position}; remove it")
     return text
 
 
