@@ -382,6 +382,7 @@ class SandboxSpawner(LocalProcessSpawner):
         return preexec
 
     _cgroup_join: Any = None
+    _filtered_uid: int | None = None  # the uid this sandbox put under the egress filter
     _needs_sweep = False  # set from start() until the sandbox is cleaned up
 
     def _firewall(self) -> SandboxFirewall:
@@ -407,6 +408,7 @@ class SandboxSpawner(LocalProcessSpawner):
             async with _FIREWALL_LOCK:
                 await asyncio.to_thread(firewall.install, endpoints)
                 await asyncio.to_thread(firewall.allow_uid, uid)
+            self._filtered_uid = uid
         except (FirewallUnavailable, OSError) as exc:
             self.log.warning(
                 "No network filter for %s (%s): the sandbox can connect wherever the host can",
@@ -558,7 +560,11 @@ class SandboxSpawner(LocalProcessSpawner):
         if left:
             self.log.warning("Killing %d leftover processes of %s", len(left), self.user.name)
         await asyncio.to_thread(cgroup.remove)
-        if self.network != "host" and account_exists(self.system_user):
+        # The uid put under the filter, even if its account was deleted meanwhile.
+        uid = self._filtered_uid
+        if uid is None and self.network != "host" and account_exists(self.system_user):
             uid = pwd.getpwnam(self.system_user).pw_uid
+        if uid is not None:
             async with _FIREWALL_LOCK:
                 await asyncio.to_thread(self._firewall().forget_uid, uid)
+            self._filtered_uid = None
