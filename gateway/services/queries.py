@@ -6,6 +6,7 @@ a charge is never refunded once data was read.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -13,9 +14,10 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.adapters import tables as t
-from gateway.adapters.db import Store
+from gateway.adapters.db import Store, translate
 from gateway.adapters.sql import compile_sql
 from gateway.domain.audit import canonical_json
 from gateway.domain.budget import DELTA_SCALE, Budget
@@ -167,9 +169,7 @@ class QueryService:
         try:
             actor.require("researcher", "enterprise")
             prepared = self.prepare(request)
-            with self.store.write() as conn:
-                grant = self._grant_for(conn, actor, prepared.dataset)
-                cached = self._cached(conn, grant.id, prepared.key)
+            grant, cached = self._grant_and_cached(actor, prepared)
             if cached is not None:
                 return self._serve_cached(actor, prepared, grant, cached)
             if prepared.dataset.policy.access == "restricted":
@@ -180,6 +180,25 @@ class QueryService:
             self._denied(actor, "query", exc, request)
             raise
         return self._release(actor, prepared, plan, query_id)
+
+    def _grant_and_cached(self, actor: Principal, prepared: Prepared) -> tuple[Any, Any]:
+        """The caller's grant and any answer already released under it for this query.
+
+        A read transaction serves the usual case; the serialised write transaction is taken
+        only when an open dataset must grant itself (and then checks again under the lock).
+        """
+        rec = prepared.dataset
+        with self.store.read() as conn:
+            try:
+                grant = self.ledger.usable_grant(conn, actor, rec.name)
+            except GrantRequired:
+                if rec.policy.access != "open":
+                    raise
+            else:
+                return grant, self._cached(conn, grant.id, prepared.key)
+        with self.store.write() as conn:
+            grant = self._grant_for(conn, actor, rec)
+            return grant, self._cached(conn, grant.id, prepared.key)
 
     def _grant_for(self, conn: Connection, actor: Principal, rec: DatasetRecord) -> Any:
         try:
@@ -265,18 +284,24 @@ class QueryService:
                                 "stands because data may have been read") from exc
         accuracy = {"alpha": ALPHA, **release.accuracy}
         digest = result_hash(release.columns, release.rows)
-        with self.store.write() as conn:
-            conn.execute(update(t.queries).where(t.queries.c.id == query_id).values(
-                status=next_state(QUERY_TRANSITIONS, "running", "finish", "query"),
-                result_json=canonical_json({"columns": release.columns, "rows": release.rows}),
-                accuracy_json=canonical_json(accuracy), finished_at=iso(now())))
-            row = conn.execute(select(t.queries).where(t.queries.c.id == query_id)).one()
-            grant = conn.execute(select(t.grants).where(t.grants.c.id == row.grant_id)).one()
-            self.audit.append(conn, action="query.release", outcome="ok", actor=actor,
-                              dataset=prepared.dataset.name, grant_id=row.grant_id,
-                              query_id=query_id, request_id=grant.request_id,
-                              detail={"result_sha256": digest, "rows": len(release.rows),
-                                      "reviewed_by": reviewer.username if reviewer else None})
+        try:
+            with self.store.write() as conn:
+                conn.execute(update(t.queries).where(t.queries.c.id == query_id).values(
+                    status=next_state(QUERY_TRANSITIONS, "running", "finish", "query"),
+                    result_json=canonical_json({"columns": release.columns, "rows": release.rows}),
+                    accuracy_json=canonical_json(accuracy), finished_at=iso(now())))
+                row = conn.execute(select(t.queries).where(t.queries.c.id == query_id)).one()
+                grant = conn.execute(select(t.grants).where(t.grants.c.id == row.grant_id)).one()
+                self.audit.append(conn, action="query.release", outcome="ok", actor=actor,
+                                  dataset=prepared.dataset.name, grant_id=row.grant_id,
+                                  query_id=query_id, request_id=grant.request_id,
+                                  detail={"result_sha256": digest, "rows": len(release.rows),
+                                          "reviewed_by": reviewer.username if reviewer else None})
+        except SQLAlchemyError as exc:
+            # Not stored, not audited: so not released. Record the failure if the store lets us.
+            with contextlib.suppress(SQLAlchemyError):
+                self._fail(actor, prepared, query_id, exc)
+            raise translate(exc) from exc
         rows = post_process(prepared.spec, release.columns, release.rows)
         return self._response(row, release.columns, rows, accuracy, cached=False,
                               budget=self._budget(grant))

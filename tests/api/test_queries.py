@@ -102,3 +102,33 @@ def test_no_raw_value_reaches_a_response_or_the_audit_log(gateway_env: GatewayEn
     leaked = [v for v in tailnums if f'"{v}"' in text]
     assert leaked == []
     assert f":{exact_count}," not in log_text and f"[{exact_count}]" not in text
+
+
+def test_a_release_the_store_cannot_record_is_not_returned(gateway_env: GatewayEnv,
+                                                           monkeypatch: Any) -> None:
+    """Fail closed: a result that is not stored and audited never reaches the analyst."""
+    from sqlalchemy.exc import OperationalError
+
+    env = gateway_env
+    if not env.get("rita", "/v1/grants").json():
+        env.grant("rita", "flights", 1.0)
+    real_append = env.services.audit.append
+
+    def failing_append(conn: Any, **fields: Any) -> int:
+        if fields.get("action") == "query.release" and fields.get("outcome") == "ok":
+            raise OperationalError("INSERT INTO audit", {}, Exception("disk I/O error"))
+        return real_append(conn, **fields)
+
+    monkeypatch.setattr(env.services.audit, "append", failing_append)
+    body = {"dataset": "flights", "select": [{"agg": "count"}], "group_by": ["month"],
+            "epsilon": 0.05}
+    resp = env.post("rita", "/v1/queries", body)
+    assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal"
+    assert "rows" not in resp.json()
+    monkeypatch.undo()
+    failed = [q for q in env.get("rita", "/v1/queries").json() if q["spec"]["group_by"] == ["month"]]
+    assert failed and failed[0]["status"] == "error" and "rows" not in failed[0]
+    errors, _ = env.services.audit.page(AuditFilter(query_id=failed[0]["id"], outcome="error"),
+                                        page=1, size=5)
+    assert [e["action"] for e in errors] == ["query.release"]
+    assert env.services.audit.verify().ok
