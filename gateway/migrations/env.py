@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from gateway.adapters.tables import metadata
+from gateway.adapters.db.tables import metadata
 
 target_metadata = metadata
 

@@ -28,8 +28,8 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, insert, or_, select, update
 
-from gateway.adapters import tables as t
 from gateway.adapters.db import Store
+from gateway.adapters.db import tables as t
 from gateway.domain.budget import Budget
 from gateway.domain.errors import Conflict, DomainError, InvalidRequest, NotFound
 from gateway.domain.workflow import APPLICATION_TRANSITIONS, check_not_own, next_state

@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select
 
-from gateway.adapters import tables as t
 from gateway.adapters.db import Store
+from gateway.adapters.db import tables as t
 from gateway.domain.audit import GENESIS, ChainReport, canonical_json, entry_hash, verify_chain
 from gateway.domain.errors import DomainError, InvalidRequest
 from gateway.services.common import Principal, delta_text, eps_text, iso, now, parse_iso

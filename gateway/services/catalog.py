@@ -14,8 +14,8 @@ from typing import Any
 import polars as pl
 from sqlalchemy import insert, select, update
 
-from gateway.adapters import tables as t
 from gateway.adapters.db import Store
+from gateway.adapters.db import tables as t
 from gateway.domain.audit import canonical_json
 from gateway.domain.errors import Forbidden, InvalidRequest, NotFound
 from gateway.policy import Policy, PolicyError, load_policy, parse_policy

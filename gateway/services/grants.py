@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, insert, or_, select, update
 
-from gateway.adapters import tables as t
 from gateway.adapters.db import Store
+from gateway.adapters.db import tables as t
 from gateway.domain.budget import DELTA_SCALE, Budget
 from gateway.domain.errors import (
     BudgetExhausted,

@@ -16,8 +16,8 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, and_, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway.adapters import tables as t
 from gateway.adapters.db import Store, translate
+from gateway.adapters.db import tables as t
 from gateway.adapters.sql import compile_sql
 from gateway.domain.audit import canonical_json
 from gateway.domain.budget import DELTA_SCALE, Budget

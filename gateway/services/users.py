@@ -9,9 +9,9 @@ from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 
-from gateway.adapters import tables as t
 from gateway.adapters.auth import TokenClaims, TokenService, check_password, hash_password
 from gateway.adapters.db import Store
+from gateway.adapters.db import tables as t
 from gateway.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthenticated
 from gateway.domain.workflow import ANALYST_ROLES, ROLES
 from gateway.services.audit import AuditLog

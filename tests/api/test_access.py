@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
-from gateway.adapters import tables as t
+from gateway.adapters.db import tables as t
 from gateway.domain.errors import Forbidden
 from gateway.services.common import Principal, iso, now
 from tests.conftest import ADMIN, PASSWORD, GatewayEnv

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from gateway.adapters import tables as t
+from gateway.adapters.db import tables as t
 from tests.conftest import ADMIN, PASSWORD, GatewayEnv
 
 ROLES = ("anon", "root_admin", "audrey", "rita", "ron", "erin")

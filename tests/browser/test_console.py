@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 from sqlalchemy import select, update
 
-from gateway.adapters import tables as t
+from gateway.adapters.db import tables as t
 from gateway.services.audit import AuditFilter, verify_export
 from gateway.services.common import Principal
 from gateway.services.queries import QueryRequest

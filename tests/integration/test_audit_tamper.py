@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete, select, update
 
-from gateway.adapters import tables as t
+from gateway.adapters.db import tables as t
 from gateway.bootstrap import Services, bootstrap
 from gateway.services.audit import verify_export
 from gateway.services.common import Principal

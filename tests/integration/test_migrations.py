@@ -6,7 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from gateway.adapters.db import Store
-from gateway.adapters.tables import metadata
+from gateway.adapters.db.tables import metadata
 
 
 def test_migrated_schema_matches_the_tables(store_url: str) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from gateway.adapters import tables as t
+from gateway.adapters.db import tables as t
 from gateway.domain.errors import BudgetExhausted
 from gateway.domain.query import Aggregate, Filter, QuerySpec
 from gateway.services.audit import AuditFilter

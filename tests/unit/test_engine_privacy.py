@@ -10,8 +10,8 @@ import opendp.prelude as dp
 import polars as pl
 import pytest
 
-from gateway.adapters import dp as engine_module
 from gateway.adapters.dp import Engine
+from gateway.adapters.dp import engine as engine_module
 from gateway.domain.budget import Budget
 from gateway.domain.errors import InternalError
 from gateway.domain.query import Aggregate, Filter

@@ -16,7 +16,7 @@ Group keys: columns with public keys (categories, bool, small int ranges) releas
 public key combination, joined in as a public key set, with no delta; otherwise only keys
 whose noisy count clears OpenDP's threshold are released, spending delta.
 
-Errors (translated once, in :mod:`gateway.adapters.dp_measure`): :class:`UnsupportedQuery`
+Errors (translated once, in :mod:`gateway.adapters.dp.measure`): :class:`UnsupportedQuery`
 or :class:`InvalidRequest` when a query cannot be planned; :class:`InternalError` when a
 planned query fails to release or a check fails.
 
@@ -35,8 +35,8 @@ from typing import Any
 
 import polars as pl
 
-from gateway.adapters.dp_compile import Blueprint, compile_spec, source
-from gateway.adapters.dp_measure import (
+from gateway.adapters.dp.compiler import Blueprint, compile_spec, source
+from gateway.adapters.dp.measure import (
     Calibration,
     Loss,
     Space,
@@ -49,7 +49,7 @@ from gateway.adapters.dp_measure import (
     translated,
     within,
 )
-from gateway.adapters.dp_results import accuracy, assemble, collect_cells
+from gateway.adapters.dp.results import accuracy, assemble, collect_cells
 from gateway.domain.budget import Budget
 from gateway.domain.errors import InternalError, InvalidRequest
 from gateway.domain.query import QuerySpec
@@ -234,7 +234,7 @@ class Plan:
 
     def release(self, *, alpha: float = 0.05) -> Release:
         """Read the data and draw the noise, once. The Release's mean accuracy is derived
-        from the released counts (see :func:`gateway.adapters.dp_results.accuracy`)."""
+        from the released counts (see :func:`gateway.adapters.dp.results.accuracy`)."""
         with self._lock:
             if self._released:
                 raise InternalError("a plan is released at most once")

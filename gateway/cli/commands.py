@@ -1,75 +1,14 @@
-"""``dpsandbox``: run the gateway, the hub or the whole demo; manage users, data, grants, audit.
-
-Administrative commands act directly on the local store as ``cli:<os user>`` (role admin):
-whoever can run them can already read the gateway's files. Every action is audited.
-"""
+"""``dpsandbox`` commands: run the gateway, the hub or the demo; users, data, grants, audit."""
 
 from __future__ import annotations
 
 import argparse
-import getpass
-import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
-os.environ["RUST_BACKTRACE"] = "0"
-
-from rich.console import Console
-from rich.table import Table
-
-from gateway.domain.errors import DomainError
+from gateway.cli.common import cli_actor, console, err, print_table, read_password, services
 from gateway.settings import Settings
-
-
-class _Console:
-    """A rich Console made at each use, so the terminal width is read when printing."""
-
-    def __init__(self, **options: Any) -> None:
-        self._options = options
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(Console(**self._options), name)
-
-
-console = _Console()
-err = _Console(stderr=True)
-
-
-def _services(migrate: bool = True) -> Any:
-    from gateway.bootstrap import bootstrap
-
-    return bootstrap(Settings(), migrate=migrate)
-
-
-def cli_actor() -> Any:
-    from gateway.services.common import Principal
-
-    return Principal(username=f"cli:{getpass.getuser()}"[:64], role="admin")
-
-
-def read_password(path: str | None, prompt: str = "Password: ") -> str:
-    if path:
-        return Path(path).read_text(encoding="utf-8").rstrip("\n")
-    if not sys.stdin.isatty():
-        return sys.stdin.readline().rstrip("\n")
-    first = getpass.getpass(prompt)
-    if getpass.getpass("Again: ") != first:
-        raise SystemExit("passwords differ")
-    return first
-
-
-def _table(rows: list[dict[str, Any]], columns: list[str], title: str) -> None:
-    table = Table(title=title)
-    for col in columns:
-        table.add_column(col)
-    for row in rows:
-        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
-    console.print(table)
-
-
-# -- commands ----------------------------------------------------------------------------
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
@@ -83,7 +22,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 
 
 def cmd_user_add(args: argparse.Namespace) -> int:
-    svc = _services()
+    svc = services()
     password = read_password(args.password_file)
     user = svc.users.create(cli_actor(), username=args.name, role=args.role, password=password,
                             org=args.org)
@@ -93,13 +32,13 @@ def cmd_user_add(args: argparse.Namespace) -> int:
 
 
 def cmd_user_list(args: argparse.Namespace) -> int:
-    _table(_services().users.list(cli_actor()), ["username", "role", "org", "disabled",
+    print_table(services().users.list(cli_actor()), ["username", "role", "org", "disabled",
                                                  "created_at"], "users")
     return 0
 
 
 def cmd_dataset_add(args: argparse.Namespace) -> int:
-    svc = _services()
+    svc = services()
     rec = svc.catalog.register(cli_actor(), name=args.name, data=Path(args.data),
                                policy_file=Path(args.policy) if args.policy else None)
     console.print(f"registered [bold]{rec.name}[/bold] version {rec.version} "
@@ -108,15 +47,15 @@ def cmd_dataset_add(args: argparse.Namespace) -> int:
 
 
 def cmd_dataset_list(args: argparse.Namespace) -> int:
-    svc = _services()
+    svc = services()
     rows = [svc.catalog.summary(r, for_admin=True) for r in svc.catalog.records()]
-    _table(rows, ["name", "title", "domain", "access", "version", "epsilon_spent",
+    print_table(rows, ["name", "title", "domain", "access", "version", "epsilon_spent",
                   "dataset_epsilon_cap"], "datasets")
     return 0
 
 
 def cmd_grant_add(args: argparse.Namespace) -> int:
-    grant = _services().ledger.give(cli_actor(), user=args.user, org=args.org,
+    grant = services().ledger.give(cli_actor(), user=args.user, org=args.org,
                                     dataset=args.dataset, epsilon=args.epsilon,
                                     delta=args.delta, days=args.days)
     console.print(f"grant {grant['id']}: epsilon {grant['epsilon_total']:g} on "
@@ -126,7 +65,7 @@ def cmd_grant_add(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    report = _services().audit.verify()
+    report = services().audit.verify()
     if report.ok:
         console.print(f"audit log intact: {report.entries} entries, head {report.head}")
         return 0
@@ -135,7 +74,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_export(args: argparse.Namespace) -> int:
-    svc = _services()
+    svc = services()
     body = svc.audit.export(args.format)
     svc.audit.record(action="audit.export", outcome="ok", actor=cli_actor(),
                      detail={"format": args.format, "output": args.output})
@@ -159,12 +98,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(gateway_port=args.gateway_port, hub_port=args.hub_port, hub=not args.no_hub)
 
 
-# -- parser ------------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dpsandbox", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True)
+def add_admin_commands(sub: Any) -> None:
+    """Add the gateway, hub, demo, user, dataset, grant and audit commands."""
 
     g = sub.add_parser("gateway", help="run the gateway (FastAPI)")
     g.add_argument("--host", default="127.0.0.1")
@@ -216,30 +153,3 @@ def build_parser() -> argparse.ArgumentParser:
     ae.add_argument("--format", choices=["csv", "jsonl"], default="jsonl")
     ae.add_argument("--output")
     ae.set_defaults(func=cmd_audit_export)
-
-    try:
-        from gateway.cli_requests import add_request_commands
-    except ImportError:
-        pass
-    else:
-        add_request_commands(sub)
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args))
-    except DomainError as exc:
-        err.print(f"[red]error ({exc.code}):[/red] {exc.message}")
-        return 2
-    except KeyboardInterrupt:
-        return 130
-
-
-def print_json(data: Any) -> None:
-    console.print_json(json.dumps(data, default=str))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

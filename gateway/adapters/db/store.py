@@ -22,7 +22,7 @@ from gateway.domain.errors import InternalError
 
 log = logging.getLogger(__name__)
 WRITE_LOCK_KEY = 735_210_001
-MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
 
 class StoreUnavailable(InternalError):

@@ -17,8 +17,8 @@ from typing import Any
 
 import polars as pl
 
-from gateway.adapters.dp_compile import BIN, Blueprint, Stage
-from gateway.adapters.dp_units import Unit
+from gateway.adapters.dp.compiler import BIN, Blueprint, Stage
+from gateway.adapters.dp.units import Unit
 from gateway.domain.query import histogram_labels
 
 Key = tuple[Any, ...]

@@ -31,7 +31,7 @@ os.environ["RUST_BACKTRACE"] = "0"  # before opendp loads: a backtrace costs ~80
 import opendp.prelude as dp
 import polars as pl
 
-from gateway.adapters.dp_compile import Blueprint, Stage, stage_plan
+from gateway.adapters.dp.compiler import Blueprint, Stage, stage_plan
 from gateway.domain.errors import DomainError, InternalError, UnsupportedQuery
 
 # honest-but-curious: OnceFrame.lazy(), so that polars' own streaming engine runs the plan
@@ -223,7 +223,7 @@ def release_all(
     The Context's accountant is an adaptive composition whose per-query losses are the
     stages' budgets; OpenDP itself refuses a measurement that would spend more. Each
     OnceFrame's plan is collected once, by polars' streaming engine where ``lazy`` allows;
-    its row order (which OpenDP asks not to reveal) is discarded by dp_results, which orders
+    its row order (which OpenDP asks not to reveal) is discarded by results, which orders
     rows by key.
     """
     d_mids: list[Any] = [b if space.approximate else b[0] for b in budgets]

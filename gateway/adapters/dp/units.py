@@ -11,7 +11,7 @@ source scan has already turned float NaN into null.
   the ratio that minimises the mean's error (:func:`mean_scale_ratio`).
 - ``quantile`` ignores nulls; candidates come from the bounds: every integer of an int
   range of at most ``QUANTILE_POINTS`` values, else an evenly spaced grid.
-- ``histogram`` (built in dp_compile) counts non-null values in ``[lo, hi)`` bins.
+- ``histogram`` (built in compiler) counts non-null values in ``[lo, hi)`` bins.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Nothing here reads data or calls OpenDP's constructors; the result, a :class:`Bl
 describes one *stage* (one OpenDP measurement, one scan) per group of aggregates that share
 a grouping: the plain aggregates together, each histogram on its own (grouped by its bins).
 
-Aggregates become noisy expressions in :mod:`gateway.adapters.dp_units` (null handling is
+Aggregates become noisy expressions in :mod:`gateway.adapters.dp.units` (null handling is
 described there); histograms are built here. Filters are AND-ed and applied before
 aggregation; with an ``id_column`` privacy unit, each individual's rows are then sampled
 down to ``max_contributions``.
@@ -20,7 +20,7 @@ from typing import Any
 
 import polars as pl
 
-from gateway.adapters.dp_units import Unit, aggregate_unit, frame_len
+from gateway.adapters.dp.units import Unit, aggregate_unit, frame_len
 from gateway.domain.errors import UnsupportedQuery
 from gateway.domain.query import (
     Aggregate,

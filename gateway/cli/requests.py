@@ -12,6 +12,7 @@ from typing import Any
 
 from rich.table import Table
 
+from gateway.cli.common import cli_actor, console, print_table, services
 from gateway.domain.workflow import APPLICATION_TRANSITIONS
 
 LIST_COLUMNS = ["id", "status", "applicant", "org", "dataset", "epsilon", "days", "created_at",
@@ -19,25 +20,10 @@ LIST_COLUMNS = ["id", "status", "applicant", "org", "dataset", "epsilon", "days"
 
 
 def _access() -> Any:
-    from gateway.cli import _services
-
-    return _services().access
-
-
-def _print_table(rows: list[dict[str, Any]], columns: list[str], title: str) -> None:
-    from gateway.cli import console
-
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
-    console.print(table)
+    return services().access
 
 
 def _print_application(app: dict[str, Any]) -> None:
-    from gateway.cli import console
-
     table = Table(title=f"application {app['id']}", show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
@@ -53,8 +39,6 @@ def _print_application(app: dict[str, Any]) -> None:
 
 
 def _print_context(ctx: dict[str, Any]) -> None:
-    from gateway.cli import console
-
     who = ctx["applicant"]
     console.print(f"applicant [bold]{who['username']}[/bold]: {who['role']}"
                   + (f" of {who['org']}" if who["org"] else "")
@@ -63,25 +47,21 @@ def _print_context(ctx: dict[str, Any]) -> None:
     console.print(f"dataset {ds['name']} ({ds['access']}): epsilon spent {ds['epsilon_spent']:g} "
                   f"of cap {ds['dataset_epsilon_cap']:g}; max per grant "
                   f"{ds['max_epsilon_per_grant']:g}; {ds['active_grants']} active grants")
-    _print_table(ctx["past_applications"], ["id", "dataset", "status", "epsilon", "days",
-                                            "decided_by", "note"], "past applications")
-    _print_table(ctx["grants"], ["id", "dataset", "user", "org", "epsilon_total",
-                                 "epsilon_spent", "expires_at", "status"], "grants")
-    _print_table(ctx["recent_queries"], ["id", "user", "status", "epsilon", "created_at"],
-                 f"recent queries on {ds['name']}")
+    print_table(ctx["past_applications"], ["id", "dataset", "status", "epsilon", "days",
+                                           "decided_by", "note"], "past applications")
+    print_table(ctx["grants"], ["id", "dataset", "user", "org", "epsilon_total",
+                                "epsilon_spent", "expires_at", "status"], "grants")
+    print_table(ctx["recent_queries"], ["id", "user", "status", "epsilon", "created_at"],
+                f"recent queries on {ds['name']}")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from gateway.cli import cli_actor
-
     rows = _access().list(cli_actor(), status=args.status)
-    _print_table(rows, LIST_COLUMNS, f"applications ({args.status or 'all'})")
+    print_table(rows, LIST_COLUMNS, f"applications ({args.status or 'all'})")
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from gateway.cli import cli_actor
-
     app = _access().get(cli_actor(), args.id)
     _print_application(app)
     if "context" in app:
@@ -90,8 +70,6 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
-    from gateway.cli import cli_actor, console
-
     app = _access().approve(cli_actor(), args.id, epsilon=args.epsilon, days=args.days,
                             note=args.note)
     grant = app["grant"]
@@ -102,15 +80,13 @@ def cmd_approve(args: argparse.Namespace) -> int:
 
 
 def cmd_reject(args: argparse.Namespace) -> int:
-    from gateway.cli import cli_actor, console
-
     app = _access().reject(cli_actor(), args.id, note=args.note)
     console.print(f"rejected {app['id']} of {app['applicant']} on {app['dataset']}")
     return 0
 
 
 def add_request_commands(subparsers: Any) -> None:
-    """Add ``requests`` to the ``dpsandbox`` parser (called by gateway.cli.build_parser)."""
+    """Add ``requests`` to the ``dpsandbox`` parser (called by :func:`gateway.cli.build_parser`)."""
     requests = subparsers.add_parser("requests", help="data-use applications")
     actions = requests.add_subparsers(dest="action", required=True)
 

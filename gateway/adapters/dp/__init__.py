@@ -1,0 +1,18 @@
+"""The OpenDP engine, as one package with one public entry.
+
+    from gateway.adapters.dp import Engine
+    plan = Engine().plan(spec, policy, parquet=path, version=v, loss=loss)   # reads no data
+    release = plan.release()                                                 # draws the noise
+
+Modules (private to the package; import from here):
+
+- :mod:`.engine`: :class:`Engine`, :class:`Plan`, :class:`Release`, the calibration cache.
+- :mod:`.compiler`: a query spec -> a :class:`~.compiler.Blueprint` of polars stages.
+- :mod:`.units`: one noisy expression per aggregate (null handling).
+- :mod:`.measure`: OpenDP measurements, privacy maps, release; OpenDP errors translated once.
+- :mod:`.results`: released frames -> rows in the spec's order, and accuracy.
+"""
+
+from gateway.adapters.dp.engine import Engine, Plan, Release
+
+__all__ = ["Engine", "Plan", "Release"]
