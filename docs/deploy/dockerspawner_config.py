@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 import sandbox.hub
-from sandbox.hub.tokens import add_sandbox_token
+from sandbox.hub.tokens import add_sandbox_token, revoke_added_sandbox_token
 
 c = get_config()  # type: ignore[name-defined]  # noqa: F821
 load_subconfig(str(Path(sandbox.hub.__file__).with_name("jupyterhub_config.py")))  # type: ignore[name-defined]  # noqa: F821
@@ -55,3 +55,4 @@ c.DockerSpawner.env_keep = []
 c.DockerSpawner.environment = {"DPSANDBOX_GATEWAY_URL": "http://gateway:8600"}
 os.environ.setdefault("DPSANDBOX_SANDBOX_GATEWAY_URL", "http://gateway:8600")
 c.Spawner.pre_spawn_hook = add_sandbox_token
+c.Spawner.post_stop_hook = revoke_added_sandbox_token  # the token dies with the server

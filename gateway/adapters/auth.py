@@ -92,6 +92,9 @@ class TokenClaims:
     jti: str
     expires_at: int
     session_expires_at: int
+    # The jti of the session's first token, carried by every refresh (``sid``): revoking
+    # it ends the tokens refreshed from it too. Older tokens have none: their own jti.
+    session_id: str = ""
 
 
 class TokenService:
@@ -103,16 +106,17 @@ class TokenService:
 
     def issue(
         self, *, username: str, role: str, ttl: int, scope: str = "full",
-        session_expires_at: int | None = None,
+        session_expires_at: int | None = None, session_id: str | None = None,
     ) -> tuple[str, int]:
         now = int(time.time())
+        jti = uuid.uuid4().hex
         exp = now + ttl
         if session_expires_at is not None:
             exp = min(exp, session_expires_at)
         claims: dict[str, Any] = {
             "iss": self.issuer, "aud": self.audience, "sub": username, "role": role,
-            "scope": scope, "iat": now, "nbf": now, "exp": exp, "jti": uuid.uuid4().hex,
-            "sexp": session_expires_at or exp,
+            "scope": scope, "iat": now, "nbf": now, "exp": exp, "jti": jti,
+            "sexp": session_expires_at or exp, "sid": session_id or jti,
         }
         return jwt.encode(claims, self._key, algorithm=ALGORITHM), exp - now
 
@@ -136,9 +140,12 @@ class TokenService:
         except jwt.PyJWTError as exc:
             raise Unauthenticated(f"invalid token ({type(exc).__name__})") from exc
         scope = claims.get("scope", "full")
-        if not isinstance(claims["sub"], str) or scope not in ("full", "sandbox"):
+        session_id = claims.get("sid", claims["jti"])
+        if (not isinstance(claims["sub"], str) or scope not in ("full", "sandbox")
+                or not isinstance(session_id, str)):
             raise Unauthenticated("invalid token claims")
         return TokenClaims(
             username=claims["sub"], role=str(claims["role"]), scope=scope, jti=claims["jti"],
             expires_at=int(claims["exp"]), session_expires_at=int(claims.get("sexp", claims["exp"])),
+            session_id=session_id,
         )

@@ -23,6 +23,13 @@ class SandboxTokenBody(Body):
     username: str = Field(max_length=64)
 
 
+class SandboxRevokeBody(Body):
+    """The hub ends a sandbox's session: the ``jti`` of the token it was given."""
+
+    jti: str = Field(pattern=r"^[0-9a-f]{32}$")
+    username: str = Field(max_length=64)
+
+
 class UserBody(Body):
     username: str = Field(max_length=64)
     role: Literal["researcher", "enterprise", "admin", "auditor"]

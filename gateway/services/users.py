@@ -120,8 +120,10 @@ class UserService:
     def principal(self, claims: TokenClaims) -> Principal:
         with self.store.read() as conn:
             row = conn.execute(select(t.users).where(t.users.c.username == claims.username)).first()
+            # Revoking a session's first jti ends every token refreshed from it.
+            ended = {claims.jti, claims.session_id or claims.jti}
             revoked = conn.execute(select(t.revoked_tokens.c.jti)
-                                   .where(t.revoked_tokens.c.jti == claims.jti)).first()
+                                   .where(t.revoked_tokens.c.jti.in_(ended))).first()
         if revoked is not None:
             raise Unauthenticated("this token was signed out; sign in again")
         if row is None or row.disabled:
@@ -181,6 +183,23 @@ class UserService:
             self.audit.append(conn, action="auth.logout", outcome="ok", actor=actor,
                               detail={"via": via})
 
+    def revoke_sandbox_session(self, *, jti: str, username: str) -> None:
+        """The hub stopped a server: its token, and every token refreshed from it, end.
+
+        ``jti`` is that of the token the hub handed out, which is the session id of its
+        refreshes; none can outlive the sandbox session's maximum, so neither does the row.
+        """
+        until = int(time.time()) + self.settings.sandbox_session_max_seconds + 60
+        with self.store.write() as conn:
+            conn.execute(delete(t.revoked_tokens)
+                         .where(t.revoked_tokens.c.expires_at < int(time.time()) - 60))
+            if conn.execute(select(t.revoked_tokens.c.jti)
+                            .where(t.revoked_tokens.c.jti == jti)).first() is None:
+                conn.execute(insert(t.revoked_tokens).values(
+                    jti=jti, username=username, expires_at=until, revoked_at=iso(now())))
+            self.audit.append(conn, action="auth.sandbox_revoke", outcome="ok",
+                              actor_name=username, detail={"jti": jti, "by": "jupyterhub"})
+
     def sandbox_token(self, username: str) -> dict[str, Any]:
         """A short-lived token for an analyst's sandbox (the hub asks, with its secret)."""
         with self.store.read() as conn:
@@ -205,7 +224,8 @@ class UserService:
             raise Unauthenticated("the session has reached its maximum length; sign in again")
         token, ttl = self.tokens.issue(username=actor.username, role=actor.role,
                                        scope=claims.scope, ttl=ttl_setting,
-                                       session_expires_at=claims.session_expires_at)
+                                       session_expires_at=claims.session_expires_at,
+                                       session_id=claims.session_id or claims.jti)
         self.audit.record(action="auth.refresh", outcome="ok", actor=actor,
                           detail={"token_expires_in": ttl, "scope": claims.scope})
         return {"access_token": token, "token_type": "bearer", "expires_in": ttl}

@@ -84,6 +84,17 @@ class GatewayClient:
         self._transport = transport
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        response = await self._send(method, path, **kwargs)
+        url = f"{self.base_url}{path}"
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise GatewayUnavailable(f"{method} {url}: reply is not JSON") from exc
+        if not isinstance(body, dict):
+            raise GatewayUnavailable(f"{method} {url}: reply is not a JSON object")
+        return body
+
+    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         url = f"{self.base_url}{path}"
         try:
             async with httpx.AsyncClient(timeout=self._timeout, transport=self._transport) as http:
@@ -96,13 +107,7 @@ class GatewayClient:
             raise GatewayUnavailable(f"{method} {url}: HTTP {response.status_code}")
         if response.status_code >= 400:
             raise GatewayRefused(response.status_code, *_error_of(response))
-        try:
-            body = response.json()
-        except ValueError as exc:
-            raise GatewayUnavailable(f"{method} {url}: reply is not JSON") from exc
-        if not isinstance(body, dict):
-            raise GatewayUnavailable(f"{method} {url}: reply is not a JSON object")
-        return body
+        return response
 
     @staticmethod
     def _token(body: dict[str, Any]) -> Token:
@@ -135,3 +140,13 @@ class GatewayClient:
             headers={"X-Hub-Secret": hub_secret},
         )
         return self._token(body)
+
+    async def revoke_sandbox_token(self, jti: str, username: str, hub_secret: str) -> None:
+        """``POST /v1/auth/sandbox-token/revoke``: the server stopped; its token (and every
+        token refreshed from it) is refused from now on."""
+        await self._send(
+            "POST",
+            "/v1/auth/sandbox-token/revoke",
+            json={"jti": jti, "username": username},
+            headers={"X-Hub-Secret": hub_secret},
+        )

@@ -33,10 +33,11 @@ import shutil
 import signal
 from pathlib import Path
 from subprocess import Popen
-from typing import Any
+from typing import Any, ClassVar
 
 from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
 from jupyterhub.utils import random_port
+from traitlets import Any as AnyTrait
 from traitlets import Bool, CaselessStrEnum, Integer, List, Unicode, default
 
 from .accounts import account_exists, ensure_analyst_account
@@ -53,20 +54,27 @@ from .isolation import (
     system_username,
 )
 from .settings import HubSettings
-from .tokens import SandboxTokenError, sandbox_token_for
+from .tokens import SandboxTokenError, revoke_sandbox_token, sandbox_token_for, token_id
 
 __all__ = ["SandboxSpawner"]
-
-# Hub usernames whose "no root" announcement was made (once per hub process).
-_ANNOUNCED: set[str] = set()
-# Spawns and stops of one hub change its nftables table one at a time.
-_FIREWALL_LOCK = asyncio.Lock()
-# uids for which a bubblewrap probe succeeded.
-_BWRAP_OK: set[int] = set()
 
 
 class SandboxSpawner(LocalProcessSpawner):
     """LocalProcessSpawner that runs each server as its own user inside bubblewrap."""
+
+    # -- shared by every spawner of this hub process
+    _announced: ClassVar[set[str]] = set()  # modes whose announcement was logged (once)
+    _firewall_lock: ClassVar[asyncio.Lock] = asyncio.Lock()  # one nftables change at a time
+    _bwrap_ok: ClassVar[set[int]] = set()  # uids for which a bubblewrap probe succeeded
+
+    # -- this sandbox's state; what stop() needs is kept by get_state() across hub restarts
+    sandbox_token = Unicode("", help="The token given to the running server (not saved).")
+    token_jti = Unicode("", help="jti of that token, revoked at the gateway on stop (saved).")
+    filtered_uid = Integer(
+        None, allow_none=True, help="The uid this sandbox put under the egress filter (saved)."
+    )
+    needs_sweep = Bool(False, help="From start() until the sandbox is cleaned up (saved).")
+    cgroup_join = AnyTrait(None, help="preexec function joining the sandbox's cgroups (not saved).")
 
     isolation = CaselessStrEnum(
         ["bubblewrap", "none"],
@@ -245,9 +253,9 @@ class SandboxSpawner(LocalProcessSpawner):
 
     def _announce_mode(self) -> None:
         key = "root" if self.as_root else "user"
-        if key in _ANNOUNCED:
+        if key in self._announced:
             return
-        _ANNOUNCED.add(key)
+        self._announced.add(key)
         if self.isolation == "none":
             return
         if self.as_root:
@@ -275,9 +283,8 @@ class SandboxSpawner(LocalProcessSpawner):
             del env[key]
         env["PATH"] = f"{self.sandbox_env}/bin:/usr/local/bin:/usr/bin:/bin"
         env["DPSANDBOX_GATEWAY_URL"] = self.gateway_url
-        token = getattr(self, "_sandbox_token", None)
-        if token:
-            env["DPSANDBOX_TOKEN"] = token
+        if self.sandbox_token:
+            env["DPSANDBOX_TOKEN"] = self.sandbox_token
         if self.isolation == "bubblewrap":
             # Runtime files (kernel connection files, IPC sockets) in the private /tmp.
             env["JUPYTER_RUNTIME_DIR"] = "/tmp/jupyter-runtime"  # noqa: S108
@@ -329,7 +336,7 @@ class SandboxSpawner(LocalProcessSpawner):
     async def _probe_bwrap(self, bwrap: str, preexec: Any) -> None:
         """Fail early, with a clear message, where user namespaces are not allowed."""
         uid = pwd.getpwnam(self.system_user).pw_uid
-        if uid in _BWRAP_OK:
+        if uid in self._bwrap_ok:
             return
         proc = await asyncio.create_subprocess_exec(
             bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
@@ -343,7 +350,7 @@ class SandboxSpawner(LocalProcessSpawner):
                 f"bubblewrap does not work here ({out.decode(errors='replace').strip()}). "
                 "Allow unprivileged user namespaces, or set c.SandboxSpawner.isolation = 'none'"
             )
-        _BWRAP_OK.add(uid)
+        self._bwrap_ok.add(uid)
 
     def _cgroup(self) -> SandboxCgroup:
         return SandboxCgroup(self.sandbox_home.name, root=Path(self.cgroup_root))
@@ -368,7 +375,7 @@ class SandboxSpawner(LocalProcessSpawner):
 
     def make_preexec_fn(self, name: str) -> Any:
         """Join the cgroups (as root), then drop to the analyst's user."""
-        join = self._cgroup_join
+        join = self.cgroup_join
         setuid = set_user_setuid(name, chdir=False) if self.as_root else None
 
         def preexec() -> None:
@@ -380,10 +387,6 @@ class SandboxSpawner(LocalProcessSpawner):
                 setuid()
 
         return preexec
-
-    _cgroup_join: Any = None
-    _filtered_uid: int | None = None  # the uid this sandbox put under the egress filter
-    _needs_sweep = False  # set from start() until the sandbox is cleaned up
 
     def _firewall(self) -> SandboxFirewall:
         state = str(Path(self.hub_state_dir).absolute())
@@ -405,10 +408,10 @@ class SandboxSpawner(LocalProcessSpawner):
         ]
         firewall = self._firewall()
         try:
-            async with _FIREWALL_LOCK:
+            async with self._firewall_lock:
                 await asyncio.to_thread(firewall.install, endpoints)
                 await asyncio.to_thread(firewall.allow_uid, uid)
-            self._filtered_uid = uid
+            self.filtered_uid = uid
         except (FirewallUnavailable, OSError) as exc:
             self.log.warning(
                 "No network filter for %s (%s): the sandbox can connect wherever the host can",
@@ -437,10 +440,11 @@ class SandboxSpawner(LocalProcessSpawner):
                 f"The sandbox environment is not built ({self.cmd[0]} is missing): "
                 "run `python -m sandbox.hub.build_env` (make sandbox-env)"
             )
-        self._sandbox_token = await self._fetch_sandbox_token()
+        self.sandbox_token = await self._fetch_sandbox_token()
+        self.token_jti = token_id(self.sandbox_token)
         await self._restrict_network(uid)
         cgroup = await self._setup_cgroup()
-        self._cgroup_join = cgroup.join_fn() if cgroup else None
+        self.cgroup_join = cgroup.join_fn() if cgroup else None
 
     async def _command(self) -> tuple[list[str], str]:
         """The command line of the server and the directory it starts in."""
@@ -460,7 +464,7 @@ class SandboxSpawner(LocalProcessSpawner):
     async def start(self) -> tuple[str, int]:
         if self.port == 0:
             self.port = random_port()
-        self._needs_sweep = True
+        self.needs_sweep = True
         try:
             await self._prepare()
             command, cwd = await self._command()
@@ -503,7 +507,7 @@ class SandboxSpawner(LocalProcessSpawner):
 
     async def poll(self) -> int | None:
         status = await super().poll()
-        if status is not None and self._needs_sweep:
+        if status is not None and self.needs_sweep:
             # It ended by itself: the hub will not call stop(), so clean up here.
             await self._sweep()
         return status
@@ -551,8 +555,9 @@ class SandboxSpawner(LocalProcessSpawner):
             await asyncio.sleep(0.05)
 
     async def _sweep(self) -> None:
-        """Kill any process of this sandbox that escaped, and drop its cgroups."""
-        self._needs_sweep = False
+        """End the server's token; kill any process that escaped; drop its cgroups."""
+        self.needs_sweep = False
+        await self._revoke_token()
         if not self.as_root:
             return
         cgroup = self._cgroup()
@@ -561,10 +566,52 @@ class SandboxSpawner(LocalProcessSpawner):
             self.log.warning("Killing %d leftover processes of %s", len(left), self.user.name)
         await asyncio.to_thread(cgroup.remove)
         # The uid put under the filter, even if its account was deleted meanwhile.
-        uid = self._filtered_uid
+        uid = self.filtered_uid
         if uid is None and self.network != "host" and account_exists(self.system_user):
             uid = pwd.getpwnam(self.system_user).pw_uid
         if uid is not None:
-            async with _FIREWALL_LOCK:
+            async with self._firewall_lock:
                 await asyncio.to_thread(self._firewall().forget_uid, uid)
-            self._filtered_uid = None
+            self.filtered_uid = None
+
+    async def _revoke_token(self) -> None:
+        """The server is gone: its token (and every refresh of it) ends at the gateway."""
+        jti, self.token_jti, self.sandbox_token = self.token_jti, "", ""
+        if not jti:
+            return
+        try:
+            await revoke_sandbox_token(
+                jti,
+                username=self.user.name,
+                gateway_url=self.gateway_url,
+                hub_secret_file=Path(self.hub_secret_file),
+            )
+        except SandboxTokenError as exc:
+            self.log.warning("%s: it expires on its own", exc)
+        else:
+            self.log.info("Revoked the sandbox token of %s", self.user.name)
+
+    # ------------------------------------------------------------------ state
+
+    def get_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = super().get_state()
+        if self.token_jti:
+            state["token_jti"] = self.token_jti
+        if self.filtered_uid is not None:
+            state["filtered_uid"] = self.filtered_uid
+        if self.needs_sweep:
+            state["needs_sweep"] = True
+        return state
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)
+        self.token_jti = state.get("token_jti", "")
+        self.filtered_uid = state.get("filtered_uid")
+        self.needs_sweep = bool(state.get("needs_sweep", False))
+
+    def clear_state(self) -> None:
+        super().clear_state()
+        self.token_jti = ""
+        self.sandbox_token = ""
+        self.filtered_uid = None
+        self.needs_sweep = False

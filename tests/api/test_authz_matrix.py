@@ -115,6 +115,8 @@ CASES = [
     Case("POST", "/v1/auth/token", "401 200 200 200 200 200", body=_login),
     Case("POST", "/v1/auth/sandbox-token", "401 401 401 401 401 401",
          body={"username": "rita"}),
+    Case("POST", "/v1/auth/sandbox-token/revoke", "401 401 401 401 401 401",
+         body={"jti": "0" * 32, "username": "rita"}),
     Case("POST", "/v1/auth/refresh", "401 200 200 200 200 200"),
     Case("POST", "/v1/auth/logout", "401 204 204 204 204 204", own_token=True),
     Case("GET", "/v1/me", "401 200 200 200 200 200"),

@@ -164,3 +164,37 @@ def test_logout_ends_the_token_on_the_server(gateway_env: GatewayEnv) -> None:
     after = env.client.get("/v1/me", headers=headers)
     assert after.status_code == 401 and "signed out" in after.json()["error"]["message"]
     assert env.get("rita", "/v1/me").status_code == 200  # other sessions go on
+
+
+def test_the_hub_ends_a_stopped_servers_token_and_every_refresh_of_it(
+    gateway_env: GatewayEnv,
+) -> None:
+    env = gateway_env
+    secret = {"X-Hub-Secret": env.services.hub_secret}
+    issued = env.client.post("/v1/auth/sandbox-token", json={"username": "rita"}, headers=secret)
+    token = issued.json()["access_token"]
+    jti = jwt.decode(token, options={"verify_signature": False})["jti"]
+    old = {"Authorization": f"Bearer {token}"}
+    refreshed = env.client.post("/v1/auth/refresh", headers=old).json()["access_token"]
+    assert jwt.decode(refreshed, options={"verify_signature": False})["sid"] == jti
+    new = {"Authorization": f"Bearer {refreshed}"}
+    other = env.client.post("/v1/auth/sandbox-token", json={"username": "rita"}, headers=secret)
+    other_headers = {"Authorization": f"Bearer {other.json()['access_token']}"}
+    body = {"jti": jti, "username": "rita"}
+    path = "/v1/auth/sandbox-token/revoke"
+    assert env.client.post(path, json=body).status_code == 401
+    assert env.client.post(path, json=body, headers={"X-Hub-Secret": "guess"}).status_code == 401
+    assert env.client.post(path, json=body, headers=old).status_code == 401  # a token is not the hub
+    assert env.client.get("/v1/me", headers=old).status_code == 200  # nothing ended yet
+    bad = env.client.post(path, json={"jti": "../x", "username": "rita"}, headers=secret)
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_request"
+    assert env.client.post(path, json=body, headers=secret).status_code == 204
+    assert env.client.post(path, json=body, headers=secret).status_code == 204  # idempotent
+    query = {"dataset": "flights", "select": [{"agg": "count"}], "epsilon": 0.1}
+    for headers in (old, new):
+        assert env.client.get("/v1/me", headers=headers).status_code == 401
+        assert env.client.post("/v1/auth/refresh", headers=headers).status_code == 401
+        assert env.client.post("/v1/queries", json=query, headers=headers).status_code == 401
+    assert env.client.get("/v1/me", headers=other_headers).status_code == 200  # another server's
+    audit = env.get("root_admin", "/v1/audit?actor=rita&action=auth.sandbox_revoke").json()
+    assert [e["detail"]["jti"] for e in audit["entries"]] == [jti, jti]

@@ -12,7 +12,7 @@ import yaml
 from traitlets.config import Config
 
 from sandbox.hub import run
-from sandbox.hub.tokens import add_sandbox_token
+from sandbox.hub.tokens import add_sandbox_token, revoke_added_sandbox_token
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "docs" / "deploy"
@@ -68,6 +68,7 @@ def test_dockerspawner_profile_puts_servers_on_the_internal_network(
     assert "ALL" in c.DockerSpawner.extra_host_config["cap_drop"]
     assert c.DockerSpawner.env_keep == []
     assert c.Spawner.pre_spawn_hook is add_sandbox_token
+    assert c.Spawner.post_stop_hook is revoke_added_sandbox_token
 
 
 def test_compose_sandbox_network_is_internal_with_hub_and_gateway_only() -> None:

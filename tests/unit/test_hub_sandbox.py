@@ -301,3 +301,56 @@ def test_spawner_keeps_none_of_the_hubs_environment_and_uses_ipc_kernels(
     assert set(spawner.env_keep) <= {"LANG", "LC_ALL"}
     assert spawner.cmd == ["/srv/sandbox-env/bin/jupyterhub-singleuser"]
     assert "--KernelManager.transport=ipc" in spawner.get_args()
+
+
+# -- the sandbox token dies with the server ------------------------------------------
+
+
+def test_a_stopped_servers_token_is_revoked_even_after_a_hub_restart(
+    tmp_path: Path, demo_files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    from sandbox.hub.spawner import SandboxSpawner
+    from sandbox.hub.tokens import sandbox_token_for, token_id
+    from tests.conftest import make_services
+    from tests.live import serve_gateway
+
+    monkeypatch.delenv("DPSANDBOX_HUB_SECRET", raising=False)
+    services = make_services(tmp_path / "home", demo_files)
+    secret_file = tmp_path / "hub_secret"
+    secret_file.write_text(services.hub_secret)
+    with serve_gateway(services) as url:
+        token = run_async(sandbox_token_for("rita", gateway_url=url, hub_secret_file=secret_file))
+        auth = {"Authorization": f"Bearer {token}"}
+        assert httpx.get(f"{url}/v1/me", headers=auth).status_code == 200
+        # The spawner that gave the token saved its jti; a restarted hub loads it back.
+        before = SandboxSpawner(gateway_url=url, hub_secret_file=str(secret_file))
+        before.token_jti, before.filtered_uid, before.needs_sweep = token_id(token), 64123, True
+        state = before.get_state()
+        assert state["token_jti"] == token_id(token) and state["filtered_uid"] == 64123
+        after = SandboxSpawner(gateway_url=url, hub_secret_file=str(secret_file))
+        after.user = SimpleNamespace(name="rita")
+        after.load_state(state)
+        assert (after.token_jti, after.filtered_uid, after.needs_sweep) == (token_id(token), 64123, True)
+        run_async(after._revoke_token())
+        refused = httpx.get(f"{url}/v1/me", headers=auth)
+        assert refused.status_code == 401
+        assert httpx.post(f"{url}/v1/auth/refresh", headers=auth).status_code == 401
+        assert after.token_jti == "" and "token_jti" not in after.get_state()
+        after.clear_state()
+        assert after.get_state().get("filtered_uid") is None
+
+
+def test_revoking_without_the_gateway_is_a_warning_not_a_failed_stop(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from sandbox.hub.spawner import SandboxSpawner
+
+    secret_file = tmp_path / "hub_secret"
+    secret_file.write_text("s")
+    spawner = SandboxSpawner(gateway_url="http://127.0.0.1:9", hub_secret_file=str(secret_file))
+    spawner.user = SimpleNamespace(name="rita")
+    spawner.token_jti = "0" * 32
+    run_async(spawner._revoke_token())  # logged; the stop goes on
+    assert spawner.token_jti == ""

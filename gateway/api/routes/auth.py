@@ -6,7 +6,8 @@ from fastapi import APIRouter, Header, Request
 
 from gateway.adapters.auth import secrets_equal
 from gateway.api.deps import Claims, CurrentUser, ServicesDep
-from gateway.api.schemas import SandboxTokenBody, TokenBody
+from gateway.api.schemas import SandboxRevokeBody, SandboxTokenBody, TokenBody
+from gateway.bootstrap import Services
 from gateway.domain.errors import Unauthenticated
 
 router = APIRouter(tags=["auth"])
@@ -24,9 +25,23 @@ def sandbox_token(
     x_hub_secret: Annotated[str | None, Header()] = None,
 ) -> dict[str, Any]:
     """For JupyterHub only: a sandbox-scoped token for an analyst's server."""
-    if not x_hub_secret or not secrets_equal(x_hub_secret, svc.hub_secret):
-        raise Unauthenticated("this endpoint is for the hub; a valid X-Hub-Secret is required")
+    _require_hub(svc, x_hub_secret)
     return svc.users.sandbox_token(body.username)
+
+
+@router.post("/auth/sandbox-token/revoke", status_code=204)
+def revoke_sandbox_token(
+    body: SandboxRevokeBody, svc: ServicesDep,
+    x_hub_secret: Annotated[str | None, Header()] = None,
+) -> None:
+    """For JupyterHub only: the server stopped; its token and every refresh of it end."""
+    _require_hub(svc, x_hub_secret)
+    svc.users.revoke_sandbox_session(jti=body.jti, username=body.username)
+
+
+def _require_hub(svc: Services, secret: str | None) -> None:
+    if not secret or not secrets_equal(secret, svc.hub_secret):
+        raise Unauthenticated("this endpoint is for the hub; a valid X-Hub-Secret is required")
 
 
 @router.post("/auth/refresh")
