@@ -11,7 +11,7 @@ SYS_STAMP := /var/lib/dpsandbox-system-packages.stamp
 SANDBOX_ENV ?= /opt/dpsandbox/sandbox-env
 export DPSANDBOX_SANDBOX_ENV := $(SANDBOX_ENV)
 
-.PHONY: demo test bench install system-packages sandbox-env lint clean
+.PHONY: demo test bench install system-packages sandbox-env lint clean i18n
 
 install: $(STAMP)
 
@@ -49,6 +49,12 @@ test: install system-packages sandbox-env
 bench: install system-packages sandbox-env
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/hub.py
+
+# Translations (docs/i18n.md): re-extract marked strings, merge them into the .po catalogs,
+# compile the .mo files (committed). Translate the new empty msgstr entries, then run again.
+i18n: install
+	$(BIN)/python -m gateway.i18n_catalogs update
+	$(BIN)/python -m gateway.i18n_catalogs check || true
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

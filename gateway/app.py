@@ -17,6 +17,7 @@ from gateway.api.errors import error_response
 from gateway.api.routes import audit, auth, datasets, grants, queries, requests, users
 from gateway.bootstrap import Services, bootstrap
 from gateway.domain.errors import InvalidRequest
+from gateway.i18n import LocaleMiddleware, _l
 from gateway.settings import Settings
 from gateway.web import router as console_router
 
@@ -43,15 +44,16 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         if not too_big and length is None and request.method in ("POST", "PUT", "PATCH"):
             too_big = len(await request.body()) > limit
         if too_big:
-            exc = InvalidRequest(f"request body over {limit} bytes")
+            exc = InvalidRequest(_l("request body over %(limit)s bytes", limit=limit))
             await run_in_threadpool(services.audit.denied, None, "http body too large", exc,
                                     detail={"path": request.url.path[:200]})
-            return error_response(exc.code, exc.message)
+            return error_response(exc.code, exc.localized())
         return await call_next(request)
 
     for module in (auth, users, datasets, grants, queries, requests, audit):
         app.include_router(module.router, prefix="/v1")
     app.include_router(console_router)  # the web console under /console (gateway/web)
+    app.add_middleware(LocaleMiddleware)  # outermost: the reader's language for all of it
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

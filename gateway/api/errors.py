@@ -16,8 +16,11 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.domain.errors import STATUS_BY_CODE, DomainError, InvalidRequest
+from gateway.i18n import N_, _, use_locale
 
 log = logging.getLogger(__name__)
+INTERNAL_ERROR = N_("internal error: this is a bug in dp-sandbox and has been logged; nothing "
+                    "was released")
 HTTP_CODES = {401: "unauthenticated", 403: "forbidden", 404: "not_found", 405: "not_found",
               409: "conflict", 413: "invalid_request", 422: "invalid_request"}
 
@@ -50,7 +53,7 @@ def install(app: FastAPI) -> None:
         from starlette.concurrency import run_in_threadpool
 
         await run_in_threadpool(_audit_denied, request, exc)
-        return error_response(exc.code, exc.message)
+        return error_response(exc.code, exc.localized())
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -67,11 +70,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Any:
         code = HTTP_CODES.get(exc.status_code, "invalid_request")
-        message = str(exc.detail) if exc.status_code != 404 else "no such endpoint"
+        message = str(exc.detail) if exc.status_code != 404 else _("no such endpoint")
         return error_response(code, message, STATUS_BY_CODE.get(code, exc.status_code))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return error_response("internal", "internal error: this is a bug in dp-sandbox and "
-                              "has been logged; nothing was released", 500)
+        # This handler runs outside LocaleMiddleware (Starlette's outermost layer).
+        with use_locale(getattr(request.state, "locale", None)):
+            return error_response("internal", _(INTERNAL_ERROR), 500)

@@ -13,18 +13,28 @@
      └── InternalError        500 internal (a bug: say so)
 
 The HTTP layer maps ``code`` to a status in one place (gateway/api/errors.py).
+A message is English (``message``: what the audit log and the server's log keep) and is
+shown in the reader's language by ``localized()`` when it was written translatable
+(a :class:`~gateway.domain.text.Text` from ``_l(...)``, see gateway/domain/text.py).
 """
 
 from __future__ import annotations
+
+from gateway.domain.text import N_, Text, gettext, localize
 
 
 class DomainError(Exception):
     code = "internal"
     audited = False  # set once the refusal has been written to the audit log
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    def __init__(self, message: str | Text) -> None:
+        self.text = message
+        self.message = message.english if isinstance(message, Text) else message
+        super().__init__(self.message)
+
+    def localized(self) -> str:
+        """The message in the current request's or command's language."""
+        return localize(self.text)
 
 
 class Unauthenticated(DomainError):
@@ -66,8 +76,15 @@ class BudgetExhausted(Conflict):
 class InternalError(DomainError):
     code = "internal"
 
-    def __init__(self, message: str) -> None:
-        super().__init__(f"{message} (this is a bug in dp-sandbox; it has been logged)")
+    def __init__(self, message: str | Text) -> None:
+        super().__init__(message)
+        self.message = f"{self.message} {BUG_NOTE}"
+
+    def localized(self) -> str:
+        return f"{localize(self.text)} {gettext(BUG_NOTE)}"
+
+
+BUG_NOTE = N_("(this is a bug in dp-sandbox; it has been logged)")
 
 
 STATUS_BY_CODE: dict[str, int] = {

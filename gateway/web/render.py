@@ -24,6 +24,9 @@ from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 
 from gateway.domain.errors import STATUS_BY_CODE, DomainError, Unauthenticated
+from gateway.api.errors import INTERNAL_ERROR
+from gateway.i18n import N_, _, install_jinja
+from gateway.web.words import role_name, status_name
 from gateway.services.common import Principal
 
 log = logging.getLogger(__name__)
@@ -43,16 +46,16 @@ SECURITY_HEADERS = {
 }
 
 ERROR_TITLES = {
-    "unauthenticated": "Please sign in",
-    "forbidden": "Not allowed",
-    "grant_required": "No grant",
-    "grant_expired": "Grant expired",
-    "not_found": "Not found",
-    "invalid_request": "Something in the form is not right",
-    "unsupported_query": "Unsupported query",
-    "conflict": "This was changed meanwhile",
-    "budget_exhausted": "Budget exhausted",
-    "internal": "Internal error",
+    "unauthenticated": N_("Please sign in"),
+    "forbidden": N_("Not allowed"),
+    "grant_required": N_("No grant"),
+    "grant_expired": N_("Grant expired"),
+    "not_found": N_("Not found"),
+    "invalid_request": N_("Something in the form is not right"),
+    "unsupported_query": N_("Unsupported query"),
+    "conflict": N_("This was changed meanwhile"),
+    "budget_exhausted": N_("Budget exhausted"),
+    "internal": N_("Internal error"),
 }
 
 
@@ -95,8 +98,9 @@ def _environment() -> Environment:
         autoescape=select_autoescape(["html"]),
         undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
     )
+    install_jinja(env)
     env.filters.update(number=number, when=when, short=short)
-    env.globals.update(percent=percent, quote=quote)
+    env.globals.update(percent=percent, quote=quote, role_name=role_name, status_name=status_name)
     return env
 
 
@@ -108,8 +112,10 @@ def page(request: Request, template: str, status: int = 200, **context: Any) -> 
     session = getattr(request.state, "console", None)
     me: Principal | None = session.principal if session else None
     services = request.app.state.services
+    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     html = ENV.get_template(template).render(
         request=request, path=request.url.path, me=me, csrf=session.csrf if session else "",
+        lang_next=here if request.method == "GET" else "/console",
         hub_url=services.settings.hub_url, notice=context.pop("notice", None), **context,
     )
     return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
@@ -117,7 +123,7 @@ def page(request: Request, template: str, status: int = 200, **context: Any) -> 
 
 def error_page(request: Request, code: str, message: str, status: int) -> HTMLResponse:
     return page(request, "error.html", status=status, code=code, message=message,
-                title=ERROR_TITLES.get(code, "Error"))
+                title=_(ERROR_TITLES.get(code, N_("Error"))))
 
 
 def to_login(request: Request, *, ended: bool) -> Response:
@@ -167,14 +173,13 @@ class ConsoleRoute(APIRoute):
                 response = to_login(request, ended=SESSION_COOKIE in request.cookies)
             except DomainError as exc:
                 await run_in_threadpool(_audit_refusal, request, exc)
-                response = error_page(request, exc.code, exc.message,
+                response = error_page(request, exc.code, exc.localized(),
                                       STATUS_BY_CODE.get(exc.code, 500))
             except RequestValidationError as exc:
                 response = error_page(request, "invalid_request", validation_message(exc), 422)
             except Exception:  # a page that says "bug", never a traceback
                 log.exception("unexpected error on %s %s", request.method, request.url.path)
-                response = error_page(request, "internal", "internal error: this is a bug in "
-                                      "dp-sandbox and has been logged; nothing was released", 500)
+                response = error_page(request, "internal", _(INTERNAL_ERROR), 500)
             response.headers.update(SECURITY_HEADERS)
             return response
 

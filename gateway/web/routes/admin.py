@@ -12,6 +12,7 @@ from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import RedirectResponse
 
 from gateway.api.deps import ServicesDep
+from gateway.i18n import N_, _
 from gateway.web.render import ConsoleRoute, page
 from gateway.web.session import AdminUser, FormUser
 from gateway.web.views import with_accuracy
@@ -19,19 +20,19 @@ from gateway.web.views import with_accuracy
 router = APIRouter(prefix="/console", route_class=ConsoleRoute)
 Note = Annotated[str, Form(max_length=4000)]
 NOTICES = {
-    "approved": "The application was approved and its grant created.",
-    "rejected": "The application was rejected; the applicant sees your note.",
-    "released": "The query was computed, charged and released to the analyst.",
-    "query-rejected": "The query was rejected; nothing was computed or charged.",
-    "revoked": "The grant was revoked; no more queries can draw on it.",
-    "given": "The grant was created.",
-    "created": "The account was created.",
-    "disabled": "The account was disabled; its sessions end at their next request.",
-    "enabled": "The account was enabled.",
-    "role-changed": "The role was changed; the account's open sessions end at their next request.",
-    "withdrawn": "The application was withdrawn.",
-    "applied": "Your application was sent. Open datasets are granted at once; others wait "
-               "for an administrator.",
+    "approved": N_("The application was approved and its grant created."),
+    "rejected": N_("The application was rejected; the applicant sees your note."),
+    "released": N_("The query was computed, charged and released to the analyst."),
+    "query-rejected": N_("The query was rejected; nothing was computed or charged."),
+    "revoked": N_("The grant was revoked; no more queries can draw on it."),
+    "given": N_("The grant was created."),
+    "created": N_("The account was created."),
+    "disabled": N_("The account was disabled; its sessions end at their next request."),
+    "enabled": N_("The account was enabled."),
+    "role-changed": N_("The role was changed; the account's open sessions end at their next request."),
+    "withdrawn": N_("The application was withdrawn."),
+    "applied": N_("Your application was sent. Open datasets are granted at once; others wait "
+               "for an administrator."),
 }
 
 
@@ -41,7 +42,8 @@ def back(location: str, done: str) -> RedirectResponse:
 
 
 def notice(request: Request) -> str | None:
-    return NOTICES.get(request.query_params.get("done", ""))
+    found = NOTICES.get(request.query_params.get("done", ""))
+    return _(found) if found else None
 
 
 # -- applications ------------------------------------------------------------------------
@@ -51,7 +53,7 @@ def applications(request: Request, actor: AdminUser, svc: ServicesDep,
                  status: Literal["pending", "approved", "rejected", "withdrawn", "all"] = "pending",
                  ) -> Response:
     found = svc.access.list(actor, status=None if status == "all" else status)
-    return page(request, "applications.html", title="Applications", applications=found,
+    return page(request, "applications.html", title=_("Applications"), applications=found,
                 shown=status, notice=notice(request))
 
 
@@ -74,7 +76,7 @@ def reject(request_id: str, actor: FormUser, svc: ServicesDep, note: Note) -> Re
 @router.get("/admin/reviews")
 def reviews(request: Request, actor: AdminUser, svc: ServicesDep) -> Response:
     held = with_accuracy(svc, actor, svc.queries.list(actor, status="pending_review"))
-    return page(request, "reviews.html", title="Query reviews", reviews=held,
+    return page(request, "reviews.html", title=_("Query reviews"), reviews=held,
                 notice=notice(request))
 
 
@@ -94,7 +96,7 @@ def reject_query(query_id: str, actor: FormUser, svc: ServicesDep, note: Note) -
 
 @router.get("/admin/grants")
 def grants(request: Request, actor: AdminUser, svc: ServicesDep) -> Response:
-    return page(request, "grants.html", title="Grants", grants=svc.ledger.list(actor),
+    return page(request, "grants.html", title=_("Grants"), grants=svc.ledger.list(actor),
                 notice=notice(request))
 
 
@@ -123,7 +125,7 @@ def revoke(grant_id: str, actor: FormUser, svc: ServicesDep, note: Note = "") ->
 
 @router.get("/admin/users")
 def users(request: Request, actor: AdminUser, svc: ServicesDep) -> Response:
-    return page(request, "users.html", title="Users", users=svc.users.list(actor),
+    return page(request, "users.html", title=_("Users"), users=svc.users.list(actor),
                 notice=notice(request))
 
 
@@ -161,10 +163,10 @@ def set_disabled(username: str, change: Literal["disable", "enable"], actor: For
 
 @router.get("/admin/datasets")
 def datasets(request: Request, actor: AdminUser, svc: ServicesDep) -> Response:
-    return page(request, "datasets.html", title="Datasets", datasets=svc.catalog.list(actor))
+    return page(request, "datasets.html", title=_("Datasets"), datasets=svc.catalog.list(actor))
 
 
 @router.get("/admin/datasets/{name}")
 def dataset(name: str, request: Request, actor: AdminUser, svc: ServicesDep) -> Response:
     found = svc.catalog.describe(actor, name)
-    return page(request, "dataset.html", title=f"Dataset {found['name']}", dataset=found)
+    return page(request, "dataset.html", title=_("Dataset %(name)s") % {"name": found["name"]}, dataset=found)

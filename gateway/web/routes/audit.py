@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request, Response
 
 from gateway.api.deps import ServicesDep
+from gateway.i18n import N_, _
 from gateway.domain.errors import NotFound
 from gateway.services.audit import AuditFilter
 from gateway.web.charts import spend_charts
@@ -44,7 +45,7 @@ def log_page(
                       outcome=outcome or None, since=as_utc(since), until=as_utc(until),
                       query_id=query_id or None, grant_id=grant_id or None,
                       request_id=request_id or None)
-    return page(request, "audit_log.html", title="Audit log",
+    return page(request, "audit_log.html", title=_("Audit log"),
                 **audit_log(svc, flt, page=page_number, size=PAGE_SIZE))
 
 
@@ -53,7 +54,7 @@ def entry(seq: int, request: Request, actor: AuditReader, svc: ServicesDep) -> R
     found = svc.audit.entry(seq)
     if found is None:
         raise NotFound(f"no audit entry {seq}")
-    return page(request, "audit_entry.html", title=f"Audit entry {seq}", entry=found)
+    return page(request, "audit_entry.html", title=_("Audit entry %(seq)s") % {"seq": seq}, entry=found)
 
 
 @router.get("/audit/export.{fmt}")
@@ -69,5 +70,5 @@ def export(fmt: Literal["csv", "jsonl"], actor: AuditorUser, svc: ServicesDep) -
 
 @router.get("/audit/charts")
 def charts(request: Request, actor: AuditReader, svc: ServicesDep) -> Response:
-    return page(request, "audit_charts.html", title="Privacy budget spent",
+    return page(request, "audit_charts.html", title=_("Privacy budget spent"),
                 charts=spend_charts(svc.audit))

@@ -9,9 +9,11 @@ from fastapi.responses import FileResponse, RedirectResponse
 
 from gateway.api.deps import ServicesDep
 from gateway.domain.errors import NotFound, Unauthenticated
+from gateway.i18n import LANG_COOKIE, N_, _, normalize
 from gateway.web.render import HERE, ConsoleRoute, page
 from gateway.web.session import (
     FormUser,
+    is_secure,
     Session,
     check_login_csrf,
     end_session,
@@ -23,11 +25,11 @@ from gateway.web.views import admin_overview, analyst_overview
 
 router = APIRouter(prefix="/console", route_class=ConsoleRoute)
 STATIC = HERE / "static"
-STATIC_FILES = {"console.css": "text/css"}
+STATIC_FILES = {"console.css": "text/css", "favicon.svg": "image/svg+xml"}
 REASONS = {
-    "required": "Please sign in to continue.",
-    "ended": "Your session has ended (it expired, or your account changed); please sign in again.",
-    "signed-out": "You are signed out.",
+    "required": N_("Please sign in to continue."),
+    "ended": N_("Your session has ended (it expired, or your account changed); please sign in again."),
+    "signed-out": N_("You are signed out."),
 }
 
 
@@ -44,8 +46,8 @@ def login_form(request: Request, svc: ServicesDep,
                next: Annotated[str | None, Query(max_length=500)] = None,
                reason: Annotated[str | None, Query(max_length=20)] = None) -> Response:
     token = login_csrf(request)
-    response = page(request, "login.html", title="Sign in", next=safe_next(next),
-                    reason=REASONS.get(reason or ""),
+    response = page(request, "login.html", title=_("Sign in"), next=safe_next(next),
+                    reason=_(REASONS[reason]) if reason in REASONS else None,
                     failed=None, username="", login_csrf=token)
     remember_login_csrf(request, response, svc, token)
     return response
@@ -62,8 +64,8 @@ def login(
     try:
         token = svc.users.login(username, password)
     except Unauthenticated as exc:
-        return page(request, "login.html", status=401, title="Sign in", next=safe_next(next),
-                    reason=None, failed=exc.message, username=username[:64],
+        return page(request, "login.html", status=401, title=_("Sign in"), next=safe_next(next),
+                    reason=None, failed=exc.localized(), username=username[:64],
                     login_csrf=csrf_token)
     response = RedirectResponse(safe_next(next), status_code=303)
     start_session(request, response, svc, token["access_token"], int(token["expires_in"]))
@@ -85,8 +87,22 @@ def home(request: Request, session: Session, svc: ServicesDep) -> Response:
     if actor.role == "auditor":
         return RedirectResponse("/console/audit", status_code=303)
     if actor.role == "admin":
-        return page(request, "admin_home.html", title="Overview", **admin_overview(svc, actor))
-    return page(request, "mine.html", title="My work", **analyst_overview(svc, actor))
+        return page(request, "admin_home.html", title=_("Overview"), **admin_overview(svc, actor))
+    return page(request, "mine.html", title=_("My work"), **analyst_overview(svc, actor))
+
+
+@router.get("/lang")
+def switch_language(request: Request, svc: ServicesDep,
+                    to: Annotated[str, Query(max_length=20)] = "",
+                    next: Annotated[str | None, Query(max_length=500)] = None) -> Response:
+    """The console's language switch: remembered in a cookie for a year (a preference, not a
+    secret: readable by the console's pages only, sent with every request to it)."""
+    response = RedirectResponse(safe_next(next), status_code=303)
+    chosen = normalize(to)
+    if chosen:
+        response.set_cookie(LANG_COOKIE, chosen, max_age=365 * 24 * 3600, path="/",
+                            httponly=True, samesite="lax", secure=is_secure(request, svc))
+    return response
 
 
 @router.get("/static/{name}", include_in_schema=False)

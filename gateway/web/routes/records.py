@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request, Response
 
 from gateway.api.deps import ServicesDep
+from gateway.i18n import N_, _
 from gateway.web.render import ConsoleRoute, page
 from gateway.web.routes.admin import back, notice
 from gateway.web.session import ConsoleUser, FormUser
@@ -35,7 +36,7 @@ def apply(
 def application(request_id: str, request: Request, actor: ConsoleUser,
                 svc: ServicesDep) -> Response:
     found = svc.access.get(actor, request_id)
-    return page(request, "application.html", title="Application", application=found,
+    return page(request, "application.html", title=_("Application"), application=found,
                 notice=notice(request))
 
 
@@ -47,9 +48,9 @@ def withdraw(request_id: str, actor: FormUser, svc: ServicesDep) -> Response:
 
 @router.get("/grants/{grant_id}")
 def grant(grant_id: str, request: Request, actor: ConsoleUser, svc: ServicesDep) -> Response:
-    return page(request, "grant.html", title="Grant", grant=svc.ledger.get(actor, grant_id))
+    return page(request, "grant.html", title=_("Grant"), grant=svc.ledger.get(actor, grant_id))
 
 
 @router.get("/queries/{query_id}")
 def query(query_id: str, request: Request, actor: ConsoleUser, svc: ServicesDep) -> Response:
-    return page(request, "query.html", title="Query", query=svc.queries.get(actor, query_id))
+    return page(request, "query.html", title=_("Query"), query=svc.queries.get(actor, query_id))

@@ -1,0 +1,36 @@
+"""The API answers in the reader's language: the error ``message`` follows Accept-Language,
+the ``code`` never changes, and the audit log keeps the English message."""
+
+from __future__ import annotations
+
+from gateway.services.audit import AuditFilter
+from tests.conftest import GatewayEnv
+
+ZH = {"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.8"}
+
+
+def test_unknown_endpoint_in_chinese_with_the_same_code(gateway_env: GatewayEnv) -> None:
+    english = gateway_env.client.get("/v1/nope")
+    chinese = gateway_env.client.get("/v1/nope", headers=ZH)
+    assert english.status_code == chinese.status_code == 404
+    assert english.json()["error"] == {"code": "not_found", "message": "no such endpoint"}
+    assert chinese.json()["error"] == {"code": "not_found", "message": "没有这个接口"}
+    assert chinese.headers["content-language"] == "zh-CN"
+    assert english.headers["content-language"] == "en"
+
+
+def test_body_too_large_in_chinese(gateway_env: GatewayEnv) -> None:
+    limit = gateway_env.services.settings.max_body_bytes
+    resp = gateway_env.client.post("/v1/auth/token", content=b"x" * (limit + 1),
+                                   headers={**ZH, "Content-Type": "application/json"})
+    assert resp.status_code == 422
+    assert resp.json()["error"] == {"code": "invalid_request",
+                                    "message": f"请求体超过 {limit} 字节"}
+    entries, _total = gateway_env.services.audit.page(
+        AuditFilter(action="http body too large"), page=1, size=5)
+    assert entries and entries[0]["detail"]["reason"] == f"request body over {limit} bytes"
+
+
+def test_language_cookie_overrides_accept_language(gateway_env: GatewayEnv) -> None:
+    resp = gateway_env.client.get("/v1/nope", headers={**ZH, "Cookie": "dps_lang=en"})
+    assert resp.json()["error"]["message"] == "no such endpoint"
