@@ -22,15 +22,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
-from http.cookies import SimpleCookie
+from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
 from jinja2 import Environment
 
 from gateway.domain.text import (
     LOCALES,
-    SOURCE_LOCALE,
     N_,
+    SOURCE_LOCALE,
     Text,
     current_locale,
     gettext,
@@ -45,10 +45,27 @@ from gateway.domain.text import (
 )
 
 __all__ = [
-    "LANG_COOKIE", "LANGUAGE_NAMES", "LOCALES", "SOURCE_LOCALE", "LocaleMiddleware", "N_",
-    "Text", "_", "_l", "current_locale", "gettext", "html_lang", "install_jinja",
-    "lazy_gettext", "lazy_ngettext", "locale_from_env", "localize", "negotiate", "ngettext",
-    "normalize", "use_locale",
+    "LANGUAGE_NAMES",
+    "LANG_COOKIE",
+    "LOCALES",
+    "N_",
+    "SOURCE_LOCALE",
+    "LocaleMiddleware",
+    "Text",
+    "_",
+    "_l",
+    "current_locale",
+    "gettext",
+    "html_lang",
+    "install_jinja",
+    "lazy_gettext",
+    "lazy_ngettext",
+    "locale_from_env",
+    "localize",
+    "negotiate",
+    "ngettext",
+    "normalize",
+    "use_locale",
 ]
 
 _ = gettext
@@ -132,7 +149,7 @@ def _cookie(scope: Scope, name: str) -> str | None:
         return None
     try:
         morsel = SimpleCookie(raw).get(name)
-    except Exception:  # a malformed Cookie header must not break the request
+    except CookieError:  # a malformed Cookie header must not break the request
         return None
     return morsel.value if morsel else None
 

@@ -119,7 +119,7 @@ def update(source: CatalogSource) -> None:
         source.mo(locale).write_bytes(compiled(_read_po(path, locale)))
 
 
-def _key(message_id: str | tuple[str, ...]) -> str:
+def _key(message_id: str | tuple[str, ...] | list[str]) -> str:
     return message_id if isinstance(message_id, str) else message_id[0]
 
 

@@ -18,6 +18,7 @@ from gateway.cli.commands import add_admin_commands
 from gateway.cli.common import err
 from gateway.cli.requests import add_request_commands
 from gateway.domain.errors import DomainError
+from gateway.i18n import locale_from_env, use_locale
 
 __all__ = ["build_parser", "main"]
 
@@ -31,11 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args))
-    except DomainError as exc:
-        err.print(f"[red]error ({exc.code}):[/red] {exc.message}")
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    with use_locale(locale_from_env()):  # DPSANDBOX_LANG (docs/i18n.md)
+        args = build_parser().parse_args(argv)
+        try:
+            return int(args.func(args))
+        except DomainError as exc:
+            err.print(f"[red]error ({exc.code}):[/red] {exc.localized()}")
+            return 2
+        except KeyboardInterrupt:
+            return 130

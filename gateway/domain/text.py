@@ -87,7 +87,7 @@ def ngettext(singular: str, plural: str, n: int) -> str:
     return translations(_current.get()).ngettext(singular, plural, n)
 
 
-def N_(message: str) -> str:  # noqa: N802 (the conventional name of the marker)
+def N_(message: str) -> str:
     """Mark a constant for extraction without translating it (translate it when shown)."""
     return message
 

@@ -23,11 +23,11 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 
-from gateway.domain.errors import STATUS_BY_CODE, DomainError, Unauthenticated
 from gateway.api.errors import INTERNAL_ERROR
+from gateway.domain.errors import STATUS_BY_CODE, DomainError, Unauthenticated
 from gateway.i18n import N_, _, install_jinja
-from gateway.web.words import role_name, status_name
 from gateway.services.common import Principal
+from gateway.web.words import role_name, status_name
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent

@@ -8,8 +8,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request, Response
 
 from gateway.api.deps import ServicesDep
-from gateway.i18n import N_, _
 from gateway.domain.errors import NotFound
+from gateway.i18n import _
 from gateway.services.audit import AuditFilter
 from gateway.web.charts import spend_charts
 from gateway.web.render import ConsoleRoute, page

@@ -13,10 +13,10 @@ from gateway.i18n import LANG_COOKIE, N_, _, normalize
 from gateway.web.render import HERE, ConsoleRoute, page
 from gateway.web.session import (
     FormUser,
-    is_secure,
     Session,
     check_login_csrf,
     end_session,
+    is_secure,
     login_csrf,
     remember_login_csrf,
     start_session,

@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request, Response
 
 from gateway.api.deps import ServicesDep
-from gateway.i18n import N_, _
+from gateway.i18n import _
 from gateway.web.render import ConsoleRoute, page
 from gateway.web.routes.admin import back, notice
 from gateway.web.session import ConsoleUser, FormUser
