@@ -135,7 +135,7 @@ def test_catalog_schema_and_dummy(live: LiveGateway) -> None:
     assert dummy["month"].between(1, 12).all() and str(dummy["month"].dtype) == "Int64"
     with pytest.raises(NotFound, match="no dataset named nope"):
         gw.dataset("nope")
-    with pytest.raises(InvalidRequest, match="rows must be between"):
+    with pytest.raises(InvalidRequest, match="rows"):
         ds.dummy(0)
 
 

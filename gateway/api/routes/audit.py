@@ -6,11 +6,12 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from gateway.api.deps import CurrentUser, ServicesDep
+from gateway.api.params import AuditSeq, ExportFormat, FilterText, PageNumber, PageSize
 from gateway.domain.errors import NotFound
 from gateway.services.audit import AuditFilter, report_json
 
 router = APIRouter(tags=["audit"])
-Text = Annotated[str | None, Query(max_length=64)]
+Text = FilterText
 
 
 @router.get("/audit")
@@ -19,7 +20,7 @@ def list_audit(
         alias="actor", max_length=64)] = None,
     dataset: Text = None, action: Text = None, outcome: Text = None, since: Text = None,
     until: Text = None, query_id: Text = None, grant_id: Text = None, request_id: Text = None,
-    page: int = 1, page_size: int = 50,
+    page: PageNumber = 1, page_size: PageSize = 50,
 ) -> dict[str, Any]:
     actor.require("auditor", "admin", full_scope=True)
     flt = AuditFilter(actor=actor_name, dataset=dataset, action=action, outcome=outcome,
@@ -36,7 +37,7 @@ def verify(actor: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
 
 
 @router.get("/audit/export")
-def export(actor: CurrentUser, svc: ServicesDep, format: str = "jsonl") -> Response:
+def export(actor: CurrentUser, svc: ServicesDep, format: ExportFormat = "jsonl") -> Response:
     actor.require("auditor", full_scope=True)
     body = svc.audit.export(format)
     svc.audit.record(action="audit.export", outcome="ok", actor=actor, detail={"format": format})
@@ -46,7 +47,7 @@ def export(actor: CurrentUser, svc: ServicesDep, format: str = "jsonl") -> Respo
 
 
 @router.get("/audit/{seq}")
-def entry(seq: int, actor: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
+def entry(seq: AuditSeq, actor: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
     actor.require("auditor", "admin", full_scope=True)
     found = svc.audit.entry(seq)
     if found is None:

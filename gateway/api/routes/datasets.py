@@ -1,10 +1,11 @@
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from gateway.api.deps import CurrentUser, ServicesDep
+from gateway.api.params import DatasetName, DummyRows
 
 router = APIRouter(tags=["catalog"])
 
@@ -15,12 +16,12 @@ def list_datasets(actor: CurrentUser, svc: ServicesDep) -> list[dict[str, Any]]:
 
 
 @router.get("/datasets/{name}")
-def describe_dataset(name: str, actor: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
+def describe_dataset(name: DatasetName, actor: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
     return svc.catalog.describe(actor, name)
 
 
 @router.get("/datasets/{name}/dummy")
 def dummy_rows(
-    name: str, actor: CurrentUser, svc: ServicesDep, rows: Annotated[int, Query()] = 100
+    name: DatasetName, actor: CurrentUser, svc: ServicesDep, rows: DummyRows = 100
 ) -> dict[str, Any]:
     return svc.catalog.dummy(actor, name, rows)

@@ -5,6 +5,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from gateway.api.deps import CurrentUser, ServicesDep
+from gateway.api.params import RecordId
 from gateway.api.schemas import GrantBody, NoteBody
 
 router = APIRouter(tags=["grants"])
@@ -22,11 +23,11 @@ def give_grant(body: GrantBody, actor: CurrentUser, svc: ServicesDep) -> dict[st
 
 
 @router.get("/grants/{grant_id}")
-def get_grant(grant_id: str, actor: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
+def get_grant(grant_id: RecordId, actor: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
     return svc.ledger.get(actor, grant_id)
 
 
 @router.post("/grants/{grant_id}/revoke")
-def revoke_grant(grant_id: str, actor: CurrentUser, svc: ServicesDep,
+def revoke_grant(grant_id: RecordId, actor: CurrentUser, svc: ServicesDep,
                  body: NoteBody | None = None) -> dict[str, Any]:
     return svc.ledger.revoke(actor, grant_id, body.note if body else "")

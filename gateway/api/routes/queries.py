@@ -5,6 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from gateway.api.deps import CurrentUser, ServicesDep
+from gateway.api.params import RecordId
 from gateway.api.schemas import NoteBody, QueryBody
 
 router = APIRouter(tags=["queries"])
@@ -30,17 +31,17 @@ def list_queries(
 
 
 @router.get("/queries/{query_id}")
-def get_query(query_id: str, actor: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
+def get_query(query_id: RecordId, actor: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
     return svc.queries.get(actor, query_id)
 
 
 @router.post("/queries/{query_id}/release")
-def release_query(query_id: str, actor: CurrentUser, svc: ServicesDep,
+def release_query(query_id: RecordId, actor: CurrentUser, svc: ServicesDep,
                   body: NoteBody | None = None) -> dict[str, Any]:
     return svc.queries.release_review(actor, query_id, body.note if body else "")
 
 
 @router.post("/queries/{query_id}/reject")
-def reject_query(query_id: str, body: NoteBody, actor: CurrentUser,
+def reject_query(query_id: RecordId, body: NoteBody, actor: CurrentUser,
                  svc: ServicesDep) -> dict[str, Any]:
     return svc.queries.reject_review(actor, query_id, body.note)

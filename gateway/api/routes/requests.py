@@ -5,6 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from gateway.api.deps import CurrentUser, ServicesDep
+from gateway.api.params import RecordId
 from gateway.api.schemas import ApplicationBody, ApprovalBody, RejectionBody
 
 router = APIRouter(tags=["requests"])
@@ -25,23 +26,23 @@ def list_requests(
 
 
 @router.get("/requests/{request_id}")
-def get_request(request_id: str, actor: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
+def get_request(request_id: RecordId, actor: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
     return svc.access.get(actor, request_id)
 
 
 @router.post("/requests/{request_id}/approve")
-def approve(request_id: str, body: ApprovalBody, actor: CurrentUser,
+def approve(request_id: RecordId, body: ApprovalBody, actor: CurrentUser,
             svc: ServicesDep) -> dict[str, Any]:
     return svc.access.approve(actor, request_id, epsilon=body.epsilon, days=body.days,
                               note=body.note)
 
 
 @router.post("/requests/{request_id}/reject")
-def reject(request_id: str, body: RejectionBody, actor: CurrentUser,
+def reject(request_id: RecordId, body: RejectionBody, actor: CurrentUser,
            svc: ServicesDep) -> dict[str, Any]:
     return svc.access.reject(actor, request_id, note=body.note)
 
 
 @router.post("/requests/{request_id}/withdraw")
-def withdraw(request_id: str, actor: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
+def withdraw(request_id: RecordId, actor: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
     return svc.access.withdraw(actor, request_id)

@@ -5,6 +5,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from gateway.api.deps import CurrentUser, ServicesDep
+from gateway.api.params import Username
 from gateway.api.schemas import RoleBody, UserBody
 
 router = APIRouter(tags=["users"])
@@ -22,15 +23,15 @@ def list_users(actor: CurrentUser, svc: ServicesDep) -> list[dict[str, Any]]:
 
 
 @router.post("/users/{username}/disable")
-def disable_user(username: str, actor: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
+def disable_user(username: Username, actor: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
     return svc.users.set_disabled(actor, username, disabled=True)
 
 
 @router.post("/users/{username}/enable")
-def enable_user(username: str, actor: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
+def enable_user(username: Username, actor: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
     return svc.users.set_disabled(actor, username, disabled=False)
 
 
 @router.post("/users/{username}/role")
-def set_role(username: str, body: RoleBody, actor: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
+def set_role(username: Username, body: RoleBody, actor: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
     return svc.users.set_role(actor, username, role=body.role, org=body.org)

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import RedirectResponse
 
 from gateway.api.deps import ServicesDep
+from gateway.api.params import DatasetName, RecordId, Username
 from gateway.i18n import N_, _
 from gateway.web.render import ConsoleRoute, page
 from gateway.web.session import AdminUser, FormUser
@@ -58,7 +59,7 @@ def applications(request: Request, actor: AdminUser, svc: ServicesDep,
 
 
 @router.post("/applications/{request_id}/approve")
-def approve(request_id: str, actor: FormUser, svc: ServicesDep, note: Note = "",
+def approve(request_id: RecordId, actor: FormUser, svc: ServicesDep, note: Note = "",
             epsilon: Annotated[float | None, Form(gt=0, le=1e6)] = None,
             days: Annotated[int | None, Form(ge=1, le=366)] = None) -> Response:
     svc.access.approve(actor, request_id, epsilon=epsilon, days=days, note=note)
@@ -66,7 +67,7 @@ def approve(request_id: str, actor: FormUser, svc: ServicesDep, note: Note = "",
 
 
 @router.post("/applications/{request_id}/reject")
-def reject(request_id: str, actor: FormUser, svc: ServicesDep, note: Note) -> Response:
+def reject(request_id: RecordId, actor: FormUser, svc: ServicesDep, note: Note) -> Response:
     svc.access.reject(actor, request_id, note=note)
     return back(f"/console/applications/{request_id}", "rejected")
 
@@ -81,13 +82,13 @@ def reviews(request: Request, actor: AdminUser, svc: ServicesDep) -> Response:
 
 
 @router.post("/queries/{query_id}/release")
-def release(query_id: str, actor: FormUser, svc: ServicesDep, note: Note = "") -> Response:
+def release(query_id: RecordId, actor: FormUser, svc: ServicesDep, note: Note = "") -> Response:
     svc.queries.release_review(actor, query_id, note)
     return back("/console/admin/reviews", "released")
 
 
 @router.post("/queries/{query_id}/reject")
-def reject_query(query_id: str, actor: FormUser, svc: ServicesDep, note: Note) -> Response:
+def reject_query(query_id: RecordId, actor: FormUser, svc: ServicesDep, note: Note) -> Response:
     svc.queries.reject_review(actor, query_id, note)
     return back("/console/admin/reviews", "query-rejected")
 
@@ -116,7 +117,7 @@ def give_grant(
 
 
 @router.post("/grants/{grant_id}/revoke")
-def revoke(grant_id: str, actor: FormUser, svc: ServicesDep, note: Note = "") -> Response:
+def revoke(grant_id: RecordId, actor: FormUser, svc: ServicesDep, note: Note = "") -> Response:
     svc.ledger.revoke(actor, grant_id, note)
     return back("/console/admin/grants", "revoked")
 
@@ -144,7 +145,7 @@ def create_user(
 
 @router.post("/admin/users/{username}/role")
 def set_role(
-    username: str, actor: FormUser, svc: ServicesDep,
+    username: Username, actor: FormUser, svc: ServicesDep,
     role: Annotated[Literal["researcher", "enterprise", "admin", "auditor"], Form()],
     org: Annotated[str, Form(max_length=128)] = "",
 ) -> Response:
@@ -153,7 +154,7 @@ def set_role(
 
 
 @router.post("/admin/users/{username}/{change}")
-def set_disabled(username: str, change: Literal["disable", "enable"], actor: FormUser,
+def set_disabled(username: Username, change: Literal["disable", "enable"], actor: FormUser,
                  svc: ServicesDep) -> Response:
     svc.users.set_disabled(actor, username, disabled=change == "disable")
     return back("/console/admin/users", f"{change}d")
@@ -167,6 +168,6 @@ def datasets(request: Request, actor: AdminUser, svc: ServicesDep) -> Response:
 
 
 @router.get("/admin/datasets/{name}")
-def dataset(name: str, request: Request, actor: AdminUser, svc: ServicesDep) -> Response:
+def dataset(name: DatasetName, request: Request, actor: AdminUser, svc: ServicesDep) -> Response:
     found = svc.catalog.describe(actor, name)
     return page(request, "dataset.html", title=_("Dataset %(name)s") % {"name": found["name"]}, dataset=found)

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request, Response
 
 from gateway.api.deps import ServicesDep
+from gateway.api.params import AuditSeq
 from gateway.domain.errors import NotFound
 from gateway.i18n import _
 from gateway.services.audit import AuditFilter
@@ -50,7 +51,7 @@ def log_page(
 
 
 @router.get("/audit/entries/{seq}")
-def entry(seq: int, request: Request, actor: AuditReader, svc: ServicesDep) -> Response:
+def entry(seq: AuditSeq, request: Request, actor: AuditReader, svc: ServicesDep) -> Response:
     found = svc.audit.entry(seq)
     if found is None:
         raise NotFound(f"no audit entry {seq}")

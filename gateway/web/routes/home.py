@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Query, Request, Response
+from fastapi import APIRouter, Form, Path, Query, Request, Response
 from fastapi.responses import FileResponse, RedirectResponse
 
 from gateway.api.deps import ServicesDep
@@ -106,7 +106,7 @@ def switch_language(request: Request, svc: ServicesDep,
 
 
 @router.get("/static/{name}", include_in_schema=False)
-def static(name: str) -> Response:
+def static(name: Annotated[str, Path(max_length=64)]) -> Response:
     if name not in STATIC_FILES:
         raise NotFound(f"no file {name}")
     return FileResponse(STATIC / name, media_type=STATIC_FILES[name],

@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request, Response
 
 from gateway.api.deps import ServicesDep
+from gateway.api.params import RecordId
 from gateway.i18n import _
 from gateway.web.render import ConsoleRoute, page
 from gateway.web.routes.admin import back, notice
@@ -33,7 +34,7 @@ def apply(
 
 
 @router.get("/applications/{request_id}")
-def application(request_id: str, request: Request, actor: ConsoleUser,
+def application(request_id: RecordId, request: Request, actor: ConsoleUser,
                 svc: ServicesDep) -> Response:
     found = svc.access.get(actor, request_id)
     return page(request, "application.html", title=_("Application"), application=found,
@@ -41,16 +42,16 @@ def application(request_id: str, request: Request, actor: ConsoleUser,
 
 
 @router.post("/applications/{request_id}/withdraw")
-def withdraw(request_id: str, actor: FormUser, svc: ServicesDep) -> Response:
+def withdraw(request_id: RecordId, actor: FormUser, svc: ServicesDep) -> Response:
     svc.access.withdraw(actor, request_id)
     return back(f"/console/applications/{request_id}", "withdrawn")
 
 
 @router.get("/grants/{grant_id}")
-def grant(grant_id: str, request: Request, actor: ConsoleUser, svc: ServicesDep) -> Response:
+def grant(grant_id: RecordId, request: Request, actor: ConsoleUser, svc: ServicesDep) -> Response:
     return page(request, "grant.html", title=_("Grant"), grant=svc.ledger.get(actor, grant_id))
 
 
 @router.get("/queries/{query_id}")
-def query(query_id: str, request: Request, actor: ConsoleUser, svc: ServicesDep) -> Response:
+def query(query_id: RecordId, request: Request, actor: ConsoleUser, svc: ServicesDep) -> Response:
     return page(request, "query.html", title=_("Query"), query=svc.queries.get(actor, query_id))
