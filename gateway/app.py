@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.api import errors
 from gateway.api.errors import error_response
-from gateway.api.routes import audit, auth, datasets, grants, queries, requests, users
+from gateway.api.routes import audit, auth, datasets, grants, health, queries, requests, users
 from gateway.bootstrap import Services, bootstrap
 from gateway.domain.errors import InvalidRequest
 from gateway.i18n import LocaleMiddleware, _l
@@ -53,10 +53,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     for module in (auth, users, datasets, grants, queries, requests, audit):
         app.include_router(module.router, prefix="/v1")
     app.include_router(console_router)  # the web console under /console (gateway/web)
+    app.include_router(health.router)  # /healthz and /readyz for probes
     app.add_middleware(LocaleMiddleware)  # outermost: the reader's language for all of it
-
-    @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
 
     return app

@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1_000_000
     dummy_max_rows: int = 10_000
     cookie_secure: bool = False
+    # HTTP server limits (gateway/server.py; docs/deploy/gateway-server.md)
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
+    keep_alive_seconds: int = Field(default=5, ge=1)
+    max_connections: int = Field(default=256, ge=1)
 
     @cached_property
     def data_dir(self) -> Path:

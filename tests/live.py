@@ -12,6 +12,7 @@ import uvicorn
 
 from gateway.app import create_app
 from gateway.bootstrap import Services
+from gateway.server import server_config
 
 
 def free_port() -> int:
@@ -24,8 +25,8 @@ def free_port() -> int:
 def serve_gateway(services: Services, *, name: str = "live-gateway") -> Iterator[str]:
     """Serve ``services`` until the block ends; yields the base URL."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(services=services), host="127.0.0.1",
-                                           port=port, log_level="warning", access_log=False))
+    server = uvicorn.Server(server_config(create_app(services=services), services.settings,
+                                          host="127.0.0.1", port=port))
     thread = threading.Thread(target=server.run, name=name, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

@@ -15,9 +15,11 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     import uvicorn
 
     from gateway.app import create_app
+    from gateway.server import server_config
 
-    uvicorn.run(create_app(Settings()), host=args.host, port=args.port, log_level="warning",
-                access_log=False)
+    settings = Settings()
+    uvicorn.Server(server_config(create_app(settings), settings, host=args.host,
+                                 port=args.port)).run()
     return 0
 
 
