@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from gateway.api import errors
+from gateway.api import docs, errors
 from gateway.api.errors import error_response
 from gateway.api.routes import audit, auth, datasets, grants, health, queries, requests, users
 from gateway.bootstrap import Services, bootstrap
@@ -31,7 +31,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         services.store.dispose()
 
     app = FastAPI(title="dp-sandbox gateway", version="0.1.0", lifespan=lifespan,
-                  docs_url="/docs", openapi_url="/v1/openapi.json")
+                  docs_url=None, redoc_url=None, openapi_url="/v1/openapi.json")
     app.state.services = services
     errors.install(app)
     limit = services.settings.max_body_bytes
@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         app.include_router(module.router, prefix="/v1")
     app.include_router(console_router)  # the web console under /console (gateway/web)
     app.include_router(health.router)  # /healthz and /readyz for probes
+    docs.install(app, openapi_url="/v1/openapi.json")  # offline /docs; / -> console
     app.add_middleware(LocaleMiddleware)  # outermost: the reader's language for all of it
 
     return app
