@@ -13,8 +13,10 @@ Errors raised (and nothing else, whatever the input)::
                               the message names the construct and the alternative
 
 Column and dataset names are taken exactly as written (quoted or not, case preserved), so
-they match the structured API's names; whether they exist is the caller's check
-(``domain.query.validate`` against the policy).
+they match the structured API's names. Given ``columns`` (the dataset's public column names,
+looked up once FROM is read), a name that is not one of them is refused first, with the
+closest public name suggested; the full check against the policy stays the caller's
+(``domain.query.validate``).
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ import logging
 import math
 import re
 import unicodedata
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import sqlglot
@@ -32,7 +34,7 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 from gateway.domain.errors import InvalidRequest, UnsupportedQuery
-from gateway.domain.query import Aggregate, Filter, QuerySpec
+from gateway.domain.query import Aggregate, Filter, QuerySpec, did_you_mean
 
 # sqlglot logs unparsable statements (analysts' text) at WARNING; keep it out of the logs.
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
@@ -84,13 +86,30 @@ class _Scope:
     """Names a column may be qualified with: the dataset and its alias."""
 
     qualifiers: frozenset[str]
+    dataset: str = ""
+    columns: tuple[str, ...] | None = None  # the dataset's public columns, when known
+
+    def known(self, name: str, clause: str) -> str:
+        """``name`` when the dataset has it (or nothing is known); else the unknown name, first."""
+        if self.columns is not None and name not in self.columns:
+            raise InvalidRequest(
+                f"unknown column {name} in {clause}: dataset {self.dataset} has no queryable "
+                f"column {name}" + did_you_mean(name, self.columns)
+            )
+        return name
 
 
-def compile_sql(text: str) -> QuerySpec:
-    """Compile one DP SQL SELECT into a QuerySpec; refuse anything else with a clear message."""
+def compile_sql(text: str, *, columns: Callable[[str], Sequence[str]] | None = None) -> QuerySpec:
+    """Compile one DP SQL SELECT into a QuerySpec; refuse anything else with a clear message.
+
+    ``columns(dataset)``, when given, returns the dataset's public column names, so that an
+    unknown column is named before anything else is said about the query.
+    """
     select = _single_select(_parse(_checked_text(text)))
     _check_clauses(select)
     dataset, scope = _dataset(select)
+    if columns is not None:
+        scope = replace(scope, dataset=dataset, columns=tuple(columns(dataset)))
     group_by = _group_by(select, scope)
     aggregates = _select_list(select, group_by, scope)
     return QuerySpec(
@@ -252,7 +271,8 @@ def _dataset(select: exp.Select) -> tuple[str, _Scope]:
     return name, _Scope(frozenset(qualifiers))
 
 
-def _column(node: exp.Expr | None, scope: _Scope) -> str:
+def _column(node: exp.Expr | None, scope: _Scope, clause: str | None = None) -> str:
+    """The column's name; with ``clause``, it must be one of the dataset's columns."""
     if not isinstance(node, exp.Column):
         raise UnsupportedQuery(f"expected a column name, not {_snippet(node)}")
     if isinstance(node.this, exp.Star):
@@ -265,7 +285,8 @@ def _column(node: exp.Expr | None, scope: _Scope) -> str:
         raise UnsupportedQuery(
             f"column {_snippet(node)} refers to {table.name}, which is not the dataset in FROM"
         )
-    return _identifier(node.this, "a column")
+    name = _identifier(node.this, "a column")
+    return name if clause is None else scope.known(name, clause)
 
 
 def _only_args(node: exp.Expr, allowed: set[str], where: str) -> None:
@@ -309,7 +330,7 @@ def _group_by(select: exp.Select, scope: _Scope) -> tuple[str, ...]:
             raise UnsupportedQuery(
                 f"GROUP BY {_snippet(item)}: GROUP BY takes column names, not positions or expressions"
             )
-        names.append(_column(item, scope))
+        names.append(_column(item, scope, "GROUP BY"))
     return tuple(names)
 
 
@@ -346,7 +367,7 @@ def _alias(node: exp.Alias) -> str:
 
 
 def _group_key(node: exp.Column, alias: str | None, group_by: tuple[str, ...], scope: _Scope) -> str:
-    name = _column(node, scope)
+    name = _column(node, scope, "SELECT")
     if name not in group_by:
         raise UnsupportedQuery(
             f"column {name} is selected but not grouped: add GROUP BY {name}, or use it inside "
@@ -413,7 +434,7 @@ def _within_group(node: exp.Expr, scope: _Scope) -> _Built:
             "PERCENTILE_CONT(q) WITHIN GROUP (ORDER BY col DESC) is not supported; "
             "order ascending and use 1 - q"
         )
-    return "quantile", _column(_unparen(ordered.this), scope), _fraction(function.this)
+    return "quantile", _column(_unparen(ordered.this), scope, "SELECT"), _fraction(function.this)
 
 
 def _aggregate_column(node: exp.Expr, scope: _Scope) -> str:
@@ -432,7 +453,7 @@ def _aggregate_column(node: exp.Expr, scope: _Scope) -> str:
         )
     if node.args.get("expressions"):
         raise UnsupportedQuery(f"{_snippet(node)}: {name} takes one column")
-    return _column(target, scope)
+    return _column(target, scope, "SELECT")
 
 
 def _fraction(node: exp.Expr | None) -> float:
@@ -520,14 +541,14 @@ def _filter(node: exp.Expr, scope: _Scope) -> Filter:
         if node.args.get("symmetric"):
             raise UnsupportedQuery("BETWEEN SYMMETRIC is not supported; write BETWEEN low AND high")
         _only_args(node, {"this", "low", "high"}, "BETWEEN")
-        column = _column(_unparen(node.this), scope)
+        column = _column(_unparen(node.this), scope, "WHERE")
         low, high = _literal(node.args.get("low")), _literal(node.args.get("high"))
         return Filter(column, "between", (low, high))
     if isinstance(node, exp.In):
         if node.args.get("query") is not None:
             raise UnsupportedQuery(f"{_SUBQUERY}; IN takes a list of literal values")
         _only_args(node, {"this", "expressions"}, "IN")
-        column = _column(_unparen(node.this), scope)
+        column = _column(_unparen(node.this), scope, "WHERE")
         return Filter(column, "in", tuple(_literal(v) for v in node.expressions))
     if isinstance(node, exp.Not):
         raise _not_refusal(node)
@@ -542,7 +563,7 @@ def _comparison(node: exp.Expr, op: str, scope: _Scope) -> Filter:
         left, right, op = right, left, _FLIPPED[op]
     if not isinstance(left, exp.Column):
         raise UnsupportedQuery(f"{_snippet(node)}: a filter compares a column with a constant")
-    return Filter(_column(left, scope), op, _literal(right))
+    return Filter(_column(left, scope, "WHERE"), op, _literal(right))
 
 
 _FILTER_REFUSALS: _Refusals = (

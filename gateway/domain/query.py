@@ -9,6 +9,7 @@ The policy is duck-typed (see :class:`PolicyView`) so this module stays standard
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import math
@@ -246,11 +247,28 @@ def needs_delta(spec: QuerySpec, policy: PolicyView) -> bool:
     return any(public_keys(policy.columns[c]) is None for c in spec.group_by)
 
 
+def public_columns(policy: PolicyView) -> list[str]:
+    """The names an analyst may use (hidden columns are not public)."""
+    return [name for name, col in policy.columns.items() if not col.hidden]
+
+
+def did_you_mean(name: str, candidates: Sequence[str]) -> str:
+    """``"; did you mean X?"`` for the closest candidate, or ``""`` when none is close."""
+    close = difflib.get_close_matches(name, [c for c in candidates if c != name], n=1,
+                                      cutoff=0.6)
+    if not close:
+        lowered = {c.lower(): c for c in candidates if c != name}
+        close = [lowered[name.lower()]] if name.lower() in lowered else []
+    return f"; did you mean {close[0]}?" if close else ""
+
+
 def queryable_column(policy: PolicyView, name: str, role: str) -> Any:
     col = policy.columns.get(name)
     if col is None or col.hidden:
-        # Hidden columns answer exactly like missing ones: their existence is not public.
-        raise InvalidRequest(f"dataset {policy.name} has no queryable column {name} ({role})")
+        # Hidden columns answer exactly like missing ones: their existence is not public,
+        # and only public names are suggested.
+        raise InvalidRequest(f"dataset {policy.name} has no queryable column {name} ({role})"
+                             + did_you_mean(name, public_columns(policy)))
     return col
 
 

@@ -31,7 +31,7 @@ from gateway.domain.errors import (
     InvalidRequest,
     NotFound,
 )
-from gateway.domain.query import QuerySpec, query_key, resolve_loss, validate
+from gateway.domain.query import QuerySpec, public_columns, query_key, resolve_loss, validate
 from gateway.domain.workflow import QUERY_TRANSITIONS, next_state
 from gateway.services import access
 from gateway.services.audit import AuditLog
@@ -108,13 +108,17 @@ class QueryService:
 
     def prepare(self, request: QueryRequest) -> Prepared:
         if request.spec is None:
-            request = replace(request, spec=compile_sql(request.sql or ""))
+            request = replace(request, spec=compile_sql(request.sql or "",
+                                                        columns=self._public_columns))
         spec = request.spec
         assert spec is not None
         rec = self.catalog.record(spec.dataset)
         validate(spec, rec.policy)
         loss = resolve_loss(spec, rec.policy, epsilon=request.epsilon, delta=request.delta)
         return Prepared(request, rec, loss, query_key(spec, loss, rec.version))
+
+    def _public_columns(self, dataset: str) -> list[str]:
+        return public_columns(self.catalog.record(dataset).policy)
 
     def _plan(self, prepared: Prepared) -> Plan:
         rec = prepared.dataset

@@ -10,9 +10,12 @@
     ds.mean("dep_delay", by=["origin"], where="month >= 6", epsilon=0.3)   # spends 0.3
 
 Errors are typed (see :mod:`sandbox.client._errors` for the tree) and carry the
-gateway's message.
+gateway's message; in a notebook they show as one line (:mod:`sandbox.client._display`).
+Messages and displays speak Chinese or English (``DPSANDBOX_LANG``, else the locale).
+Queries on restricted data return a :class:`PendingQuery` at once; ``.result()`` waits.
 """
 
+from sandbox.client import _display
 from sandbox.client._dataset import Dataset, Preview
 from sandbox.client._errors import (
     AccessDenied,
@@ -31,19 +34,29 @@ from sandbox.client._errors import (
     UnsupportedQuery,
 )
 from sandbox.client._gateway import Gateway, connect
-from sandbox.client._pending import PendingQuery
+from sandbox.client._pending import REVIEW_TIMEOUT, PendingQuery
 from sandbox.client._results import DPResult
+from sandbox.client._runner import QueryRunner
+from sandbox.client._session import HTTP_TIMEOUT
+from sandbox.client._shapes import Account, Application, BudgetLeft, Grant, GrantBudget, QueryStatus
 from sandbox.client._where import parse_where
 
 __all__ = [
+    "HTTP_TIMEOUT",
+    "REVIEW_TIMEOUT",
     "AccessDenied",
+    "Account",
+    "Application",
     "BudgetExhausted",
+    "BudgetLeft",
     "Conflict",
     "DPResult",
     "DPSandboxError",
     "Dataset",
     "Gateway",
     "GatewayUnreachable",
+    "Grant",
+    "GrantBudget",
     "GrantExpired",
     "GrantRequired",
     "InvalidRequest",
@@ -51,6 +64,8 @@ __all__ = [
     "PendingQuery",
     "Preview",
     "QueryRejected",
+    "QueryRunner",
+    "QueryStatus",
     "ReviewTimeout",
     "ServerError",
     "Unauthenticated",
@@ -58,3 +73,5 @@ __all__ = [
     "connect",
     "parse_where",
 ]
+
+_display.install()  # one-line errors in IPython / Jupyter

@@ -4,75 +4,36 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from sandbox.client._errors import DPSandboxError, InvalidRequest
+from sandbox.client._i18n import _
 from sandbox.client._pending import PendingQuery
+from sandbox.client._preview import Preview
 from sandbox.client._results import DPResult, histogram_long
+from sandbox.client._shapes import Application, BudgetLeft
 from sandbox.client._spec import Columns, Histograms, Quantiles, as_list, build_select, query_body
+from sandbox.client._suggest import did_you_mean
 from sandbox.client._where import Where
 
 if TYPE_CHECKING:
     from sandbox.client._gateway import Gateway
 
-DEFAULT_TIMEOUT = 300.0
+__all__ = ["Dataset", "Preview"]
+
 _DTYPES = {"int": "Int64", "float": "Float64", "bool": "boolean", "str": "string"}
 
 
-@dataclass(frozen=True)
-class Preview:
-    """What a query would cost and how accurate it would be; nothing was spent."""
-
-    dataset: str
-    epsilon: float
-    delta: float
-    alpha: float
-    accuracy: dict[str, float | None]
-    access: str
-    budget: dict[str, Any] | None = field(default=None)
-
-    @classmethod
-    def from_answer(cls, answer: Mapping[str, Any]) -> Preview:
-        accuracy = dict(answer.get("accuracy") or {})
-        alpha = float(accuracy.pop("alpha", 0.05))
-        return cls(dataset=str(answer.get("dataset")), epsilon=float(answer["epsilon"]),
-                   delta=float(answer.get("delta") or 0.0), alpha=alpha,
-                   accuracy={k: (None if v is None else float(v)) for k, v in accuracy.items()},
-                   access=str(answer.get("access", "")), budget=answer.get("budget"))
-
-    @property
-    def epsilon_left(self) -> float | None:
-        return None if not self.budget else float(self.budget["epsilon_remaining"])
-
-    @property
-    def affordable(self) -> bool | None:
-        """Whether the current grant can pay for it (None: no grant yet)."""
-        left = self.epsilon_left
-        return None if left is None else left + 1e-12 >= self.epsilon
-
-    def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame({"column": list(self.accuracy),
-                             "accuracy": [self.accuracy[c] for c in self.accuracy]})
-
-    def __repr__(self) -> str:
-        acc = ", ".join(f"{k} ±{v:.4g}" if v is not None else f"{k} (no estimate)"
-                        for k, v in self.accuracy.items())
-        left = "no grant yet" if self.epsilon_left is None else f"epsilon left {self.epsilon_left:.4g}"
-        return (f"Preview({self.dataset}: epsilon {self.epsilon:g}, delta {self.delta:g}; "
-                f"{acc} at {1 - self.alpha:.0%}; {left})")
-
-    def _repr_html_(self) -> str:
-        rows = "".join(
-            f"<tr><td>{html.escape(k)}</td><td>{'-' if v is None else f'±{v:.4g}'}</td></tr>"
-            for k, v in self.accuracy.items())
-        left = ("no grant yet" if self.epsilon_left is None
-                else f"epsilon left on your grant: {self.epsilon_left:.4g}")
-        return (f"<div><b>preview of a query on {html.escape(self.dataset)}</b> - would cost "
-                f"epsilon {self.epsilon:g}, delta {self.delta:g}; nothing spent<br>"
-                f"<table><tr><th>column</th><th>{1 - self.alpha:.0%} noise half-width</th></tr>"
-                f"{rows}</table>{html.escape(left)}</div>")
+def used_columns(body: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(column, where it is used) for every column a structured query body names."""
+    used = [(str(item["column"]), str(item.get("agg", "select")))
+            for item in body.get("select") or () if item.get("column")]
+    used += [(str(name), "group_by") for name in body.get("group_by") or ()]
+    used += [(str(f["column"]), "where") for f in body.get("where") or ()
+             if isinstance(f, Mapping) and f.get("column")]
+    return used
 
 
 class Dataset:
@@ -112,7 +73,7 @@ class Dataset:
 
     def dummy(self, rows: int = 200) -> pd.DataFrame:
         """Synthetic rows drawn from the public policy only (free; NOT the real data)."""
-        answer = self._gw._session.get(f"/v1/datasets/{self.name}/dummy", rows=rows)
+        answer = self._gw.runner.get(f"/v1/datasets/{self.name}/dummy", rows=rows)
         frame = pd.DataFrame(answer["rows"], columns=answer["columns"])
         cols = self.policy.get("columns") or {}
         for name in frame.columns:
@@ -122,8 +83,17 @@ class Dataset:
         frame.attrs.update(dataset=self.name, synthetic=True)
         return frame
 
+    def budget_left(self) -> BudgetLeft:
+        """Epsilon and delta you can still spend here, over all your active grants."""
+        return self._gw.budget_left(self.name)
+
+    @property
+    def epsilon_left(self) -> float:
+        """Epsilon left here over all your active grants (0 without a grant)."""
+        return self.budget_left().epsilon
+
     def request_access(self, *, purpose: str, epsilon: float | None = None,
-                       days: int | None = None, org_grant: bool = False) -> dict[str, Any]:
+                       days: int | None = None, org_grant: bool = False) -> Application:
         return self._gw.request_access(self.name, purpose=purpose, epsilon=epsilon, days=days,
                                        org_grant=org_grant)
 
@@ -135,7 +105,7 @@ class Dataset:
         body = query_body(self.name, select=build_select(
             count=count, sum=sum, mean=mean, quantile=quantile, histogram=histogram,
             select=select), where=where, group_by=by, epsilon=epsilon, delta=delta)
-        return Preview.from_answer(self._gw._session.post("/v1/queries/preview", body))
+        return self._gw.runner.preview(self._checked(body))
 
     # -- DP queries: each spends from your grant ---------------------------------------
 
@@ -143,50 +113,67 @@ class Dataset:
               sum: Columns = None, mean: Columns = None, quantile: Quantiles = None,
               histogram: Histograms = None, select: Sequence[Any] | None = None,
               where: Where = None, group_by: Columns = None, by: Columns = None,
-              order_by: Any = None, limit: int | None = None, wait: bool = True,
-              timeout: float | None = DEFAULT_TIMEOUT) -> DPResult | PendingQuery:
-        """The full structured form: select (or shorthands), where, group_by, order_by, limit."""
+              order_by: Any = None, limit: int | None = None, wait: bool = False,
+              timeout: float | None = None) -> DPResult | PendingQuery:
+        """The full structured form: select (or shorthands), where, group_by, order_by, limit.
+
+        Each DP query spends from your grant. On restricted data it returns a
+        :class:`PendingQuery` at once (``.result()`` waits for the review); ``wait=True``
+        (up to 300 s) or ``timeout=seconds`` waits here instead.
+        """
         keys = as_list(group_by) + as_list(by)
         body = query_body(self.name, select=build_select(
             count=count, sum=sum, mean=mean, quantile=quantile, histogram=histogram,
             select=select), where=where, group_by=keys, order_by=order_by, limit=limit,
             epsilon=epsilon, delta=delta)
-        return self._gw._run(body, group_by=keys, wait=wait, timeout=timeout)
+        return self._gw.runner.run(self._checked(body), group_by=keys, wait=wait,
+                                   timeout=timeout)
 
     def _shaped(self, body: dict[str, Any], shape: Callable[[DPResult], DPResult], *,
                 wait: bool, timeout: float | None) -> DPResult | PendingQuery:
-        return self._gw._run(body, group_by=body["group_by"], wait=wait, timeout=timeout,
-                             shape=shape)
+        return self._gw.runner.run(self._checked(body), group_by=body["group_by"], wait=wait,
+                                   timeout=timeout, shape=shape)
+
+    def _checked(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Refuse a column this dataset does not have, with the closest name, before sending."""
+        known = self.columns
+        for name, role in used_columns(body) if known else ():
+            if name not in known:
+                raise InvalidRequest(
+                    _("dataset {dataset} has no column {name} ({role})").format(
+                        dataset=self.name, name=name, role=role) + did_you_mean(name, known),
+                    status=422)
+        return body
 
     def count(self, *, epsilon: float, by: Columns = None, where: Where = None,
-              delta: float | None = None, wait: bool = True,
-              timeout: float | None = DEFAULT_TIMEOUT) -> DPResult | PendingQuery:
+              delta: float | None = None, wait: bool = False,
+              timeout: float | None = None) -> DPResult | PendingQuery:
         return self.query(count=True, by=by, where=where, epsilon=epsilon, delta=delta,
                           wait=wait, timeout=timeout)
 
     def sum(self, column: Columns, *, epsilon: float, by: Columns = None, where: Where = None,
-            delta: float | None = None, wait: bool = True,
-            timeout: float | None = DEFAULT_TIMEOUT) -> DPResult | PendingQuery:
+            delta: float | None = None, wait: bool = False,
+            timeout: float | None = None) -> DPResult | PendingQuery:
         return self.query(sum=column, by=by, where=where, epsilon=epsilon, delta=delta,
                           wait=wait, timeout=timeout)
 
     def mean(self, column: Columns, *, epsilon: float, by: Columns = None, where: Where = None,
-             delta: float | None = None, wait: bool = True,
-             timeout: float | None = DEFAULT_TIMEOUT) -> DPResult | PendingQuery:
+             delta: float | None = None, wait: bool = False,
+             timeout: float | None = None) -> DPResult | PendingQuery:
         return self.query(mean=column, by=by, where=where, epsilon=epsilon, delta=delta,
                           wait=wait, timeout=timeout)
 
     def quantile(self, column: str, q: float | Sequence[float], *, epsilon: float,
                  by: Columns = None, where: Where = None, delta: float | None = None,
-                 wait: bool = True,
-                 timeout: float | None = DEFAULT_TIMEOUT) -> DPResult | PendingQuery:
+                 wait: bool = False,
+                 timeout: float | None = None) -> DPResult | PendingQuery:
         return self.query(quantile={column: q}, by=by, where=where, epsilon=epsilon,
                           delta=delta, wait=wait, timeout=timeout)
 
     def histogram(self, column: str, bins: Sequence[float], *, epsilon: float,
                   by: Columns = None, where: Where = None, delta: float | None = None,
-                  wait: bool = True,
-                  timeout: float | None = DEFAULT_TIMEOUT) -> DPResult | PendingQuery:
+                  wait: bool = False,
+                  timeout: float | None = None) -> DPResult | PendingQuery:
         """Counts per public bin [lo, hi), one row per (group, bin)."""
         body = query_body(self.name, select=build_select(histogram={column: bins}),
                           where=where, group_by=by, epsilon=epsilon, delta=delta)
@@ -199,9 +186,26 @@ class Dataset:
     def __repr__(self) -> str:
         return f"<Dataset {self.name} ({self.access}): {self.title}>"
 
+    def _access_text(self) -> str:
+        texts = {"open": _("open: a grant is issued on first use"),
+                 "conditional": _("conditional: an admin approves your application first"),
+                 "restricted": _("restricted: approval, and an admin reviews each query")}
+        return texts.get(self.access, self.access)
+
+    def _budget_text(self) -> str:
+        try:
+            left = self.budget_left()
+        except DPSandboxError:
+            return ""
+        if not left.grants:
+            return _("no active grant yet")
+        return _("epsilon left on your {count} active grant(s): {epsilon}").format(
+            count=len(left.grants), epsilon=f"{left.epsilon:.4g}")
+
     def _repr_html_(self) -> str:
         schema = self.schema.to_html(na_rep="", notebook=True)
+        facts = _("domain {domain}, access {access}, version {version}").format(
+            domain=self.domain, access=self._access_text(), version=self.version)
         return (f"<div><h4>{html.escape(self.name)}: {html.escape(self.title)}</h4>"
-                f"<p>{html.escape(self.description)}</p><p>domain <b>{html.escape(self.domain)}"
-                f"</b>, access <b>{html.escape(self.access)}</b>, version "
-                f"<code>{html.escape(self.version)}</code></p>{schema}</div>")
+                f"<p>{html.escape(self.description)}</p><p>{html.escape(facts)}</p>"
+                f"<p><b>{html.escape(self._budget_text())}</b></p>{schema}</div>")

@@ -18,7 +18,8 @@
 Every error carries the gateway's ``code`` and ``message`` and the HTTP ``status``.
 httpx's own errors are translated here, once (:func:`translate_transport_error`).
 A query written wrongly on this side (a ``where`` string that cannot be parsed) raises a
-plain :class:`ValueError` before anything is sent.
+plain :class:`ValueError` before anything is sent. In IPython these errors show as one
+line, without this library's frames (:mod:`sandbox.client._display`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import httpx
+
+from sandbox.client._i18n import _
 
 if TYPE_CHECKING:
     from sandbox.client._pending import PendingQuery
@@ -134,13 +137,16 @@ def error_from_response(response: httpx.Response) -> DPSandboxError:
         return cls(error["message"], status=status)
     text = response.text.strip().splitlines()[0][:200] if response.text.strip() else ""
     cls = _BY_STATUS.get(status, ServerError)
-    return cls(f"the gateway answered HTTP {status} {response.reason_phrase}"
-               + (f": {text}" if text else ""), status=status)
+    message = _("the gateway answered HTTP {status} {reason}").format(
+        status=status, reason=response.reason_phrase)
+    return cls(message + (f": {text}" if text else ""), status=status)
 
 
 def translate_transport_error(exc: httpx.HTTPError, url: str) -> DPSandboxError:
     """An httpx failure without an HTTP answer (connection refused, timeout, ...)."""
     if isinstance(exc, httpx.TimeoutException):
-        return GatewayUnreachable(f"the gateway at {url} did not answer in time ({exc!r}); "
-                                  "try again, or ask a smaller query")
-    return GatewayUnreachable(f"could not reach the gateway at {url}: {exc}")
+        return GatewayUnreachable(
+            _("the gateway at {url} did not answer in time; try again, or ask a smaller "
+              "query").format(url=url))
+    return GatewayUnreachable(
+        _("could not reach the gateway at {url}: {error}").format(url=url, error=exc))

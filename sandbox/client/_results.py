@@ -16,6 +16,8 @@ from typing import Any
 
 import pandas as pd
 
+from sandbox.client._i18n import _
+
 ACCURACY_SUFFIX = "_accuracy"
 
 
@@ -38,18 +40,23 @@ def _fmt(value: Any) -> str:
 
 
 def budget_note(*, dataset: str, epsilon_charged: float, cached: bool,
-                budget: Mapping[str, Any] | None, status: str = "released") -> str:
-    """One line: what the call cost and what is left."""
+                budget: Mapping[str, Any] | None, status: str | None = None,
+                total_left: float | None = None) -> str:
+    """One line: what the call cost and what is left (on this grant, and on all of them)."""
     if cached:
-        cost = "cached answer, nothing charged"
+        cost = _("cached answer, nothing charged")
     else:
-        cost = f"charged epsilon {_fmt(epsilon_charged)}"
-    parts = [f"{dataset}: {status}", cost]
+        cost = _("charged epsilon {epsilon}").format(epsilon=_fmt(epsilon_charged))
+    parts = [f"{dataset}: " + (status or _("released")), cost]
     if budget:
-        parts.append(f"epsilon left {_fmt(budget.get('epsilon_remaining'))}")
+        left = budget.get("epsilon_remaining")
+        parts.append(_("epsilon left {left}").format(left=_fmt(left)))
+        if total_left is not None and left is not None and abs(total_left - float(left)) > 1e-9:
+            parts.append(_("all your grants on {dataset}: {total}").format(
+                dataset=dataset, total=_fmt(total_left)))
         delta = budget.get("delta_remaining")
         if delta:
-            parts.append(f"delta left {delta:.2g}")
+            parts.append(_("delta left {left}").format(left=f"{delta:.2g}"))
     return " | ".join(parts)
 
 
@@ -59,7 +66,8 @@ def note(frame: pd.DataFrame) -> str:
         return ""
     return budget_note(dataset=attrs.get("dataset", "?"),
                        epsilon_charged=attrs.get("epsilon_charged", 0.0),
-                       cached=bool(attrs.get("cached")), budget=attrs.get("budget"))
+                       cached=bool(attrs.get("cached")), budget=attrs.get("budget"),
+                       total_left=attrs.get("epsilon_left_total"))
 
 
 def _accuracy_for(column: str, accuracy: Mapping[str, Any]) -> Any:

@@ -26,10 +26,11 @@ from sandbox.client._errors import (
     error_from_response,
     translate_transport_error,
 )
+from sandbox.client._i18n import _, accept_language
 
 REFRESH_MARGIN = 300
 TOKEN_FILE_NAME = ".dpsandbox_token"  # noqa: S105 - a file name, not a secret
-DEFAULT_TIMEOUT = 120.0
+HTTP_TIMEOUT = 120.0  # seconds for one HTTP call to the gateway
 
 
 def token_claims(token: str) -> dict[str, Any]:
@@ -97,7 +98,7 @@ class Session:
     """One gateway, one caller. Thread-safe: one lock guards the token."""
 
     def __init__(self, url: str, token: str | None, *, token_file: Path | None = None,
-                 timeout: float = DEFAULT_TIMEOUT,
+                 timeout: float = HTTP_TIMEOUT,
                  transport: httpx.BaseTransport | None = None) -> None:
         self.url = url.rstrip("/")
         self._token = token
@@ -139,8 +140,9 @@ class Session:
                 return
             if left <= 0:
                 raise Unauthenticated(
-                    "your sandbox token has expired; restart your server from the hub "
-                    "(File > Hub Control Panel > Stop My Server, then Start) or sign in again")
+                    _("your sandbox token has expired; restart your server from the hub "
+                      "(File > Hub Control Panel > Stop My Server, then Start) or sign in "
+                      "again"))
             if self._at_session_end():
                 return  # a refresh would bring the same expiry: the session itself ends
             self.refresh()
@@ -174,11 +176,11 @@ class Session:
 
     def _send(self, method: str, path: str, *, json: Any = None,
               params: dict[str, Any] | None = None, auth: bool) -> Any:
-        headers = {}
+        headers = {"Accept-Language": accept_language()}  # the gateway's messages match ours
         if auth:
             if self._token is None:
-                raise Unauthenticated("no token: connect(url, token=...) or set "
-                                      "DPSANDBOX_TOKEN (the hub does this in a sandbox)")
+                raise Unauthenticated(_("no token: connect(url, token=...) or set "
+                                        "DPSANDBOX_TOKEN (the hub does this in a sandbox)"))
             headers["Authorization"] = f"Bearer {self._token}"
         try:
             response = self._http.request(method, path, json=json, params=params,
@@ -189,8 +191,9 @@ class Session:
             try:
                 return response.json()
             except ValueError as exc:
-                raise DPSandboxError(f"the gateway sent something that is not JSON for "
-                                     f"{method} {path}", status=response.status_code) from exc
+                raise DPSandboxError(_("the gateway sent something that is not JSON for "
+                                       "{method} {path}").format(method=method, path=path),
+                                     status=response.status_code) from exc
         raise error_from_response(response)
 
     def close(self) -> None:

@@ -88,7 +88,8 @@ def _client_sources(repo: Path) -> list[Path]:
         files.extend(
             p
             for p in sorted(client.rglob("*"))
-            if p.is_file() and "__pycache__" not in p.parts and p.suffix in {".py", ".typed"}
+            # .mo: the client's own message catalog (sandbox/client/locale), compiled by Babel
+            if p.is_file() and "__pycache__" not in p.parts and p.suffix in {".py", ".typed", ".mo"}
         )
     return files
 

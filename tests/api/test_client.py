@@ -278,6 +278,75 @@ def test_restricted_queries_wait_for_review(live: LiveGateway) -> None:
     reviewer.join()
 
 
+def test_a_restricted_query_returns_a_pending_handle_at_once(live: LiveGateway) -> None:
+    live.services.ledger.give(ADMIN, user="ron", org=None, dataset="credit", epsilon=1.0,
+                              delta=None, days=None)
+    gw = connect(live.url, token=live.token("ron"), quiet=True)
+    credit = gw.dataset("credit")
+    started = time.monotonic()
+    held = credit.count(by=["status"], epsilon=0.3)  # the default: do not wait
+    assert isinstance(held, PendingQuery) and time.monotonic() - started < 5
+    shown = held._repr_html_()
+    assert held.id in shown and "pending_review" in shown and ".result(" in shown
+    assert held.query.status == "pending_review" and held.query.dataset == "credit"
+    assert gw.budget_left("credit").epsilon == pytest.approx(1.0)  # nothing charged yet
+
+    live.admin("POST", f"/v1/queries/{held.id}/release", {"note": "fine"})  # later, an admin
+    result = held.result(timeout=30)
+    released = live.admin("GET", f"/v1/queries/{held.id}")
+    assert released["status"] == "released"
+    assert result["count"].tolist() == [row[released["columns"].index("count")]
+                                        for row in released["rows"]]
+    assert result.attrs["epsilon_charged"] == pytest.approx(0.3)
+    assert "released" in held._repr_html_()
+
+    same_sql = gw.sql("SELECT COUNT(*) FROM credit", epsilon=0.1)
+    assert isinstance(same_sql, PendingQuery)  # SQL too
+    live.admin("POST", f"/v1/queries/{same_sql.id}/reject", {"note": "not now"})
+    with pytest.raises(QueryRejected, match="not now"):
+        same_sql.result(timeout=30)
+
+
+def test_budget_left_adds_up_every_active_grant(live: LiveGateway) -> None:
+    gw = connect(live.url, token=live.token("ron"), quiet=True)
+    before = gw.budget_left("flights")
+    for epsilon in (1.0, 0.5):
+        live.services.ledger.give(ADMIN, user="ron", org=None, dataset="flights",
+                                  epsilon=epsilon, delta=None, days=None)
+    grants = [g for g in live.admin("GET", "/v1/grants")
+              if g["user"] == "ron" and g["dataset"] == "flights" and g["status"] == "active"]
+    expected = sum(g["epsilon_remaining"] for g in grants)
+    left = gw.budget_left("flights")
+    assert len(left.grants) == len(grants) == len(before.grants) + 2
+    assert left.epsilon == pytest.approx(expected) == pytest.approx(before.epsilon + 1.5)
+    flights = gw.dataset("flights")
+    counts = flights.count(by=["origin"], epsilon=0.2)
+    assert flights.epsilon_left == pytest.approx(expected - 0.2)
+    assert counts.attrs["epsilon_left_total"] == pytest.approx(expected - 0.2)
+    assert gw.datasets().loc["flights", "epsilon_left"] == pytest.approx(expected - 0.2)
+    assert f"{expected - 0.2:.4g}" in flights._repr_html_()
+    assert float(flights.budget_left()) == pytest.approx(expected - 0.2)
+
+
+def test_a_mistyped_name_is_refused_with_the_closest_one(live: LiveGateway,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    gw = connect(live.url, token=live.token("rita"), quiet=True)
+    exam = gw.dataset("exam")
+    with pytest.raises(InvalidRequest) as typo:
+        exam.count(by="schgen", epsilon=0.1)
+    assert typo.value.message == ("dataset exam has no column schgen (group_by); "
+                                  "did you mean schgend?")
+    with pytest.raises(NotFound, match="no dataset named exams; did you mean exam"):
+        gw.dataset("exams")
+    with pytest.raises(InvalidRequest, match=r"unknown column schgen in GROUP BY.*did you mean "
+                                             "schgend"):
+        gw.sql("SELECT schgend, COUNT(*) FROM exam GROUP BY schgen", epsilon=0.1)
+    monkeypatch.setenv("DPSANDBOX_LANG", "zh_CN")
+    with pytest.raises(InvalidRequest) as chinese:
+        exam.mean("normexm", epsilon=0.1)
+    assert chinese.value.message == "数据集 exam 没有列 normexm（mean）；您是不是要找 normexam？"
+
+
 # -- token refresh ---------------------------------------------------------------------
 
 
@@ -327,7 +396,8 @@ def test_the_client_imports_without_the_gateway(tmp_path: Path) -> None:
             "sys.meta_path.insert(0, Block())\n"
             "from sandbox import connect, DPSandboxError\n"
             "import sandbox.client\n"
-            "print(sorted(sandbox.client.__all__)[:2])\n")
+            "print(sorted(n for n in sandbox.client.__all__ if n.endswith('Exhausted')"
+            " or n == 'AccessDenied'))\n")
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
                          text=True, env={**os.environ, "PYTHONPATH": str(root)}, check=False)

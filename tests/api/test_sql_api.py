@@ -110,6 +110,9 @@ def test_order_by_and_limit_apply_to_the_released_rows(gateway_env: GatewayEnv) 
         ("SELECT COUNT(* FROM flights", 422, "invalid_request", "line 1, column 19"),
         ("SELECT AVG(tailnum) FROM flights", 422, "invalid_request", "no queryable column"),
         ("SELECT AVG(nope) FROM flights", 422, "invalid_request", "no queryable column nope"),
+        ("SELECT origin, COUNT(*) FROM flights GROUP BY orign", 422, "invalid_request",
+         "unknown column orign in GROUP BY: dataset flights has no queryable column orign; "
+         "did you mean origin?"),
         ("SELECT COUNT(*) FROM nowhere", 404, "not_found", "nowhere"),
         ("SELECT COUNT(*) FROM flights WHERE origin < 'K'", 422, "unsupported_query", "text column"),
         ("", 422, "invalid_request", "empty"),
@@ -127,6 +130,14 @@ def test_refused_sql_is_a_clear_error_and_free(
         error = resp.json()["error"]
         assert error["code"] == code and fragment in error["message"], error
     assert _spent(env, "rita") == before
+
+
+def test_a_hidden_column_is_never_suggested(gateway_env: GatewayEnv) -> None:
+    resp = gateway_env.post("rita", "/v1/queries/preview",
+                            {"sql": "SELECT COUNT(*) FROM flights GROUP BY tailnu", "epsilon": 0.1})
+    message = resp.json()["error"]["message"]
+    assert resp.status_code == 422 and "unknown column tailnu" in message
+    assert "tailnum" not in message and "did you mean" not in message
 
 
 # --- fuzzing through the API -----------------------------------------------------------------

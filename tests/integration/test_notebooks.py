@@ -151,3 +151,49 @@ def test_credit_risk_restricted(live: LiveGateway, tmp_path: Path) -> None:
     submitted = audit(live, actor="erin", action="query.submit", dataset="credit")
     released = audit(live, actor="erin", action="query.release", dataset="credit")
     assert len(submitted) == 3 and len(released) == 3
+
+
+def _error_of(cells: list[str], live: LiveGateway, user: str, workdir: Path,
+              **env_extra: str) -> dict[str, Any]:
+    """Run ``cells`` in a real kernel (errors allowed) and return the one error output."""
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    notebook = new_notebook(cells=[new_code_cell(c) for c in cells])
+    env = {**os.environ, "DPSANDBOX_GATEWAY_URL": live.url,
+           "DPSANDBOX_TOKEN": live.sandbox_token(user),
+           "DPSANDBOX_TOKEN_FILE": str(workdir / ".dpsandbox_token"),
+           "PYTHONPATH": str(ROOT), **env_extra}
+    NotebookClient(notebook, timeout=120, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(workdir)}}).execute(env=env)
+    errors = [o for c in notebook.cells for o in c.get("outputs", [])
+              if o.get("output_type") == "error"]
+    assert len(errors) == 1, errors
+    return dict(errors[0])
+
+
+@pytest.mark.parametrize(("lang", "suggestion"), [("en", "did you mean origin?"),
+                                                  ("zh_CN", "您是不是要找 origin？")])
+def test_a_typo_in_a_column_is_one_short_error_with_the_right_name(
+        live: LiveGateway, tmp_path: Path, lang: str, suggestion: str) -> None:
+    error = _error_of(["from sandbox import connect\ngw = connect()\n"
+                       "flights = gw.dataset('flights')",
+                       "flights.count(by=['orign'], epsilon=0.1)"],
+                      live, "ron", tmp_path, DPSANDBOX_LANG=lang)
+    lines = "\n".join(error["traceback"]).splitlines()
+    assert len(lines) <= 3, lines  # the library's own frames are not shown
+    assert error["ename"] == "InvalidRequest" and suggestion in lines[0]
+    assert "flights.count(by=['orign']" in "\n".join(lines)  # where, in the analyst's code
+    assert not any("sandbox/client" in line or "site-packages" in line for line in lines)
+
+
+def test_an_unknown_dataset_and_a_sql_typo_are_short_too(live: LiveGateway,
+                                                         tmp_path: Path) -> None:
+    error = _error_of(["from sandbox import connect\ngw = connect()",
+                       "gw.sql('SELECT origin, COUNT(*) FROM flights GROUP BY orign', "
+                       "epsilon=0.1)"], live, "ron", tmp_path)
+    lines = "\n".join(error["traceback"]).splitlines()
+    assert len(lines) <= 3 and "unknown column orign in GROUP BY" in lines[0], lines
+    assert "did you mean origin?" in lines[0]
+    error = _error_of(["from sandbox import connect\ngw = connect()", "gw.dataset('flight')"],
+                      live, "ron", tmp_path)
+    assert error["ename"] == "NotFound" and "did you mean flights?" in error["traceback"][0]

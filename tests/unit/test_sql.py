@@ -712,3 +712,22 @@ def test_generated_queries_compile_to_their_spec(case: tuple[str, QuerySpec]) ->
     spec = compile_sql(sql)
     assert spec.canonical() == expected.canonical()
     assert spec.output_columns == expected.output_columns
+
+
+def test_an_unknown_column_is_named_first_with_the_closest_public_name() -> None:
+    public = {"flights": ["origin", "dest", "dep_delay", "month"]}
+    with pytest.raises(InvalidRequest) as typo:
+        compile_sql("SELECT origin, COUNT(*) FROM flights GROUP BY orign", columns=public.__getitem__)
+    assert typo.value.message.startswith("unknown column orign in GROUP BY")
+    assert typo.value.message.endswith("did you mean origin?")
+    with pytest.raises(InvalidRequest, match=r"unknown column dep_dely in SELECT.*dep_delay"):
+        compile_sql("SELECT AVG(dep_dely) FROM flights", columns=public.__getitem__)
+    with pytest.raises(InvalidRequest, match=r"unknown column mnth in WHERE.*month"):
+        compile_sql("SELECT COUNT(*) FROM flights WHERE mnth = 3", columns=public.__getitem__)
+    with pytest.raises(InvalidRequest) as far:  # nothing close: no suggestion
+        compile_sql("SELECT COUNT(*) FROM flights GROUP BY zzz", columns=public.__getitem__)
+    assert "did you mean" not in far.value.message
+    # an alias in ORDER BY is not a dataset column
+    spec = compile_sql("SELECT origin, COUNT(*) AS n FROM flights GROUP BY origin ORDER BY n",
+                       columns=public.__getitem__)
+    assert spec.order_by == (("n", False),)
