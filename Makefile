@@ -11,7 +11,7 @@ SYS_STAMP := /var/lib/dpsandbox-system-packages.stamp
 SANDBOX_ENV ?= /opt/dpsandbox/sandbox-env
 export DPSANDBOX_SANDBOX_ENV := $(SANDBOX_ENV)
 
-.PHONY: demo test bench install system-packages sandbox-env lint clean i18n client-catalog
+.PHONY: demo test bench install system-packages sandbox-env lint clean i18n
 
 install: $(STAMP)
 
@@ -55,17 +55,6 @@ bench: install system-packages sandbox-env
 i18n: install
 	$(BIN)/python -m gateway.i18n_catalogs update
 	$(BIN)/python -m gateway.i18n_catalogs check || true
-
-# The client library's own gettext catalog (it runs in the sandbox, without the gateway):
-# extract its messages, merge them into the zh_CN .po (translate the new ones there), and
-# compile the .mo shipped with the package. tests/unit/test_client_i18n.py checks all three.
-CLIENT_LOCALE := sandbox/client/locale
-client-catalog: install
-	$(BIN)/pybabel extract --no-location --sort-output --omit-header \
-	  -o $(CLIENT_LOCALE)/dpsandbox_client.pot sandbox/client
-	$(BIN)/pybabel update --ignore-obsolete --ignore-pot-creation-date -i $(CLIENT_LOCALE)/dpsandbox_client.pot \
-	  -d $(CLIENT_LOCALE) -D dpsandbox_client -l zh_CN
-	$(BIN)/pybabel compile -d $(CLIENT_LOCALE) -D dpsandbox_client -l zh_CN
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -60,6 +60,9 @@ class CatalogSource:
 CATALOGS = (
     CatalogSource("gateway", ROOT / "gateway", ROOT / "gateway" / "babel.cfg",
                   ROOT / "gateway" / "locale"),
+    # the notebook library runs in the sandbox without the gateway: its own catalog
+    CatalogSource("client", ROOT / "sandbox" / "client", ROOT / "sandbox" / "client" / "babel.cfg",
+                  ROOT / "sandbox" / "client" / "locale"),
 )
 
 

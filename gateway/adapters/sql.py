@@ -34,7 +34,8 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 from gateway.domain.errors import InvalidRequest, UnsupportedQuery
-from gateway.domain.query import Aggregate, Filter, QuerySpec, did_you_mean
+from gateway.domain.query import Aggregate, Filter, QuerySpec, closest
+from gateway.domain.text import _l
 
 # sqlglot logs unparsable statements (analysts' text) at WARNING; keep it out of the logs.
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
@@ -91,12 +92,17 @@ class _Scope:
 
     def known(self, name: str, clause: str) -> str:
         """``name`` when the dataset has it (or nothing is known); else the unknown name, first."""
-        if self.columns is not None and name not in self.columns:
-            raise InvalidRequest(
-                f"unknown column {name} in {clause}: dataset {self.dataset} has no queryable "
-                f"column {name}" + did_you_mean(name, self.columns)
-            )
-        return name
+        if self.columns is None or name in self.columns:
+            return name
+        suggestion = closest(name, self.columns)
+        if suggestion is None:
+            raise InvalidRequest(_l("unknown column %(column)s in %(clause)s: dataset %(dataset)s "
+                                    "has no queryable column %(column)s",
+                                    column=name, clause=clause, dataset=self.dataset))
+        raise InvalidRequest(_l("unknown column %(column)s in %(clause)s: dataset %(dataset)s has "
+                                "no queryable column %(column)s; did you mean %(suggestion)s?",
+                                column=name, clause=clause, dataset=self.dataset,
+                                suggestion=suggestion))
 
 
 def compile_sql(text: str, *, columns: Callable[[str], Sequence[str]] | None = None) -> QuerySpec:

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from gateway.domain.budget import Budget
 from gateway.domain.errors import InvalidRequest, UnsupportedQuery
+from gateway.domain.text import _l
 
 AGGREGATES = ("count", "sum", "mean", "quantile", "histogram")
 OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "between", "in")
@@ -252,14 +253,13 @@ def public_columns(policy: PolicyView) -> list[str]:
     return [name for name, col in policy.columns.items() if not col.hidden]
 
 
-def did_you_mean(name: str, candidates: Sequence[str]) -> str:
-    """``"; did you mean X?"`` for the closest candidate, or ``""`` when none is close."""
-    close = difflib.get_close_matches(name, [c for c in candidates if c != name], n=1,
-                                      cutoff=0.6)
-    if not close:
-        lowered = {c.lower(): c for c in candidates if c != name}
-        close = [lowered[name.lower()]] if name.lower() in lowered else []
-    return f"; did you mean {close[0]}?" if close else ""
+def closest(name: str, candidates: Sequence[str]) -> str | None:
+    """The candidate closest to ``name`` (spelling or case), or None when none is close."""
+    others = [c for c in candidates if c != name]
+    close = difflib.get_close_matches(name, others, n=1, cutoff=0.6)
+    if close:
+        return close[0]
+    return {c.lower(): c for c in others}.get(name.lower())
 
 
 def queryable_column(policy: PolicyView, name: str, role: str) -> Any:
@@ -267,8 +267,13 @@ def queryable_column(policy: PolicyView, name: str, role: str) -> Any:
     if col is None or col.hidden:
         # Hidden columns answer exactly like missing ones: their existence is not public,
         # and only public names are suggested.
-        raise InvalidRequest(f"dataset {policy.name} has no queryable column {name} ({role})"
-                             + did_you_mean(name, public_columns(policy)))
+        suggestion = closest(name, public_columns(policy))
+        if suggestion is None:
+            raise InvalidRequest(_l("dataset %(dataset)s has no queryable column %(column)s "
+                                    "(%(role)s)", dataset=policy.name, column=name, role=role))
+        raise InvalidRequest(_l("dataset %(dataset)s has no queryable column %(column)s "
+                                "(%(role)s); did you mean %(suggestion)s?", dataset=policy.name,
+                                column=name, role=role, suggestion=suggestion))
     return col
 
 

@@ -1,8 +1,8 @@
 """The client's own messages and displays in the analyst's language (zh-CN or English).
 
 The sandbox has no gateway code, so the library ships its own gettext catalog:
-``sandbox/client/locale/zh_CN/LC_MESSAGES/dpsandbox_client.mo``, compiled from the
-``.po`` beside it with Babel at build time (``make client-catalog``; see docs/i18n.md).
+``sandbox/client/locale/zh_CN/LC_MESSAGES/messages.mo``, compiled from the ``.po``
+beside it with Babel at build time (``make i18n``, catalog "client"; see docs/i18n.md).
 At run time only the standard library's :mod:`gettext` reads it.
 
 The language is ``DPSANDBOX_LANG`` (``zh_CN``, ``zh-CN``, ``zh``, ``en``, ...), else the
@@ -21,7 +21,7 @@ from pathlib import Path
 
 __all__ = ["DOMAIN", "LOCALE_DIR", "_", "accept_language", "language", "ngettext"]
 
-DOMAIN = "dpsandbox_client"
+DOMAIN = "messages"
 LOCALE_DIR = Path(__file__).with_name("locale")
 LANG_ENV = "DPSANDBOX_LANG"
 _LOCALE_ENVS = ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")

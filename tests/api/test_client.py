@@ -345,6 +345,10 @@ def test_a_mistyped_name_is_refused_with_the_closest_one(live: LiveGateway,
     with pytest.raises(InvalidRequest) as chinese:
         exam.mean("normexm", epsilon=0.1)
     assert chinese.value.message == "数据集 exam 没有列 normexm（mean）；您是不是要找 normexam？"
+    with pytest.raises(InvalidRequest) as from_the_gateway:  # asked for in Accept-Language
+        gw.sql("SELECT schgend, COUNT(*) FROM exam GROUP BY schgen", epsilon=0.1)
+    assert from_the_gateway.value.message == (
+        "GROUP BY 中的列 schgen 不存在：数据集 exam 没有可查询的列 schgen；您是不是要找 schgend？")
 
 
 # -- token refresh ---------------------------------------------------------------------
