@@ -90,6 +90,15 @@ class BudgetPolicy(_Strict):
         return self
 
 
+class SyntheticLimits(_Strict):
+    """Caps on synthetic-data releases (``POST /v1/synthetic``), checked before any charge."""
+
+    max_rows: int = Field(default=10_000, ge=1, le=1_000_000)
+    max_columns: int = Field(default=8, ge=1, le=32)
+    # product of the columns' category counts (bins, keys, plus a null category each)
+    max_domain_size: int = Field(default=10_000_000, ge=1)
+
+
 class Policy(_Strict):
     name: str = Field(pattern=NAME_PATTERN)
     title: str = Field(min_length=1)
@@ -101,6 +110,7 @@ class Policy(_Strict):
     max_rows: int = Field(gt=0)
     budget: BudgetPolicy
     columns: dict[str, Column] = Field(min_length=1)
+    synthetic: SyntheticLimits = SyntheticLimits()
 
     @field_validator("source")
     @classmethod

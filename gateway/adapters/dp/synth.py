@@ -1,0 +1,279 @@
+"""Synthetic data: AIM or MST over Private-PGM (``opendp.extras.mbi``), charged by OpenDP's map.
+
+    plan = plan_synthetic(policy, parquet=path, version=v, columns=[...], rows=500,
+                          method="aim", bins=10, loss=Budget.of(1.0))   # reads no data
+    plan.spent           # (epsilon, delta) from OpenDP's privacy map of what will run
+    plan.accuracy()      # one-way marginal counts: OpenDP's half-width at alpha
+    release = plan.release()                                          # reads data, once
+
+Columns are categories from the policy alone (:mod:`.synth_columns`). With ``delta == 0``
+the contingency table is measured under pure DP (Laplace noise); with ``delta > 0`` under
+zero-concentrated DP at the largest rho whose (epsilon, delta) conversion by OpenDP
+(``make_zCDP_to_approxDP`` then ``make_fix_delta``) fits the loss, and the converted
+measurement is the one run, so its map is the charge.
+
+All noise comes from OpenDP. Drawing rows from the fitted model (Private-PGM's sampler)
+and decoding bins to midpoints are post-processing of the released model: they touch no
+data. Caps (rows, columns, domain size; policy ``synthetic``) are checked before planning.
+
+Errors: :class:`InvalidRequest` / :class:`UnsupportedQuery` (via ``translated("plan")``)
+for a request that cannot be planned, :class:`InternalError` when a planned fit fails.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, cast
+
+os.environ["RUST_BACKTRACE"] = "0"  # before opendp loads: a backtrace costs ~80 ms per error
+
+import numpy as np
+import opendp.prelude as dp
+
+from gateway.adapters.dp.measure import Loss, translated, within
+from gateway.adapters.dp.synth_columns import (
+    BIN_NOTE,
+    Encoded,
+    decode,
+    domain_size,
+    encode_columns,
+    encoded_frame,
+)
+from gateway.domain.budget import Budget
+from gateway.domain.errors import InternalError, InvalidRequest, UnsupportedQuery
+from gateway.policy import Policy
+
+METHODS = ("aim", "mst")
+MARGINAL_CELLS_SHOWN = 2000  # a measured marginal's noisy counts are listed up to this size
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Optimiser settings (post-processing only: they never change what is charged)."""
+
+    iters: int = 1000  # Private-PGM mirror descent steps per fit
+    aim_rounds: int | None = None  # None: OpenDP's default, 16 x the number of columns
+    aim_max_size: float = 80.0  # MB, AIM's cap on the model it builds
+
+
+@dataclass(frozen=True)
+class SyntheticRelease:
+    columns: list[str]
+    rows: list[list[Any]]
+    marginals: list[dict[str, Any]]
+    categories: dict[str, list[Any]]
+    note: str | None
+
+
+def check_caps(policy: Policy, encoded: Sequence[Encoded], rows: int) -> None:
+    limits = policy.synthetic
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
+        raise InvalidRequest(f"rows must be a positive integer, got {rows!r}")
+    if rows > limits.max_rows:
+        raise InvalidRequest(f"rows {rows} is over this dataset's cap of {limits.max_rows}")
+    if len(encoded) > limits.max_columns:
+        raise InvalidRequest(f"{len(encoded)} columns is over this dataset's cap of {limits.max_columns}")
+    size = domain_size(encoded)
+    if size > limits.max_domain_size:
+        raise InvalidRequest(
+            f"the columns span {size:,} category combinations, over this dataset's cap of "
+            f"{limits.max_domain_size:,}; use fewer columns or fewer bins"
+        )
+
+
+def _algorithm(method: str, tuning: Tuning) -> Any:
+    estimator = partial(_mirror_descent, iters=tuning.iters)
+    if method == "aim":
+        return dp.mbi.AIM(estimator=estimator, rounds=tuning.aim_rounds, max_size=tuning.aim_max_size)
+    if method == "mst":
+        return dp.mbi.MST(estimator=estimator)
+    raise InvalidRequest(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+
+
+def _mirror_descent(domain: Any, loss_fn: Any, *, potentials: Any = None, iters: int) -> Any:
+    from mbi.estimation import mirror_descent
+
+    return mirror_descent(domain, loss_fn, potentials=potentials, iters=iters)
+
+
+def rho_for(epsilon: float, delta: float) -> float:
+    """The largest rho whose conversion by OpenDP spends at most (epsilon, delta)."""
+
+    def converted(scale: float) -> Any:
+        gaussian = dp.m.make_gaussian(
+            dp.atom_domain(T=float, nan=False), dp.absolute_distance(T=float), scale
+        )
+        return dp.c.make_fix_delta(dp.c.make_zCDP_to_approxDP(gaussian), delta)
+
+    scale = dp.binary_search_param(converted, d_in=1.0, d_out=(epsilon, delta), T=float)
+    gaussian = dp.m.make_gaussian(dp.atom_domain(T=float, nan=False), dp.absolute_distance(T=float), scale)
+    return float(gaussian.map(1.0))
+
+
+class _Cache:
+    """Planned measurements per (version, columns, method, loss); building one costs seconds."""
+
+    def __init__(self, size: int = 16) -> None:
+        self._size, self._items = size, OrderedDict[tuple[Any, ...], Any]()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...]) -> Any:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: tuple[Any, ...], value: Any) -> None:
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
+_CACHE = _Cache()
+
+
+@dataclass
+class SyntheticPlan:
+    encoded: list[Encoded]
+    rows: int
+    method: str
+    parquet: Path
+    measurement: Any
+    d_in: int
+    spent: Loss
+    oneway_scale: float | None
+    zcdp: bool
+    _released: bool = field(default=False, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+
+    def accuracy(self, alpha: float = 0.05) -> dict[str, float | None]:
+        """OpenDP's (1 - alpha) half-width of each noisy one-way marginal count."""
+        if self.oneway_scale is None:
+            return {"one_way_count": None}
+        with translated("plan"):
+            if self.zcdp:
+                width = dp.gaussian_scale_to_accuracy(self.oneway_scale, alpha)
+            else:
+                width = dp.discrete_laplacian_scale_to_accuracy(self.oneway_scale, alpha)
+        return {"one_way_count": float(width)}
+
+    def release(self) -> SyntheticRelease:
+        with self._lock:
+            if self._released:
+                raise InternalError("a synthetic-data plan is released at most once")
+            self._released = True
+        with translated("release"):
+            table = self.measurement(encoded_frame(self.parquet, self.encoded))
+            frame = table.model.synthetic_data(self.rows, "round").df
+        names = [e.name for e in self.encoded]
+        columns = {e.name: decode(e, table.keys[e.name], frame[e.name].to_numpy()) for e in self.encoded}
+        rows = [list(values) for values in zip(*(columns[n] for n in names), strict=True)]
+        return SyntheticRelease(
+            columns=names,
+            rows=rows,
+            marginals=_marginals(table),
+            categories={e.name: [*e.labels(), None] for e in self.encoded},
+            note=BIN_NOTE if any(e.binned for e in self.encoded) else None,
+        )
+
+
+def _marginals(table: Any) -> list[dict[str, Any]]:
+    """What was measured: each clique, its noise standard deviation and (if small) its
+    noisy counts in row-major order of the columns' categories (null last)."""
+    out = []
+    for m in table.marginals.flatten():
+        values = np.asarray(m.noisy_measurement, dtype=float).ravel()
+        out.append(
+            {
+                "columns": list(m.clique),
+                "stddev": float(m.stddev),
+                "cells": int(values.size),
+                "counts": [round(float(v), 3) for v in values]
+                if values.size <= MARGINAL_CELLS_SHOWN
+                else None,
+            }
+        )
+    return out
+
+
+def plan_synthetic(
+    policy: Policy,
+    *,
+    parquet: Path,
+    version: str,
+    columns: Sequence[str],
+    rows: int,
+    method: str,
+    bins: int,
+    loss: Budget,
+    tuning: Tuning | None = None,
+) -> SyntheticPlan:
+    """Refuse what the policy does not allow, then build the OpenDP measurement (no data read)."""
+    tuning = tuning or Tuning()
+    encoded = encode_columns(policy, columns, bins=bins)
+    check_caps(policy, encoded, rows)
+    algorithm = _algorithm(method, tuning)
+    if policy.privacy_unit.id_column is not None:
+        raise UnsupportedQuery(
+            "synthetic data needs a privacy unit of a bounded number of rows; this dataset's "
+            "unit is an id column"
+        )
+    d_in = policy.privacy_unit.max_contributions
+    epsilon, delta = loss.epsilon_float, loss.delta_float
+    key = (version, tuple(columns), bins, method, tuning, loss.epsilon_units, loss.delta_units)
+    cached = _CACHE.get(key)
+    if cached is None:
+        with translated("plan"):
+            cached = _build(policy, parquet, encoded, algorithm, d_in, epsilon, delta)
+        _CACHE.put(key, cached)
+    measurement, spent, scale = cached
+    if not within(spent, (epsilon, delta)):
+        raise InternalError(f"the planned fit would spend {spent}, over {(epsilon, delta)}")
+    return SyntheticPlan(
+        encoded, rows, method, Path(parquet), measurement, d_in, spent, scale, zcdp=delta > 0
+    )
+
+
+def _build(
+    policy: Policy,
+    parquet: Path,
+    encoded: list[Encoded],
+    algorithm: Any,
+    d_in: int,
+    epsilon: float,
+    delta: float,
+) -> tuple[Any, Loss, float | None]:
+    loss = dp.loss_of(rho=rho_for(epsilon, delta)) if delta > 0 else dp.loss_of(epsilon=epsilon)
+    context = dp.Context.compositor(
+        data=encoded_frame(parquet, encoded),
+        privacy_unit=dp.unit_of(contributions=d_in),
+        privacy_loss=loss,
+        margins=[dp.polars.Margin(max_length=policy.max_rows)],
+    )
+    query = context.query(**_query_loss(loss)).contingency_table(
+        keys={e.name: list(e.keys) for e in encoded}, algorithm=algorithm
+    )
+    chain = query.resolve()
+    if delta > 0:
+        chain = dp.c.make_fix_delta(dp.c.make_zCDP_to_approxDP(chain), delta)
+        eps, dlt = chain.map(d_in)
+        spent: Loss = (float(eps), float(dlt))
+    else:
+        spent = (float(chain.map(d_in)), 0.0)
+    scale = cast(Any, query).oneway_scale  # ContingencyTableQuery; typed as a Query
+    return chain, spent, None if scale is None else float(scale)
+
+
+def _query_loss(loss: Any) -> dict[str, float]:
+    _measure, distance = loss
+    if isinstance(distance, tuple):
+        raise InternalError("a contingency table is planned under pure or concentrated DP only")
+    return {"rho": float(distance)} if "Concentrated" in str(_measure) else {"epsilon": float(distance)}
