@@ -19,6 +19,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from sandbox.hub.quiet import quiet_hub_log
 from sandbox.hub.settings import HubSettings
 
 c = get_config()  # type: ignore[name-defined]  # noqa: F821
@@ -44,6 +45,7 @@ proxy_api_port = int(os.environ.get("DPSANDBOX_PROXY_API_PORT", "8001"))
 
 # -- the hub and its private state ------------------------------------------------
 c.JupyterHub.bind_url = f"http://{hub_ip}:{hub_port}/"
+quiet_hub_log(hub_ip)  # no "without SSL" warning on loopback (sandbox/hub/quiet.py)
 c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{hub_api_port}"
 c.JupyterHub.db_url = f"sqlite:///{state_dir / 'jupyterhub.sqlite'}"
 c.JupyterHub.cookie_secret_file = str(state_dir / "jupyterhub_cookie_secret")
@@ -98,7 +100,7 @@ c.JupyterHub.services = [
         "command": [
             sys.executable,
             "-m",
-            "jupyterhub_idle_culler",
+            "sandbox.hub.culler",  # jupyterhub_idle_culler, less a start-up warning
             f"--timeout={idle_timeout}",
             f"--cull-every={max(10, min(300, idle_timeout // 4))}",
         ],
