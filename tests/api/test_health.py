@@ -47,7 +47,7 @@ def test_unreachable_postgresql_is_reported() -> None:
     state = store_state(store)
     store.dispose()
     assert not state.ready and not state.reachable
-    assert "unreachable" in (state.problem or "")
+    assert "unreachable" in str(state.problem)
 
 
 def test_read_only_postgresql_is_not_ready() -> None:
@@ -55,4 +55,4 @@ def test_read_only_postgresql_is_not_ready() -> None:
     state = store_state(store)
     store.dispose()
     assert state.reachable and state.writable is False
-    assert "accepts no writes" in (state.problem or "")
+    assert "accepts no writes" in str(state.problem)

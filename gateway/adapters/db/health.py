@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.adapters.db.store import MIGRATIONS, Store
+from gateway.i18n import Text, _l
 
 MIN_FREE_BYTES = 1 << 20  # below this a SQLite write (journal, WAL) is likely to fail
 
@@ -29,14 +30,15 @@ class StoreState:
     head: str | None = None
     writable: bool | None = None
     disk_free_bytes: int | None = None
-    problem: str | None = None
+    problem: Text | None = None  # shown in the reader's language
 
     @property
     def ready(self) -> bool:
         return self.problem is None
 
     def to_json(self) -> dict[str, object]:
-        return {**asdict(self), "ready": self.ready}
+        problem = None if self.problem is None else str(self.problem)
+        return {**asdict(self), "problem": problem, "ready": self.ready}
 
 
 @lru_cache(maxsize=1)
@@ -50,15 +52,17 @@ def migration_head() -> str | None:
     return ScriptDirectory.from_config(cfg).get_current_head()
 
 
-def _sqlite_disk(store: Store) -> tuple[bool, int, str | None]:
+def _sqlite_disk(store: Store) -> tuple[bool, int, Text | None]:
     database = make_url(store.url).database or ""
     folder = Path(database).resolve().parent
     stat = os.statvfs(folder)
     free = stat.f_bavail * stat.f_frsize
     if stat.f_flag & os.ST_RDONLY:
-        return False, free, f"the store's filesystem ({folder}) is mounted read-only"
+        return False, free, _l("the store's filesystem (%(folder)s) is mounted read-only",
+                               folder=str(folder))
     if free < MIN_FREE_BYTES:
-        return False, free, f"the store's disk ({folder}) is full: {free} bytes free"
+        return False, free, _l("the store's disk (%(folder)s) is full: %(free)s bytes free",
+                               folder=str(folder), free=free)
     return True, free, None
 
 
@@ -78,7 +82,8 @@ def store_state(store: Store) -> StoreState:
             conn.rollback()
     except (SQLAlchemyError, OSError) as exc:
         return StoreState(backend, reachable=False, head=head,
-                          problem=f"the store is unreachable ({type(exc).__name__})")
+                          problem=_l("the store is unreachable (%(error)s)",
+                                     error=type(exc).__name__))
     state = StoreState(backend, reachable=True, revision=revision, head=head,
                        writable=not read_only)
     if store.is_sqlite:
@@ -86,9 +91,10 @@ def store_state(store: Store) -> StoreState:
         state = StoreState(backend, True, revision, head, writable, free, problem)
     elif read_only:
         state = StoreState(backend, True, revision, head, False,
-                           problem="the store accepts no writes (read-only or a standby)")
+                           problem=_l("the store accepts no writes (read-only or a standby)"))
     if state.problem is None and revision != head:
         return StoreState(backend, True, revision, head, state.writable, state.disk_free_bytes,
-                          problem=f"migrations are not current: the store is at {revision}, "
-                                  f"this gateway needs {head}")
+                          problem=_l("migrations are not current: the store is at "
+                                     "%(revision)s, this gateway needs %(head)s",
+                                     revision=str(revision), head=str(head)))
     return state

@@ -29,6 +29,6 @@ def readyz(svc: ServicesDep) -> Any:
                             "store": state.to_json()}
     if state.ready:
         return body
-    body["error"] = {"code": "unavailable", "message": state.problem}
+    body["error"] = {"code": "unavailable", "message": str(state.problem)}
     return JSONResponse(body, status_code=503,
                         headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
