@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from sandbox.client._i18n import _
+
 __all__ = ["Account", "Application", "BudgetLeft", "Grant", "GrantBudget", "QueryStatus"]
 
 _S = TypeVar("_S", bound="_Shape")
@@ -136,7 +138,7 @@ class QueryStatus(_Shape):
         return list((self.spec or {}).get("group_by") or ())
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class BudgetLeft(_Shape):
     """What the analyst can still spend on one dataset, summed over every active grant."""
 
@@ -153,3 +155,10 @@ class BudgetLeft(_Shape):
 
     def __float__(self) -> float:
         return self.epsilon
+
+    def __repr__(self) -> str:
+        if not self.grants:
+            return _("{dataset}: no active grant").format(dataset=self.dataset)
+        return _("{dataset}: epsilon left {epsilon}, delta left {delta}, over {count} active "
+                 "grant(s)").format(dataset=self.dataset, epsilon=f"{self.epsilon:.4g}",
+                                    delta=f"{self.delta:.2g}", count=len(self.grants))

@@ -53,6 +53,7 @@ from .isolation import (
     signal_process,
     system_username,
 )
+from .language import sandbox_language, templates_source
 from .settings import HubSettings
 from .tokens import SandboxTokenError, revoke_sandbox_token, sandbox_token_for, token_id
 
@@ -238,7 +239,8 @@ class SandboxSpawner(LocalProcessSpawner):
 
     def _provide_templates(self, uid: int) -> None:
         """Give a new analyst the scenario notebooks to start from (first spawn only)."""
-        source = Path(self.templates_dir) if self.templates_dir else None
+        source = templates_source(Path(self.templates_dir), self._language()) \
+            if self.templates_dir else None  # notebooks_templates/zh or /en
         target = self._host_home() / "templates"
         if source is None or not source.is_dir() or target.exists():
             return
@@ -250,6 +252,10 @@ class SandboxSpawner(LocalProcessSpawner):
             for path in (target, *target.iterdir()):
                 os.chown(path, uid, gid)
         self.log.info("Copied %d scenario notebooks to %s", len(list(target.iterdir())), target)
+
+    def _language(self) -> str:
+        """The browser's language of the request that spawns this server (sandbox/hub/language.py)."""
+        return sandbox_language(self.handler)
 
     def _announce_mode(self) -> None:
         key = "root" if self.as_root else "user"
@@ -283,6 +289,7 @@ class SandboxSpawner(LocalProcessSpawner):
             del env[key]
         env["PATH"] = f"{self.sandbox_env}/bin:/usr/local/bin:/usr/bin:/bin"
         env["DPSANDBOX_GATEWAY_URL"] = self.gateway_url
+        env["DPSANDBOX_LANG"] = self._language()  # the client library's messages
         if self.sandbox_token:
             env["DPSANDBOX_TOKEN"] = self.sandbox_token
         if self.isolation == "bubblewrap":

@@ -18,7 +18,7 @@ import pytest
 from nbclient import NotebookClient
 
 from tests.api.test_client import LiveGateway, live_gateway
-from tests.conftest import ADMIN
+from tests.conftest import ADMIN, PASSWORD
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "notebooks_templates"
@@ -32,14 +32,32 @@ def live(tmp_path_factory: pytest.TempPathFactory,
         yield gateway
 
 
-def run_notebook(name: str, live: LiveGateway, user: str, workdir: Path) -> Any:
-    notebook = nbformat.read(TEMPLATES / name, as_version=4)
+LANGUAGES = ("en", "zh")
+DPSANDBOX_LANG = {"en": "en", "zh": "zh_CN"}
+
+
+def analyst(live: LiveGateway, base: str, lang: str) -> str:
+    """``base`` for English; for Chinese a fresh account of the same role and org, so that
+    the two runs of a scenario do not share grants and applications."""
+    if lang == "en":
+        return base
+    name = f"{base}-{lang}"
+    if not any(u["username"] == name for u in live.admin("GET", "/v1/users")):
+        role, org = {"ron": ("researcher", None), "rita": ("researcher", None),
+                     "erin": ("enterprise", "acme")}[base]
+        live.services.users.create(ADMIN, username=name, role=role, password=PASSWORD, org=org)
+    return name
+
+
+def run_notebook(name: str, live: LiveGateway, user: str, workdir: Path,
+                 lang: str = "en") -> Any:
+    notebook = nbformat.read(TEMPLATES / lang / name, as_version=4)
     assert all(not c.get("outputs") for c in notebook.cells if c.cell_type == "code"), \
-        f"{name} is committed with outputs; regenerate it with make_templates.py"
+        f"{lang}/{name} is committed with outputs; regenerate it with make_templates.py"
     env = {**os.environ, "DPSANDBOX_GATEWAY_URL": live.url,
            "DPSANDBOX_TOKEN": live.sandbox_token(user),
            "DPSANDBOX_TOKEN_FILE": str(workdir / ".dpsandbox_token"),
-           "PYTHONPATH": str(ROOT)}
+           "DPSANDBOX_LANG": DPSANDBOX_LANG[lang], "PYTHONPATH": str(ROOT)}
     env.pop("MPLBACKEND", None)  # the kernel's inline backend puts plots in the outputs
     NotebookClient(notebook, timeout=600, kernel_name="python3",
                    resources={"metadata": {"path": str(workdir)}}).execute(env=env)
@@ -54,7 +72,7 @@ def text_of(notebook: Any) -> str:
     for cell in notebook.cells:
         for out in cell.get("outputs", []):
             parts.append(out.get("text", ""))
-            parts.append(json.dumps(out.get("data", {}).get("text/plain", "")))
+            parts.append(json.dumps(out.get("data", {}).get("text/plain", ""), ensure_ascii=False))
     return "\n".join(parts)
 
 
@@ -69,7 +87,7 @@ def audit(live: LiveGateway, **filters: str) -> list[dict[str, Any]]:
 
 
 def test_templates_are_current() -> None:
-    """The committed .ipynb files are what make_templates.py writes."""
+    """The committed .ipynb files are what make_templates.py writes, in both languages."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("make_templates",
@@ -77,54 +95,71 @@ def test_templates_are_current() -> None:
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    committed = sorted(str(p.relative_to(TEMPLATES)) for p in TEMPLATES.glob("*/*.ipynb"))
+    assert committed == sorted(module.TEMPLATES)
+    assert {name.split("/")[0] for name in committed} == set(LANGUAGES)
     for name, cells in module.TEMPLATES.items():
-        committed = nbformat.read(TEMPLATES / name, as_version=4)
-        assert [c.source for c in committed.cells] == [c.source for c in cells], name
+        notebook = nbformat.read(TEMPLATES / name, as_version=4)
+        assert [c.source for c in notebook.cells] == [c.source for c in cells], name
+    chinese = nbformat.read(TEMPLATES / "zh" / "01_getting_started.ipynb", as_version=4)
+    assert "可用不可见" in chinese.cells[0].source
 
 
-def test_getting_started(live: LiveGateway, tmp_path: Path) -> None:
-    notebook = run_notebook("01_getting_started.ipynb", live, "ron", tmp_path)
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_getting_started(live: LiveGateway, tmp_path: Path, lang: str) -> None:
+    ron = analyst(live, "ron", lang)
+    notebook = run_notebook("01_getting_started.ipynb", live, ron, tmp_path, lang)
     out = text_of(notebook)
-    assert "not yet:" in out  # the conditional dataset refused a query before approval
+    # the conditional dataset refused a query before approval
+    assert {"en": "not yet:", "zh": "暂不可用："}[lang] in out
     applications = [a for a in live.admin("GET", "/v1/requests")
-                    if a["applicant"] == "ron" and a["dataset"] == "flights"]
+                    if a["applicant"] == ron and a["dataset"] == "flights"]
     assert [a["status"] for a in applications] == ["pending"]
-    assert audit(live, actor="ron", action="catalog.dummy")
-    released = audit(live, actor="ron", action="query.release", dataset="exam")
+    assert audit(live, actor=ron, action="catalog.dummy")
+    released = audit(live, actor=ron, action="query.release", dataset="exam")
     assert len(released) == 1 and released[0]["outcome"] == "ok"
-    assert not audit(live, actor="ron", action="query.release", dataset="flights")
+    assert not audit(live, actor=ron, action="query.release", dataset="flights")
 
 
-def test_transport_delays(live: LiveGateway, tmp_path: Path) -> None:
-    grant = live.services.ledger.give(ADMIN, user="rita", org=None, dataset="flights",
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_transport_delays(live: LiveGateway, tmp_path: Path, lang: str) -> None:
+    rita = analyst(live, "rita", lang)
+    grant = live.services.ledger.give(ADMIN, user=rita, org=None, dataset="flights",
                                       epsilon=3.0, delta=None, days=30)
-    notebook = run_notebook("02_transport_delays.ipynb", live, "rita", tmp_path)
+    notebook = run_notebook("02_transport_delays.ipynb", live, rita, tmp_path, lang)
     assert images_in(notebook) >= 2  # the monthly plot and the histogram
-    released = audit(live, actor="rita", action="query.release", dataset="flights")
+    released = audit(live, actor=rita, action="query.release", dataset="flights")
     assert len(released) == 5 and all(e["outcome"] == "ok" for e in released)
     after = live.admin("GET", f"/v1/grants/{grant['id']}")
     assert after["epsilon_spent"] == pytest.approx(1.8)
     monthly = live.admin("GET", f"/v1/queries/{released[0]['query_id']}")
-    assert monthly["status"] == "released" and monthly["user"] == "rita"
+    assert monthly["status"] == "released" and monthly["user"] == rita
+    # the last cell: the budget left over all the analyst's grants on flights
+    assert {"en": "epsilon left 1.2", "zh": "共剩余 epsilon 1.2"}[lang] in text_of(notebook)
 
 
-def test_education_preview(live: LiveGateway, tmp_path: Path) -> None:
-    notebook = run_notebook("03_education_preview.ipynb", live, "rita", tmp_path)
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_education_preview(live: LiveGateway, tmp_path: Path, lang: str) -> None:
+    rita = analyst(live, "rita", lang)
+    notebook = run_notebook("03_education_preview.ipynb", live, rita, tmp_path, lang)
     out = text_of(notebook)
-    assert "spending epsilon" in out and images_in(notebook) >= 2
-    previews = audit(live, actor="rita", action="query.preview", dataset="exam")
+    assert {"en": "spending epsilon", "zh": "花费 epsilon"}[lang] in out
+    assert images_in(notebook) >= 2
+    previews = audit(live, actor=rita, action="query.preview", dataset="exam")
     assert len(previews) >= 8  # the epsilon search spent nothing
-    released = audit(live, actor="rita", action="query.release", dataset="exam")
+    released = audit(live, actor=rita, action="query.release", dataset="exam")
     assert len(released) == 2
     grant = next(g for g in live.admin("GET", "/v1/grants")
-                 if g["user"] == "rita" and g["dataset"] == "exam")
+                 if g["user"] == rita and g["dataset"] == "exam")
     charged = sum(float(e["epsilon"] or 0) for e in audit(
-        live, actor="rita", action="query.charge", dataset="exam"))
+        live, actor=rita, action="query.charge", dataset="exam"))
     assert grant["epsilon_spent"] == pytest.approx(charged) and charged < 2.0
 
 
-def test_credit_risk_restricted(live: LiveGateway, tmp_path: Path) -> None:
-    live.services.ledger.give(ADMIN, user="erin", org=None, dataset="credit", epsilon=3.0,
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_credit_risk_restricted(live: LiveGateway, tmp_path: Path, lang: str) -> None:
+    erin = analyst(live, "erin", lang)
+    live.services.ledger.give(ADMIN, user=erin, org=None, dataset="credit", epsilon=3.0,
                               delta=None, days=30)
     stop = threading.Event()
     reviewed: list[str] = []
@@ -132,13 +167,15 @@ def test_credit_risk_restricted(live: LiveGateway, tmp_path: Path) -> None:
     def reviewer() -> None:  # an admin releasing held queries while the notebook waits
         while not stop.wait(0.3):
             for query in live.admin("GET", "/v1/queries?status=pending_review&dataset=credit"):
+                if query["user"] != erin:
+                    continue
                 live.admin("POST", f"/v1/queries/{query['id']}/release", {"note": "ok"})
                 reviewed.append(query["id"])
 
     thread = threading.Thread(target=reviewer, daemon=True)
     thread.start()
     try:
-        notebook = run_notebook("04_credit_risk_restricted.ipynb", live, "erin", tmp_path)
+        notebook = run_notebook("04_credit_risk_restricted.ipynb", live, erin, tmp_path, lang)
     finally:
         stop.set()
         thread.join(timeout=10)
@@ -146,10 +183,10 @@ def test_credit_risk_restricted(live: LiveGateway, tmp_path: Path) -> None:
     assert "pending_review" in text_of(notebook)
     for query_id in reviewed:
         query = live.admin("GET", f"/v1/queries/{query_id}")
-        assert query["status"] == "released" and query["user"] == "erin"
+        assert query["status"] == "released" and query["user"] == erin
         assert query["reviewed_by"] == "root_admin" and query["rows"]
-    submitted = audit(live, actor="erin", action="query.submit", dataset="credit")
-    released = audit(live, actor="erin", action="query.release", dataset="credit")
+    submitted = audit(live, actor=erin, action="query.submit", dataset="credit")
+    released = audit(live, actor=erin, action="query.release", dataset="credit")
     assert len(submitted) == 3 and len(released) == 3
 
 
