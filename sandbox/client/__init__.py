@@ -34,6 +34,7 @@ from sandbox.client._errors import (
     UnsupportedQuery,
 )
 from sandbox.client._gateway import Gateway, connect
+from sandbox.client._models import DPPCA, DPLinearRegression
 from sandbox.client._pending import REVIEW_TIMEOUT, PendingQuery
 from sandbox.client._results import DPResult
 from sandbox.client._runner import QueryRunner
@@ -42,6 +43,7 @@ from sandbox.client._shapes import Account, Application, BudgetLeft, Grant, Gran
 from sandbox.client._where import parse_where
 
 __all__ = [
+    "DPPCA",
     "HTTP_TIMEOUT",
     "REVIEW_TIMEOUT",
     "AccessDenied",
@@ -50,6 +52,7 @@ __all__ = [
     "BudgetExhausted",
     "BudgetLeft",
     "Conflict",
+    "DPLinearRegression",
     "DPResult",
     "DPSandboxError",
     "Dataset",

@@ -10,6 +10,7 @@ import pandas as pd
 
 from sandbox.client._errors import DPSandboxError, InvalidRequest
 from sandbox.client._i18n import _
+from sandbox.client._models import DPPCA, DPLinearRegression, synthetic_frame, wait_for_release
 from sandbox.client._pending import PendingQuery
 from sandbox.client._preview import Preview
 from sandbox.client._results import DPResult, histogram_long
@@ -180,6 +181,79 @@ class Dataset:
         keys = as_list(by)
         return self._shaped(body, lambda r: histogram_long(r, column=column, group_by=keys),
                             wait=wait, timeout=timeout)
+
+    # -- DP synthetic rows and DP models: each spends from your grant ---------------------
+
+    def _synthetic_body(self, rows: int, columns: Columns, epsilon: float, delta: float | None,
+                        method: str, bins: int) -> dict[str, Any]:
+        body = {"dataset": self.name, "columns": as_list(columns), "rows": rows,
+                "epsilon": epsilon, "method": method, "bins": bins}
+        if delta is not None:
+            body["delta"] = delta
+        self._checked_names(body["columns"], "synthetic")
+        return body
+
+    def synthetic(self, *, rows: int, columns: Columns, epsilon: float,
+                  delta: float | None = None, method: str = "aim", bins: int = 10,
+                  timeout: float | None = None) -> pd.DataFrame:
+        """DP synthetic rows (AIM or MST, fitted by the gateway with OpenDP): realistic rows
+        to build and debug a pipeline on. Numeric values are bin midpoints (``attrs["note"]``);
+        ``attrs["marginals"]`` lists what was measured. Spends ``epsilon`` from your grant."""
+        body = self._synthetic_body(rows, columns, epsilon, delta, method, bins)
+        answer = wait_for_release(self._gw.runner.session,
+                                  self._gw.runner.post("/v1/synthetic", body), timeout=timeout)
+        return synthetic_frame(answer, self.policy.get("columns") or {})
+
+    def preview_synthetic(self, *, rows: int, columns: Columns, epsilon: float,
+                          delta: float | None = None, method: str = "aim",
+                          bins: int = 10) -> Preview:
+        """Cost of :meth:`synthetic`, and the accuracy of its one-way counts; spends nothing."""
+        body = self._synthetic_body(rows, columns, epsilon, delta, method, bins)
+        return Preview.from_answer(self._gw.runner.post("/v1/synthetic/preview", body))
+
+    def _model_body(self, kind: str, epsilon: float, **fields: Any) -> dict[str, Any]:
+        names = [*as_list(fields.get("x")), *as_list(fields.get("y")),
+                 *as_list(fields.get("columns"))]
+        self._checked_names(names, kind)
+        return {"dataset": self.name, "kind": kind, "epsilon": epsilon,
+                **{k: v for k, v in fields.items() if v is not None}}
+
+    def linear_regression(self, *, y: str, x: Columns, epsilon: float,
+                          timeout: float | None = None) -> DPLinearRegression:
+        """A DP linear regression of ``y`` on ``x`` (one column: OpenDP's DP Theil-Sen),
+        fitted on the real data; ``predict`` runs here. Spends ``epsilon``."""
+        body = self._model_body("linear_regression", epsilon, x=as_list(x), y=y)
+        answer = wait_for_release(self._gw.runner.session,
+                                  self._gw.runner.post("/v1/models", body), timeout=timeout)
+        return DPLinearRegression.from_answer(answer)
+
+    def pca(self, *, columns: Columns, n_components: int, epsilon: float,
+            timeout: float | None = None) -> DPPCA:
+        """A DP PCA of numeric ``columns`` (OpenDP), fitted on the real data; ``transform``
+        runs here. Spends ``epsilon``."""
+        body = self._model_body("pca", epsilon, columns=as_list(columns),
+                                components=n_components)
+        answer = wait_for_release(self._gw.runner.session,
+                                  self._gw.runner.post("/v1/models", body), timeout=timeout)
+        return DPPCA.from_answer(answer)
+
+    def preview_linear_regression(self, *, y: str, x: Columns, epsilon: float) -> Preview:
+        body = self._model_body("linear_regression", epsilon, x=as_list(x), y=y)
+        return Preview.from_answer(self._gw.runner.post("/v1/models/preview", body))
+
+    def preview_pca(self, *, columns: Columns, n_components: int, epsilon: float) -> Preview:
+        body = self._model_body("pca", epsilon, columns=as_list(columns),
+                                components=n_components)
+        return Preview.from_answer(self._gw.runner.post("/v1/models/preview", body))
+
+    def _checked_names(self, names: Sequence[str], role: str) -> None:
+        known = self.columns
+        for name in names if known else ():
+            if name not in known:
+                raise InvalidRequest(
+                    _("dataset {dataset} has no column {name} ({role})").format(
+                        dataset=self.name, name=name, role=role) + did_you_mean(name, known),
+                    status=422)
 
     # -- display -------------------------------------------------------------------------
 

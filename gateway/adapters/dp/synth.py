@@ -87,6 +87,34 @@ def check_caps(policy: Policy, encoded: Sequence[Encoded], rows: int) -> None:
         )
 
 
+def _guard_aim_steps() -> None:
+    """Let AIM stop when its last step is too small to calibrate.
+
+    OpenDP 0.16's AIM ends on a step with whatever budget is left; when that is a sliver,
+    the search for its selection's noise scale raises (it only expects ValueError) and the
+    whole fit fails after it was charged. Returning None there is OpenDP's own "no step
+    fits" answer: AIM stops, having spent at most its budget. Only construction is guarded
+    (no data is read there), so the privacy accounting is unchanged.
+    """
+    from opendp.extras.mbi import _aim
+
+    original = _aim._make_aim_select
+    if getattr(original, "dpsandbox_guard", False):
+        return
+
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return original(*args, **kwargs)
+        except dp.OpenDPException:
+            return None
+
+    guarded.dpsandbox_guard = True  # type: ignore[attr-defined]
+    _aim._make_aim_select = guarded
+
+
+_guard_aim_steps()
+
+
 def _algorithm(method: str, tuning: Tuning) -> Any:
     estimator = partial(_mirror_descent, iters=tuning.iters)
     if method == "aim":
