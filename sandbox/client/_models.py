@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -53,6 +53,11 @@ def release_fields(answer: Mapping[str, Any]) -> dict[str, Any]:
     return {**stored, **answer}
 
 
+def _charged(answer: Mapping[str, Any]) -> float:
+    """Epsilon charged: a direct answer says so; a reviewed release's view gives its cost."""
+    return float(answer.get("epsilon_charged", answer.get("epsilon")) or 0.0)
+
+
 def _matrix(X: Any, names: Sequence[str]) -> np.ndarray:
     if isinstance(X, pd.DataFrame):
         missing = [n for n in names if n not in X.columns]
@@ -79,16 +84,14 @@ class DPLinearRegression:
     epsilon_charged: float
     release_id: str
     cached: bool = False
-    accuracy: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_answer(cls, answer: Mapping[str, Any]) -> DPLinearRegression:
         f = release_fields(answer)
         return cls(coef_=np.asarray(f["coef_"], dtype=float), intercept_=float(f["intercept_"]),
                    feature_names_in_=list(f["x"]), target=str(f["y"]),
-                   epsilon_charged=float(answer.get("epsilon_charged") or 0.0),
-                   release_id=str(answer.get("id")), cached=bool(answer.get("cached")),
-                   accuracy=dict(f.get("model_accuracy") or {}))
+                   epsilon_charged=_charged(answer), release_id=str(answer.get("id")),
+                   cached=bool(answer.get("cached")))
 
     @property
     def n_features_in_(self) -> int:
@@ -127,10 +130,10 @@ class DPPCA:
         arr = lambda key: np.asarray(f[key], dtype=float)  # noqa: E731
         return cls(components_=arr("components_"), explained_variance_=arr("explained_variance_"),
                    explained_variance_ratio_=arr("explained_variance_ratio_"), mean_=arr("mean_"),
-                   feature_names_in_=list(f["columns"]), scale_lower=arr("scale_lower"),
+                   feature_names_in_=list(f["feature_names_in_"]), scale_lower=arr("scale_lower"),
                    scale_span=arr("scale_span"), n_samples_=int(f.get("n_samples") or 0),
-                   epsilon_charged=float(answer.get("epsilon_charged") or 0.0),
-                   release_id=str(answer.get("id")), cached=bool(answer.get("cached")))
+                   epsilon_charged=_charged(answer), release_id=str(answer.get("id")),
+                   cached=bool(answer.get("cached")))
 
     @property
     def n_components_(self) -> int:
@@ -160,6 +163,6 @@ def synthetic_frame(answer: Mapping[str, Any], policy_columns: Mapping[str, Any]
     frame.attrs.update(synthetic=True, differentially_private=True, release_id=answer.get("id"),
                        note=f.get("note"), marginals=f.get("marginals") or [],
                        method=f.get("method"), cached=bool(answer.get("cached")),
-                       epsilon_charged=float(answer.get("epsilon_charged") or 0.0),
-                       delta_charged=float(answer.get("delta_charged") or 0.0))
+                       epsilon_charged=_charged(answer),
+                       delta_charged=float(answer.get("delta_charged", answer.get("delta")) or 0))
     return frame

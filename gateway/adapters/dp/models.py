@@ -41,6 +41,7 @@ from gateway.adapters.dp.measure import Loss, translated, within
 from gateway.domain.budget import Budget
 from gateway.domain.errors import InternalError, InvalidRequest, UnsupportedQuery
 from gateway.domain.query import queryable_column
+from gateway.domain.text import _l
 from gateway.policy import Policy
 
 dp.enable_features("idealized-numerics")  # OpenDP's PCA asserts it (see module docstring)
@@ -85,24 +86,37 @@ class ModelPlan:
 def _numeric(policy: Policy, name: str, role: str) -> tuple[float, float]:
     col = queryable_column(policy, name, role)
     if col.type not in ("int", "float"):
-        raise UnsupportedQuery(f"{role} needs numeric columns; {name} is {col.type}")
+        raise UnsupportedQuery(
+            _l(
+                "%(role)s needs numeric columns; %(column)s is %(type)s",
+                role=role,
+                column=name,
+                type=col.type,
+            )
+        )
     if col.bounds is None:
         raise UnsupportedQuery(
-            f"column {name} has no bounds in policy {policy.name}, so a model cannot use it"
+            _l(
+                "column %(column)s has no bounds in policy %(policy)s, so a model cannot use it",
+                column=name,
+                policy=policy.name,
+            )
         )
     lo, hi = col.bounds
     if lo == hi:
-        raise UnsupportedQuery(f"column {name} has a single value in its bounds; it cannot be fitted")
+        raise UnsupportedQuery(
+            _l("column %(column)s has a single value in its bounds; it cannot be fitted", column=name)
+        )
     return float(lo), float(hi)
 
 
 def _unit(policy: Policy, loss: Budget) -> int:
     if policy.privacy_unit.id_column is not None:
         raise UnsupportedQuery(
-            "models need a privacy unit of a bounded number of rows; this dataset's unit is an id column"
+            _l("models need a privacy unit of a bounded number of rows; this dataset's unit is an id column")
         )
     if loss.delta_units:
-        raise InvalidRequest("models run under pure DP and need no delta; leave delta out")
+        raise InvalidRequest(_l("models run under pure DP and need no delta; leave delta out"))
     return policy.privacy_unit.max_contributions
 
 
@@ -120,10 +134,10 @@ def _reader(parquet: Path, bounds: dict[str, tuple[float, float]]) -> Callable[[
 def plan_regression(policy: Policy, *, parquet: Path, x: Sequence[str], y: str, loss: Budget) -> ModelPlan:
     if isinstance(x, str) or len(x) != 1:
         raise UnsupportedQuery(
-            "linear_regression fits one x column (OpenDP's DP Theil-Sen); name exactly one"
+            _l("linear_regression fits one x column (OpenDP's DP Theil-Sen); name exactly one")
         )
     if x[0] == y:
-        raise InvalidRequest("x and y must be different columns")
+        raise InvalidRequest(_l("x and y must be different columns"))
     x_bounds, y_bounds = _numeric(policy, x[0], "x"), _numeric(policy, y, "y")
     d_in = _unit(policy, loss)
     epsilon = loss.epsilon_float
@@ -188,11 +202,17 @@ def plan_pca(
     policy: Policy, *, parquet: Path, columns: Sequence[str], components: int, loss: Budget
 ) -> ModelPlan:
     if isinstance(columns, str) or not 2 <= len(columns) <= MAX_PCA_COLUMNS:
-        raise InvalidRequest(f"pca needs 2 to {MAX_PCA_COLUMNS} columns")
+        raise InvalidRequest(_l("pca needs 2 to %(max)s columns", max=MAX_PCA_COLUMNS))
     if len(set(columns)) != len(columns):
-        raise InvalidRequest("columns must be distinct")
+        raise InvalidRequest(_l("columns must be distinct"))
     if isinstance(components, bool) or not isinstance(components, int) or not 1 <= components <= len(columns):
-        raise InvalidRequest(f"components must be an integer from 1 to {len(columns)}, got {components!r}")
+        raise InvalidRequest(
+            _l(
+                "components must be an integer from 1 to %(max)s, got %(value)s",
+                max=len(columns),
+                value=repr(components),
+            )
+        )
     bounds = {name: _numeric(policy, name, "pca") for name in columns}
     d_in = _unit(policy, loss)
     epsilon = loss.epsilon_float * SLACK
@@ -235,7 +255,7 @@ def plan_pca(
     def finish(out: Any) -> dict[str, Any]:
         size, model = out
         return {
-            "columns": list(columns),
+            "feature_names_in_": list(columns),
             "n_samples": size,
             "components_": np.asarray(model.components_).tolist(),
             "explained_variance_": np.asarray(model.explained_variance_).tolist(),

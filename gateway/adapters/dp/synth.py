@@ -47,6 +47,7 @@ from gateway.adapters.dp.synth_columns import (
 )
 from gateway.domain.budget import Budget
 from gateway.domain.errors import InternalError, InvalidRequest, UnsupportedQuery
+from gateway.domain.text import _l
 from gateway.policy import Policy
 
 METHODS = ("aim", "mst")
@@ -57,8 +58,8 @@ MARGINAL_CELLS_SHOWN = 2000  # a measured marginal's noisy counts are listed up 
 class Tuning:
     """Optimiser settings (post-processing only: they never change what is charged)."""
 
-    iters: int = 1000  # Private-PGM mirror descent steps per fit
-    aim_rounds: int | None = None  # None: OpenDP's default, 16 x the number of columns
+    iters: int = 500  # Private-PGM mirror descent steps per fit (its default: 1000)
+    aim_rounds: int | None = 32  # OpenDP's default (None) is 16 x the number of columns
     aim_max_size: float = 80.0  # MB, AIM's cap on the model it builds
 
 
@@ -69,21 +70,35 @@ class SyntheticRelease:
     marginals: list[dict[str, Any]]
     categories: dict[str, list[Any]]
     note: str | None
+    method: str
 
 
 def check_caps(policy: Policy, encoded: Sequence[Encoded], rows: int) -> None:
     limits = policy.synthetic
     if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
-        raise InvalidRequest(f"rows must be a positive integer, got {rows!r}")
+        raise InvalidRequest(_l("rows must be a positive integer, got %(value)s", value=repr(rows)))
     if rows > limits.max_rows:
-        raise InvalidRequest(f"rows {rows} is over this dataset's cap of {limits.max_rows}")
+        raise InvalidRequest(
+            _l("rows %(rows)s is over this dataset's cap of %(cap)s", rows=rows, cap=limits.max_rows)
+        )
     if len(encoded) > limits.max_columns:
-        raise InvalidRequest(f"{len(encoded)} columns is over this dataset's cap of {limits.max_columns}")
+        raise InvalidRequest(
+            _l(
+                "%(count)s columns is over this dataset's cap of %(cap)s",
+                count=len(encoded),
+                cap=limits.max_columns,
+            )
+        )
     size = domain_size(encoded)
+    size_text, cap_text = f"{size:,}", f"{limits.max_domain_size:,}"
     if size > limits.max_domain_size:
         raise InvalidRequest(
-            f"the columns span {size:,} category combinations, over this dataset's cap of "
-            f"{limits.max_domain_size:,}; use fewer columns or fewer bins"
+            _l(
+                "the columns span %(size)s category combinations, over this dataset's cap of "
+                "%(cap)s; use fewer columns or fewer bins",
+                size=size_text,
+                cap=cap_text,
+            )
         )
 
 
@@ -121,7 +136,9 @@ def _algorithm(method: str, tuning: Tuning) -> Any:
         return dp.mbi.AIM(estimator=estimator, rounds=tuning.aim_rounds, max_size=tuning.aim_max_size)
     if method == "mst":
         return dp.mbi.MST(estimator=estimator)
-    raise InvalidRequest(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    raise UnsupportedQuery(
+        _l("method must be one of %(methods)s, got %(value)s", methods=", ".join(METHODS), value=repr(method))
+    )
 
 
 def _mirror_descent(domain: Any, loss_fn: Any, *, potentials: Any = None, iters: int) -> Any:
@@ -210,6 +227,7 @@ class SyntheticPlan:
             marginals=_marginals(table),
             categories={e.name: [*e.labels(), None] for e in self.encoded},
             note=BIN_NOTE if any(e.binned for e in self.encoded) else None,
+            method=self.method,
         )
 
 
@@ -251,8 +269,10 @@ def plan_synthetic(
     algorithm = _algorithm(method, tuning)
     if policy.privacy_unit.id_column is not None:
         raise UnsupportedQuery(
-            "synthetic data needs a privacy unit of a bounded number of rows; this dataset's "
-            "unit is an id column"
+            _l(
+                "synthetic data needs a privacy unit of a bounded number of rows; this dataset's "
+                "unit is an id column"
+            )
         )
     d_in = policy.privacy_unit.max_contributions
     epsilon, delta = loss.epsilon_float, loss.delta_float

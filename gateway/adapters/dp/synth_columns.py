@@ -26,11 +26,12 @@ import polars as pl
 
 from gateway.domain.errors import InvalidRequest, UnsupportedQuery
 from gateway.domain.query import queryable_column
+from gateway.domain.text import N_, _l
 from gateway.policy import Column, Policy
 
 DEFAULT_BINS = 10
 MAX_BINS = 64
-BIN_NOTE = (
+BIN_NOTE = N_(
     "numeric columns were cut into equal-width bins of their policy bounds; each synthetic "
     "value is the midpoint of its bin (an int column's middle integer), not an observed value"
 )
@@ -70,11 +71,13 @@ def _fmt(value: float) -> str:
 
 def encode_columns(policy: Policy, columns: Sequence[str], *, bins: int) -> list[Encoded]:
     if not columns:
-        raise InvalidRequest("name at least one column")
+        raise InvalidRequest(_l("name at least one column"))
     if len(set(columns)) != len(columns):
-        raise InvalidRequest("columns must be distinct")
+        raise InvalidRequest(_l("columns must be distinct"))
     if isinstance(bins, bool) or not isinstance(bins, int) or not 2 <= bins <= MAX_BINS:
-        raise InvalidRequest(f"bins must be an integer from 2 to {MAX_BINS}, got {bins!r}")
+        raise InvalidRequest(
+            _l("bins must be an integer from 2 to %(max)s, got %(value)s", max=MAX_BINS, value=repr(bins))
+        )
     return [_encode(name, queryable_column(policy, name, "synthetic"), bins) for name in columns]
 
 
@@ -95,8 +98,11 @@ def _encode(name: str, col: Column, bins: int) -> Encoded:
         edges = tuple(lo + (hi - lo) * i / bins for i in range(bins)) + (hi,)
         return Encoded(name, col.type, tuple(range(bins)), edges)
     raise UnsupportedQuery(
-        f"column {name} has no public categories or bounds in the policy, so synthetic data "
-        "cannot cover it (its values are not public)"
+        _l(
+            "column %(column)s has no public categories or bounds in the policy, so synthetic data "
+            "cannot cover it (its values are not public)",
+            column=name,
+        )
     )
 
 
