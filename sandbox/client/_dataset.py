@@ -186,11 +186,12 @@ class Dataset:
 
     def _synthetic_body(self, rows: int, columns: Columns, epsilon: float, delta: float | None,
                         method: str, bins: int) -> dict[str, Any]:
-        body = {"dataset": self.name, "columns": as_list(columns), "rows": rows,
-                "epsilon": epsilon, "method": method, "bins": bins}
+        names = as_list(columns)
+        self._checked_names(names, "synthetic")
+        body: dict[str, Any] = {"dataset": self.name, "columns": names, "rows": rows,
+                                "epsilon": epsilon, "method": method, "bins": bins}
         if delta is not None:
             body["delta"] = delta
-        self._checked_names(body["columns"], "synthetic")
         return body
 
     def synthetic(self, *, rows: int, columns: Columns, epsilon: float,
