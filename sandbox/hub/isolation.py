@@ -3,7 +3,9 @@
 Kept apart from the spawner so they can be read (and tested) on their own:
 
 - ``system_username`` maps a hub username to a safe system account name;
-- ``bwrap_command`` builds the bubblewrap command line of one sandbox;
+- ``SandboxLayout`` / ``bwrap_command`` build the bubblewrap command line of one
+  sandbox (an allow-listed file system, own namespaces, seccomp), and
+  ``account_files`` the passwd, group and hosts files it sees;
 - ``children_of`` / ``descendants_of`` walk the process tree through ``/proc``,
   which is how the spawner finds the server inside bubblewrap to signal it.
 """
@@ -13,18 +15,18 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
     "SandboxError",
     "SandboxLayout",
+    "account_files",
     "bwrap_command",
     "children_of",
     "descendants_of",
     "is_alive",
-    "reachable_by",
     "signal_process",
     "system_username",
 ]
@@ -59,93 +61,118 @@ def system_username(hub_name: str, prefix: str = "dps-") -> str:
     return f"{prefix}{slug}-{digest}"
 
 
+# What of /etc a sandbox sees (read-only, where the host has it): the loader, TLS roots,
+# time zone, name-service and locale basics, fonts, MIME types, the interpreter's own.
+# passwd, group and hosts are generated (``account_files``), so no other account shows.
+ETC_ALLOWED = (
+    "alternatives", "bash.bashrc", "ca-certificates", "ca-certificates.conf",
+    "debian_version", "fonts", "gai.conf", "host.conf", "inputrc", "ld.so.cache", "ld.so.conf",
+    "ld.so.conf.d", "locale.alias", "localtime", "mime.types", "nsswitch.conf", "os-release",
+    "profile", "protocols", "python3", "python3.11", "services", "ssl", "timezone",
+)  # fmt: skip
+# System directories (bound read-only, or recreated as the symlinks they are on merged-/usr).
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+# Enough of /sys for libraries that count CPUs; nothing else of it.
+SYS_ALLOWED = ("/sys/devices/system/cpu",)
+
+
 @dataclass(frozen=True)
 class SandboxLayout:
-    """What one sandbox sees of the host's file system."""
+    """What one sandbox sees of the host's file system: an allow-list.
+
+    Nothing of the host appears unless named here: the system directories, the
+    allowed part of /etc, ``readonly`` (the sandbox environment), the analyst's
+    own home (writable), the hub's runtime directory (``run_dir``, its relay
+    sockets) and private, size-limited ``/tmp`` and ``/var/tmp``.
+    """
 
     home: Path  # host directory that becomes the analyst's writable home
     sandbox_home: Path  # where it appears inside the sandbox
-    hidden: Sequence[Path] = ()  # replaced by empty read-only tmpfs (or /dev/null for files)
-    empty: Sequence[Path] = (Path("/home"), Path("/root"))  # other homes: empty tmpfs
-    private_tmp: Sequence[Path] = (Path("/tmp"), Path("/var/tmp"))  # noqa: S108
-    readonly: Sequence[Path] = ()  # bound back read-only, e.g. a sandbox env under a hidden path
+    readonly: Sequence[Path] = ()  # bound read-only at the same path, e.g. the sandbox env
+    run_dir: Path | None = None  # the hub's relay sockets, bound read-only at ``run_target``
+    run_target: Path = Path("/run/dpsandbox")
+    tmp_size: int | None = None  # bytes of each private tmpfs; None: the kernel's default
     hostname: str = "sandbox"
-    extra_args: Sequence[str] = field(default_factory=tuple)
+    system_dirs: Sequence[str] = SYSTEM_DIRS
+    etc: Sequence[str] = ETC_ALLOWED
+    sys_dirs: Sequence[str] = SYS_ALLOWED
 
 
-def reachable_by(path: Path, uid: int, gids: Collection[int]) -> bool:
-    """Whether a user can look ``path`` up: search permission on every parent.
-
-    A hidden path that its user cannot even reach needs no mount (and bubblewrap,
-    running as that user, could not make one).
-    """
-    for parent in reversed(Path(os.path.realpath(path)).parents):
-        try:
-            st = parent.stat()
-        except OSError:
-            return False
-        if st.st_uid == uid:
-            bit = 0o100
-        elif st.st_gid in gids:
-            bit = 0o010
-        else:
-            bit = 0o001
-        if not st.st_mode & bit:
-            return False
-    return True
+def account_files(
+    *, user: str, uid: int, group: str, gid: int, home: Path, hosts: Sequence[str] = ()
+) -> dict[str, bytes]:
+    """/etc/passwd, /etc/group and /etc/hosts of a sandbox: root, the analyst, nobody."""
+    passwd = (
+        "root:x:0:0:root:/root:/usr/sbin/nologin\n"
+        f"{user}:x:{uid}:{gid}::{home}:/bin/bash\n"
+        "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+    )
+    groups = f"root:x:0:\n{group}:x:{gid}:\nnogroup:x:65534:\n"
+    names = " ".join(dict.fromkeys(["localhost", *hosts]))
+    return {
+        "/etc/passwd": passwd.encode(),
+        "/etc/group": groups.encode(),
+        "/etc/hosts": f"127.0.0.1 {names}\n".encode(),
+    }
 
 
-def _covered(path: Path, by: Iterable[Path]) -> bool:
-    return any(path == p or p in path.parents for p in by)
-
-
-def _hide_args(layout: SandboxLayout) -> list[str]:
-    """Mounts that replace hidden directories (files: /dev/null) on top of the ro root."""
+def _system_args(layout: SandboxLayout) -> list[str]:
     args: list[str] = []
-    done: list[Path] = [*layout.private_tmp, *layout.empty]
-    for raw in layout.hidden:
-        path = Path(os.path.realpath(raw))
-        if _covered(path, done) or not path.exists():
-            # Under a private tmpfs already, or nothing to hide.
-            continue
-        if path.is_dir():
-            args += ["--tmpfs", str(path), "--remount-ro", str(path)]
-        else:
-            args += ["--ro-bind", "/dev/null", str(path)]
-        done.append(path)
+    for name in layout.system_dirs:
+        path = Path(name)
+        if path.is_symlink():
+            args += ["--symlink", os.readlink(path), name]
+        elif path.is_dir():
+            args += ["--ro-bind", name, name]
+    for name in layout.etc:
+        if (Path("/etc") / name).exists():
+            args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
+    for name in layout.sys_dirs:
+        if Path(name).is_dir():
+            args += ["--ro-bind", name, name]
     return args
 
 
-def bwrap_command(bwrap: str, layout: SandboxLayout, command: Sequence[str]) -> list[str]:
+def bwrap_command(
+    bwrap: str,
+    layout: SandboxLayout,
+    command: Sequence[str],
+    *,
+    data_fds: Mapping[str, int] | None = None,
+    seccomp_fd: int | None = None,
+) -> list[str]:
     """The full ``bwrap ... -- command`` line of one sandbox.
 
-    ``/`` is a read-only bind; ``/dev``, ``/proc`` and the temporary directories
-    are private; other users' homes and every hidden path are empty tmpfs; only
-    the analyst's own home is writable.  New PID, IPC and UTS namespaces; the
-    sandbox dies with the hub.
+    ``data_fds`` maps a path inside the sandbox to a file descriptor whose content
+    becomes that (read-only) file, e.g. the generated /etc/passwd; ``seccomp_fd``
+    holds the compiled seccomp filter.  New PID, IPC, UTS, network and (where the
+    kernel has them) cgroup namespaces; the root is read-only; the sandbox dies
+    with the hub.  The caller passes the descriptors on (``pass_fds``).
     """
-    args = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-    for tmp in layout.private_tmp:
-        if Path(tmp).is_dir():
-            args += ["--tmpfs", str(tmp)]
-    for empty in layout.empty:
-        if Path(empty).is_dir():
-            args += ["--tmpfs", str(empty)]
-    args += _hide_args(layout)
+    args = [bwrap, *_system_args(layout), "--dev", "/dev", "--proc", "/proc"]
+    for tmp in ("/tmp", "/var/tmp"):  # noqa: S108
+        if layout.tmp_size:
+            args += ["--size", str(layout.tmp_size)]
+        args += ["--tmpfs", tmp]
     for path in layout.readonly:
         args += ["--ro-bind", str(path), str(path)]
+    if layout.run_dir is not None:
+        args += ["--ro-bind", str(layout.run_dir), str(layout.run_target)]
+    for target, fd in (data_fds or {}).items():
+        args += ["--ro-bind-data", str(fd), target]
     args += [
         "--bind", str(layout.home), str(layout.sandbox_home),
+        "--remount-ro", "/",
         "--chdir", str(layout.sandbox_home),
-        "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+        "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net",
+        "--unshare-cgroup-try",
         "--hostname", layout.hostname,
         "--die-with-parent",
         "--new-session",
-        *layout.extra_args,
-        "--",
-        *command,
     ]  # fmt: skip
-    return args
+    if seccomp_fd is not None:
+        args += ["--seccomp", str(seccomp_fd)]
+    return [*args, "--", *command]
 
 
 def _ppid(stat_line: str) -> int:

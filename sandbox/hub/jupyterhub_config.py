@@ -9,7 +9,8 @@
 #   DPSANDBOX_PROXY_API_PORT    proxy's API port (default 8001)
 #   DPSANDBOX_SANDBOX_ENV       the sandboxes' Python env (default /opt/dpsandbox/sandbox-env)
 #   DPSANDBOX_SANDBOX_ISOLATION bubblewrap (default) or none (development only, logged loudly)
-#   DPSANDBOX_SANDBOX_MEM_LIMIT / _CPU_LIMIT   per-sandbox limits (default 4G, 1 CPU)
+#   DPSANDBOX_SANDBOX_MEM_LIMIT / _CPU_LIMIT / _PIDS_LIMIT   per-sandbox limits
+#                               (default 4G, 1 CPU, 1024 processes and threads)
 #   DPSANDBOX_IDLE_TIMEOUT      seconds before an idle server is culled (default 3600)
 # The same file serves the production profiles in docs/deploy/, which override
 # the spawner class.
@@ -81,6 +82,7 @@ c.SandboxSpawner.sandbox_env = str(settings.sandbox_env)
 c.SandboxSpawner.isolation = os.environ.get("DPSANDBOX_SANDBOX_ISOLATION", "bubblewrap")
 c.SandboxSpawner.mem_limit = os.environ.get("DPSANDBOX_SANDBOX_MEM_LIMIT", "4G")
 c.SandboxSpawner.cpu_limit = float(os.environ.get("DPSANDBOX_SANDBOX_CPU_LIMIT", "1"))
+c.SandboxSpawner.pids_limit = int(os.environ.get("DPSANDBOX_SANDBOX_PIDS_LIMIT", "1024"))
 c.Spawner.default_url = "/lab"
 c.Spawner.start_timeout = 60
 c.Spawner.http_timeout = 60
@@ -115,13 +117,14 @@ if c.SandboxSpawner.isolation == "none":
     )
 elif os.geteuid() != 0:
     print(
-        "[dpsandbox] the hub does not run as root: every sandbox runs as this user with "
-        "bubblewrap alone (data, state and secrets hidden, PID namespace private; "
-        "no per-analyst users, no cgroup limits)",
+        "[dpsandbox] isolation: bubblewrap without root: every sandbox runs as this user "
+        "(allow-listed files, own network/PID namespaces, seccomp; no per-analyst users, "
+        "no cgroup limits, no disk quota)",
         file=sys.stderr,
     )
 else:
     print(
-        "[dpsandbox] sandboxes: one system user per analyst, bubblewrap, cgroup limits",
+        "[dpsandbox] isolation: bubblewrap as root (one system user per analyst, allow-listed "
+        "files, own network/PID/IPC/UTS/cgroup namespaces, seccomp, cgroup limits)",
         file=sys.stderr,
     )

@@ -1,20 +1,25 @@
 """Spawn each analyst's Jupyter server isolated: own system user, bubblewrap, cgroups.
 
-What one sandbox is (design.md, "Isolation"):
+The fallback isolation where no Docker engine runs (design.md, "Isolation"):
 
 - a system user per analyst (``dps-<name>``), created on first spawn when the hub
   runs as root; without root every sandbox runs as the hub's user, with a
   private home under the hub's state directory, and the hub says so;
-- the server wrapped in bubblewrap: ``/`` read-only, private ``/tmp``, ``/dev``
-  and ``/proc``, other homes, the gateway's ``DPSANDBOX_HOME`` and the hub's
-  state replaced by empty tmpfs, new PID/IPC/UTS namespaces, kernels over IPC
-  sockets;
-- cgroup v1 memory/CPU/pids limits where the host allows;
-- an egress filter (nftables, by socket owner): new connections only to the
-  gateway and the hub API, since embedded sandboxes share the host's network;
+- the server wrapped in bubblewrap with an allow-listed file system (system
+  directories, part of /etc, the sandbox environment, its own home, private
+  size-limited /tmp; generated passwd/group without the other accounts), new
+  PID/IPC/UTS/network/cgroup namespaces and a seccomp filter (``seccomp.py``);
+- its own network namespace: nothing it binds is visible to the host; it
+  reaches the gateway and the hub API only through the hub's relay sockets
+  (``relay.py``), and the proxy reaches the server through a socket the hub
+  bound on the host and handed in (``sandbox_init.py``);
+- cgroup v1 or v2 memory/CPU/pids limits where the host allows;
 - a clean environment: the sandbox venv's PATH, no hub PATH or VIRTUAL_ENV, no
   ``DPSANDBOX_*`` secrets, only the gateway URL and a short-lived
-  ``scope: sandbox`` token obtained from the gateway.
+  ``scope: sandbox`` token obtained from the gateway, revoked when it stops.
+
+``isolation = "none"`` (development only) runs servers as plain processes; there
+the nftables egress filter (``firewall.py``) is what limits their connections.
 
 bubblewrap does not forward signals to the process it wraps, so ``stop`` finds
 the server inside the sandbox through ``/proc`` and signals it directly: the
@@ -26,19 +31,24 @@ and the cgroup is swept at the end, so no process of the analyst survives.
 from __future__ import annotations
 
 import asyncio
+import grp
 import hashlib
+import ipaddress
 import os
 import pwd
 import shutil
 import signal
+import socket
+import tempfile
 from pathlib import Path
 from subprocess import Popen
 from typing import Any, ClassVar
+from urllib.parse import urlsplit, urlunsplit
 
 from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
 from jupyterhub.utils import random_port
 from traitlets import Any as AnyTrait
-from traitlets import Bool, CaselessStrEnum, Integer, List, Unicode, default
+from traitlets import Bool, CaselessStrEnum, Integer, Unicode, default
 
 from .accounts import account_exists, ensure_analyst_account
 from .cgroups import CgroupLimits, CgroupUnavailable, SandboxCgroup
@@ -46,18 +56,37 @@ from .firewall import FirewallUnavailable, SandboxFirewall, endpoint_of
 from .isolation import (
     SandboxError,
     SandboxLayout,
+    account_files,
     bwrap_command,
     children_of,
     is_alive,
-    reachable_by,
     signal_process,
     system_username,
 )
 from .language import sandbox_language, templates_source
+from .relay import SANDBOX_INIT, SANDBOX_RUN_DIR, HostRelay, RelayError
+from .seccomp import SeccompUnavailable, seccomp_filter_fd
 from .settings import HubSettings
 from .tokens import SandboxTokenError, revoke_sandbox_token, sandbox_token_for, token_id
 
 __all__ = ["SandboxSpawner"]
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _on_loopback(url: str) -> str:
+    """``url`` as a sandbox reaches it: an IP address becomes 127.0.0.1 (names resolve
+    to it through the sandbox's /etc/hosts, so TLS names stay valid)."""
+    parts = urlsplit(url)
+    if not _is_ip(parts.hostname or ""):
+        return url
+    return urlunsplit(parts._replace(netloc=f"127.0.0.1:{parts.port or 80}"))
 
 
 class SandboxSpawner(LocalProcessSpawner):
@@ -67,8 +96,11 @@ class SandboxSpawner(LocalProcessSpawner):
     _announced: ClassVar[set[str]] = set()  # modes whose announcement was logged (once)
     _firewall_lock: ClassVar[asyncio.Lock] = asyncio.Lock()  # one nftables change at a time
     _bwrap_ok: ClassVar[set[int]] = set()  # uids for which a bubblewrap probe succeeded
+    _relays: ClassVar[dict[str, HostRelay]] = {}  # runtime dir -> the hub's relay sockets
 
-    # -- this sandbox's state; what stop() needs is kept by get_state() across hub restarts
+    # -- this sandbox's state; what stop() needs is kept by get_state() across hub restarts.
+    # Not reset by clear_state(), which LocalProcessSpawner.poll() calls as soon as the
+    # process is gone: _sweep() still needs it then, and resets it once done.
     sandbox_token = Unicode("", help="The token given to the running server (not saved).")
     token_jti = Unicode("", help="jti of that token, revoked at the gateway on stop (saved).")
     filtered_uid = Integer(
@@ -115,16 +147,16 @@ class SandboxSpawner(LocalProcessSpawner):
         gateway). The env variable DPSANDBOX_HUB_SECRET takes precedence.""",
     ).tag(config=True)
 
-    hidden_paths = List(
-        Unicode(),
-        default_value=["/run", "/var/lib", "/var/log", "/var/backups", "/srv", "/mnt", "/media"],
-        help="""More host paths replaced by an empty read-only tmpfs in every sandbox
-        (files are replaced by /dev/null). DPSANDBOX_HOME, the hub state, other homes
-        and /root are always hidden.""",
+    home_root = Unicode("/home", help="Where analysts' homes are created (as root).").tag(config=True)
+
+    runtime_dir = Unicode(
+        help="""Directory of the hub's relay sockets (gateway.sock, hub.sock), bound read-only
+        into every sandbox at /run/dpsandbox. Default: /run/dpsandbox-<hash of the hub
+        state dir> as root, else $TMPDIR/dpsandbox-<uid>-<hash>.""",
     ).tag(config=True)
 
-    home_root = Unicode(
-        "/home", help="Where analysts' homes are created, and what is emptied in sandboxes."
+    tmp_size = Integer(
+        1024**3, help="Size of a sandbox's private /tmp and /var/tmp, each (bytes; 0: no limit)."
     ).tag(config=True)
 
     templates_dir = Unicode(
@@ -141,17 +173,20 @@ class SandboxSpawner(LocalProcessSpawner):
         1024, help="Most processes and threads a sandbox may have (cgroup pids.max); 0: no limit."
     ).tag(config=True)
 
-    cgroup_root = Unicode("/sys/fs/cgroup", help="Mount point of the cgroup v1 hierarchies.").tag(config=True)
+    cgroup_root = Unicode(
+        "/sys/fs/cgroup", help="Mount point of the cgroup v1 hierarchies or the v2 unified one."
+    ).tag(config=True)
 
     network = CaselessStrEnum(
         ["gateway-only", "host"],
         default_value="gateway-only",
-        help="""What a sandbox may connect to (embedded mode shares the host's network).
+        help="""What a server run with isolation = "none" may connect to. (Under bubblewrap a
+        sandbox always has its own network namespace and reaches the gateway and the
+        hub API alone, through the hub's relay.)
 
         "gateway-only" (default): with root and nftables, new connections from a
         sandbox user's sockets are refused except to the gateway and the hub API
-        (a filter per hub, by socket owner). "host": no filter; a sandbox can reach
-        every address the host can, e.g. a database that trusts local TCP.
+        (a filter per hub, by socket owner). "host": no filter.
         """,
     ).tag(config=True)
 
@@ -183,6 +218,13 @@ class SandboxSpawner(LocalProcessSpawner):
         return os.environ.get("DPSANDBOX_HUB_SECRET_FILE") or str(
             Path(self.dpsandbox_home) / "state" / "hub_secret"
         )
+
+    @default("runtime_dir")
+    def _runtime_dir_default(self) -> str:
+        digest = hashlib.sha256(str(Path(self.hub_state_dir).absolute()).encode()).hexdigest()[:10]
+        if self.as_root:
+            return f"/run/dpsandbox-{digest}"
+        return str(Path(tempfile.gettempdir()) / f"dpsandbox-{os.geteuid()}-{digest}")
 
     @default("cmd")
     def _cmd_default(self) -> list[str]:
@@ -265,12 +307,15 @@ class SandboxSpawner(LocalProcessSpawner):
         if self.isolation == "none":
             return
         if self.as_root:
-            self.log.info("Sandboxes: one system user per analyst + bubblewrap + cgroups")
+            self.log.info(
+                "Sandboxes: bubblewrap (one system user per analyst, allow-listed files, own "
+                "network/PID/IPC/UTS/cgroup namespaces, seccomp, cgroup limits)"
+            )
         else:
             self.log.warning(
                 "The hub does not run as root: every sandbox runs as %s with bubblewrap "
-                "alone (data, state and secrets still hidden, PID namespace still private; "
-                "no per-analyst users, no cgroup limits)",
+                "alone (allow-listed files, own network and PID namespaces, seccomp; "
+                "no per-analyst users, no cgroup limits, no disk quota)",
                 self.system_user,
             )
 
@@ -295,6 +340,10 @@ class SandboxSpawner(LocalProcessSpawner):
         if self.isolation == "bubblewrap":
             # Runtime files (kernel connection files, IPC sockets) in the private /tmp.
             env["JUPYTER_RUNTIME_DIR"] = "/tmp/jupyter-runtime"  # noqa: S108
+            # Inside, the gateway and the hub API are on the sandbox's own loopback.
+            for key in ("DPSANDBOX_GATEWAY_URL", "JUPYTERHUB_API_URL", "JUPYTERHUB_ACTIVITY_URL"):
+                if key in env:
+                    env[key] = _on_loopback(env[key])
         return env
 
     def get_args(self) -> list[str]:
@@ -316,20 +365,87 @@ class SandboxSpawner(LocalProcessSpawner):
     # ------------------------------------------------------------------ isolation
 
     def _layout(self) -> SandboxLayout:
-        hidden = [Path(self.dpsandbox_home), Path(self.hub_state_dir), Path(self.hub_secret_file)]
-        hidden += [Path(p) for p in self.hidden_paths]
-        account = pwd.getpwnam(self.system_user)
-        gids = os.getgrouplist(account.pw_name, account.pw_gid)
-        hidden = [p for p in hidden if reachable_by(p, account.pw_uid, gids)]
         return SandboxLayout(
             home=self._host_home(),
             sandbox_home=self.sandbox_home,
-            hidden=hidden,
-            empty=(Path(self.home_root), Path("/root")),
-            # Readable wherever it lives, even under a hidden or emptied path.
             readonly=(Path(self.sandbox_env),),
-            hostname="sandbox",
+            run_dir=Path(self.runtime_dir),
+            run_target=SANDBOX_RUN_DIR,
+            tmp_size=self.tmp_size or None,
         )
+
+    def _hub_api_url(self) -> str:
+        return self.hub_connect_url or self.hub.api_url
+
+    def _sandbox_files(self) -> dict[str, bytes]:
+        """passwd, group (the analyst alone) and hosts (service names on loopback)."""
+        account = pwd.getpwnam(self.system_user)
+        try:
+            group = grp.getgrgid(account.pw_gid).gr_name
+        except KeyError:
+            group = account.pw_name
+        names = {urlsplit(u).hostname or "" for u in (self.gateway_url, self._hub_api_url())}
+        return account_files(
+            user=account.pw_name, uid=account.pw_uid, group=group, gid=account.pw_gid,
+            home=self.sandbox_home, hosts=sorted(n for n in names if n and not _is_ip(n)),
+        )  # fmt: skip
+
+    async def _start_relay(self) -> None:
+        """The hub's relay sockets to the gateway and the hub API (once per hub process)."""
+        relay = self._relays.get(self.runtime_dir)
+        if relay is None:
+            relay = HostRelay(
+                Path(self.runtime_dir),
+                gateway=endpoint_of(self.gateway_url),
+                hub_api=endpoint_of(self._hub_api_url()),
+            )
+            self._relays[self.runtime_dir] = relay
+        try:
+            await relay.start()
+        except (RelayError, OSError) as exc:
+            raise SandboxError(f"cannot set up the sandboxes' network relay: {exc}") from exc
+
+    def _bind_door(self) -> socket.socket:
+        """The host socket the proxy reaches the server through; the sandbox listens on it."""
+        door = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        door.bind((self.ip or "127.0.0.1", self.port))  # port 0: a free one, no race
+        self.port = int(door.getsockname()[1])
+        return door
+
+    def _bubblewrap_command(self, bwrap: str, door: socket.socket) -> tuple[list[str], list[int]]:
+        """The server's command line in bubblewrap and the descriptors it must inherit.
+
+        The caller closes the descriptors once the process has started.
+        """
+        gateway_port = endpoint_of(self.gateway_url)[1]
+        hub_port = endpoint_of(self._hub_api_url())[1]
+        if gateway_port == hub_port:
+            raise SandboxError("the gateway and the hub API must listen on different ports")
+        fds: list[int] = []
+        try:
+            data = {}
+            for target, content in self._sandbox_files().items():
+                fd = os.memfd_create("dpsandbox-file", 0)
+                fds.append(fd)
+                os.write(fd, content)
+                os.lseek(fd, 0, os.SEEK_SET)
+                data[target] = fd
+            seccomp = seccomp_filter_fd()
+            fds.append(seccomp)
+        except (SeccompUnavailable, OSError) as exc:
+            for fd in fds:
+                os.close(fd)
+            raise SandboxError(f"cannot prepare the sandbox: {exc}") from exc
+        init = [
+            str(Path(self.sandbox_env) / "bin" / "python"), "-I", "-S",
+            str(SANDBOX_RUN_DIR / SANDBOX_INIT.name),
+            "--listen-fd", str(door.fileno()), "--port", str(self.port),
+            "--forward", f"{gateway_port}={SANDBOX_RUN_DIR / 'gateway.sock'}",
+            "--forward", f"{hub_port}={SANDBOX_RUN_DIR / 'hub.sock'}",
+            "--", *self.cmd, *self.get_args(),
+        ]  # fmt: skip
+        command = bwrap_command(bwrap, self._layout(), init, data_fds=data, seccomp_fd=seccomp)
+        return command, fds
 
     def _bwrap(self) -> str:
         found = shutil.which(self.bwrap_path)
@@ -347,7 +463,8 @@ class SandboxSpawner(LocalProcessSpawner):
             return
         proc = await asyncio.create_subprocess_exec(
             bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-            "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--", "/bin/true",
+            "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net",
+            "--unshare-cgroup-try", "--", "/bin/true",
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             preexec_fn=preexec, cwd="/",
         )  # fmt: skip
@@ -401,6 +518,10 @@ class SandboxSpawner(LocalProcessSpawner):
             f"dpsandbox_{hashlib.sha256(state.encode()).hexdigest()[:10]}", nft=self.nft_path
         )
 
+    def _filtered_mode(self) -> bool:
+        """Only plain processes (isolation = "none") share the host's network and need nftables."""
+        return self.isolation == "none" and self.network != "host"
+
     async def _restrict_network(self, uid: int) -> None:
         """Let the sandbox's user connect to the gateway and the hub API only."""
         if self.network == "host":
@@ -449,32 +570,37 @@ class SandboxSpawner(LocalProcessSpawner):
             )
         self.sandbox_token = await self._fetch_sandbox_token()
         self.token_jti = token_id(self.sandbox_token)
-        await self._restrict_network(uid)
+        if self.isolation == "none":
+            await self._restrict_network(uid)
         cgroup = await self._setup_cgroup()
         self.cgroup_join = cgroup.join_fn() if cgroup else None
 
-    async def _command(self) -> tuple[list[str], str]:
-        """The command line of the server and the directory it starts in."""
-        command = [*self.cmd, *self.get_args()]
-        if self.isolation == "bubblewrap":
-            bwrap = self._bwrap()
-            await self._probe_bwrap(bwrap, self.make_preexec_fn(self.system_user))
-            return bwrap_command(bwrap, self._layout(), command), "/"
+    def _plain_command(self) -> list[str]:
         self.log.warning(
             "ISOLATION DISABLED (c.SandboxSpawner.isolation = 'none'): %s's server runs "
             "as a plain process of %s and can read whatever that user can",
             self.user.name,
             self.system_user,
         )
-        return command, str(self._host_home())
-
-    async def start(self) -> tuple[str, int]:
         if self.port == 0:
             self.port = random_port()
+        return [*self.cmd, *self.get_args()]
+
+    async def start(self) -> tuple[str, int]:
         self.needs_sweep = True
+        door: socket.socket | None = None
+        fds: list[int] = []
         try:
             await self._prepare()
-            command, cwd = await self._command()
+            if self.isolation == "bubblewrap":
+                bwrap = self._bwrap()
+                await self._probe_bwrap(bwrap, self.make_preexec_fn(self.system_user))
+                await self._start_relay()
+                door = self._bind_door()
+                command, fds = self._bubblewrap_command(bwrap, door)
+                cwd = "/"
+            else:
+                command, cwd = self._plain_command(), str(self._host_home())
             self.log.info("Spawning sandbox of %s as %s", self.user.name, self.system_user)
             self.log.debug("Sandbox command: %s", command)
             self.proc = Popen(
@@ -483,11 +609,17 @@ class SandboxSpawner(LocalProcessSpawner):
                 start_new_session=True,
                 env=self.get_env(),
                 cwd=cwd,
+                pass_fds=[*fds, *([door.fileno()] if door else [])],
                 **self.popen_kwargs,
             )
         except BaseException:
             await self._sweep()
             raise
+        finally:
+            for fd in fds:
+                os.close(fd)
+            if door is not None:
+                door.close()  # the sandbox holds it now
         self.pid = self.proc.pid
         address = (self.ip or "127.0.0.1", self.port)
         await self._wait_listening(address)
@@ -517,6 +649,11 @@ class SandboxSpawner(LocalProcessSpawner):
         if status is not None and self.needs_sweep:
             # It ended by itself: the hub will not call stop(), so clean up here.
             await self._sweep()
+        elif status is None and self.isolation == "bubblewrap":
+            try:  # a restarted hub gives its running sandboxes their way out back
+                await self._start_relay()
+            except SandboxError as exc:
+                self.log.warning("%s", exc)
         return status
 
     def _server_pid(self) -> int | None:
@@ -574,7 +711,7 @@ class SandboxSpawner(LocalProcessSpawner):
         await asyncio.to_thread(cgroup.remove)
         # The uid put under the filter, even if its account was deleted meanwhile.
         uid = self.filtered_uid
-        if uid is None and self.network != "host" and account_exists(self.system_user):
+        if uid is None and self._filtered_mode() and account_exists(self.system_user):
             uid = pwd.getpwnam(self.system_user).pw_uid
         if uid is not None:
             async with self._firewall_lock:
@@ -616,9 +753,3 @@ class SandboxSpawner(LocalProcessSpawner):
         self.filtered_uid = state.get("filtered_uid")
         self.needs_sweep = bool(state.get("needs_sweep", False))
 
-    def clear_state(self) -> None:
-        super().clear_state()
-        self.token_jti = ""
-        self.sandbox_token = ""
-        self.filtered_uid = None
-        self.needs_sweep = False

@@ -106,6 +106,8 @@ class Hub:
     url: str
     proc: subprocess.Popen[bytes]
     log_path: Path
+    hub_api_port: int = 0
+    proxy_api_port: int = 0
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -197,7 +199,7 @@ def running_hub(
     """
     from sandbox.hub.run import start_hub, stop_hub
 
-    port = free_port()
+    port, hub_api_port, proxy_api_port = free_port(), free_port(), free_port()
     log_path = run_dir / f"hub-{port}.log"
     full_env = {**os.environ, **(env or {})}
     for name in ("DPSANDBOX_HUB_SECRET", "DPSANDBOX_SANDBOX_ISOLATION"):
@@ -207,8 +209,8 @@ def running_hub(
             gateway.home,
             gateway.url,
             port,
-            hub_api_port=free_port(),
-            proxy_api_port=free_port(),
+            hub_api_port=hub_api_port,
+            proxy_api_port=proxy_api_port,
             env=full_env,
             stdout=log.fileno(),
             stderr=subprocess.STDOUT,
@@ -216,9 +218,57 @@ def running_hub(
         url = f"http://127.0.0.1:{port}"
         try:
             wait_http(f"{url}/hub/api", proc=proc, ready=(200,))
-            yield Hub(url=url, proc=proc, log_path=log_path)
+            yield Hub(url=url, proc=proc, log_path=log_path, hub_api_port=hub_api_port,
+                      proxy_api_port=proxy_api_port)
         finally:
             stop_hub(proc)
+
+
+def restart_gateway(gateway: Gateway, run_dir: Path, *, down: float = 0) -> None:
+    """Stop the gateway, wait ``down`` seconds, start it again on the same port and home."""
+    gateway.proc.terminate()
+    gateway.proc.wait(15)
+    time.sleep(down)
+    port = gateway.url.rsplit(":", 1)[1]
+    with open(run_dir / "gateway.log", "ab") as log:
+        gateway.proc = subprocess.Popen(
+            [str(DPSANDBOX), "gateway", "--port", port],
+            env=gateway.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    wait_http(f"{gateway.url}/v1/datasets", proc=gateway.proc)
+
+
+def server_processes(hub_name: str) -> dict[int, list[str]]:
+    """The processes of ``hub_name``'s sandbox: pid -> command line."""
+    uid = pwd.getpwnam(system_username(hub_name)).pw_uid
+    found = {}
+    for pid in processes_of(uid):
+        try:
+            found[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        except OSError:
+            continue
+    return found
+
+
+def server_environ(hub_name: str) -> dict[str, str]:
+    """The environment the spawner gave ``hub_name``'s server (read from /proc as root)."""
+    for pid, cmdline in server_processes(hub_name).items():
+        if any(part.endswith("sandbox_init.py") for part in cmdline):
+            raw = Path(f"/proc/{pid}/environ").read_bytes().decode()
+            return dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
+    raise AssertionError(f"no sandbox of {hub_name} is running")
+
+
+def assert_tokens_refused(gateway: Gateway, tokens: list[str]) -> None:
+    query = {"dataset": "exam", "select": [{"agg": "count"}], "epsilon": 0.1}
+    deadline = time.monotonic() + 10
+    for held in tokens:
+        auth = {"Authorization": f"Bearer {held}"}
+        while httpx.get(f"{gateway.url}/v1/me", headers=auth).status_code != 401:
+            assert time.monotonic() < deadline, "the token still works after its server stopped"
+            time.sleep(0.2)
+        assert httpx.post(f"{gateway.url}/v1/queries", json=query, headers=auth).status_code == 401
+        assert httpx.post(f"{gateway.url}/v1/auth/refresh", headers=auth).status_code == 401
 
 
 def remove_system_user(hub_name: str) -> bool:

@@ -8,11 +8,21 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from sandbox.hub.isolation import system_username
 from tests.e2e.hubclient import HubBrowser
-from tests.e2e.support import PASSWORD, Gateway, Hub, processes_of, remove_system_user, running_hub
+from tests.e2e.support import (
+    PASSWORD,
+    Gateway,
+    Hub,
+    assert_tokens_refused,
+    processes_of,
+    remove_system_user,
+    running_hub,
+    server_environ,
+)
 
 pytestmark = pytest.mark.e2e
 IDLE_SECONDS = 20  # the culler then checks every 10 s (its shortest period here)
@@ -33,6 +43,9 @@ def test_an_idle_server_is_stopped_and_leaves_no_process(impatient_hub: Hub,
         browser.start_server()
         uid = pwd.getpwnam(system_username(name)).pw_uid
         assert processes_of(uid)
+        token = server_environ(name)["DPSANDBOX_TOKEN"]
+        refreshed = httpx.post(f"{gateway.url}/v1/auth/refresh",
+                               headers={"Authorization": f"Bearer {token}"}).json()["access_token"]
         deadline = time.monotonic() + IDLE_SECONDS + 60
         while time.monotonic() < deadline:
             if not browser.api("GET", f"/users/{name}").json().get("servers"):
@@ -47,6 +60,7 @@ def test_an_idle_server_is_stopped_and_leaves_no_process(impatient_hub: Hub,
         while processes_of(uid) and time.monotonic() < deadline:
             time.sleep(0.5)
         assert processes_of(uid) == []
+        assert_tokens_refused(gateway, [token, refreshed])  # culled: its tokens ended with it
     finally:
         browser.close()
         remove_system_user(name)

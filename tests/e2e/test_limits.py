@@ -15,11 +15,13 @@ from tests.e2e.support import PASSWORD, Gateway, Hub, remove_system_user, runnin
 
 pytestmark = pytest.mark.e2e
 LIMIT = "384M"
+PIDS = 96
 
 
 @pytest.fixture(scope="module")
 def small_hub(gateway: Gateway, sandbox_env: Path, e2e_dir: Path) -> Iterator[Hub]:
-    env = {"DPSANDBOX_SANDBOX_MEM_LIMIT": LIMIT, "DPSANDBOX_SANDBOX_CPU_LIMIT": "1"}
+    env = {"DPSANDBOX_SANDBOX_MEM_LIMIT": LIMIT, "DPSANDBOX_SANDBOX_CPU_LIMIT": "1",
+           "DPSANDBOX_SANDBOX_PIDS_LIMIT": str(PIDS)}
     with running_hub(gateway, e2e_dir, env=env) as hub:
         yield hub
 
@@ -46,6 +48,22 @@ def test_a_process_over_the_memory_limit_is_killed(small_hub: Hub, gateway: Gate
         line = next(x for x in out.splitlines() if x.startswith("RESULT"))
         assert line == "RESULT 45 -9", out  # the one over the limit was SIGKILLed (OOM)
         assert "RESULT" in kernel.execute("print('RESULT alive')")  # the kernel lives on
+        # The pids limit holds: threads beyond it cannot start, and the kernel lives on.
+        pids = Path(f"/sys/fs/cgroup/pids/dpsandbox/{account}/pids.max")
+        assert int(pids.read_text()) == PIDS
+        out = kernel.execute(
+            "import threading, time\n"
+            "stop, started = threading.Event(), 0\n"
+            "try:\n"
+            "    for _ in range(1000):\n"
+            "        threading.Thread(target=stop.wait, daemon=True).start(); started += 1\n"
+            "except RuntimeError as e:\n"
+            "    print('REFUSED', started, e)\n"
+            "stop.set()"
+        )
+        line = next(x for x in out.splitlines() if x.startswith("REFUSED"))
+        assert 0 < int(line.split()[1]) < PIDS, out
+        assert "RESULT" in kernel.execute("print('RESULT alive')")
     finally:
         if kernel is not None:
             kernel.close()

@@ -20,7 +20,7 @@ import pytest
 
 from sandbox.hub.isolation import system_username
 from tests.e2e.hubclient import HubBrowser, KernelError, KernelSession
-from tests.e2e.support import PASSWORD, Gateway, Hub, processes_of
+from tests.e2e.support import PASSWORD, Gateway, Hub, processes_of, server_processes
 
 # One worker runs them all, in order: they share one hub and the last ones stop it.
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-hub")]
@@ -106,7 +106,9 @@ def test_scenario_notebooks_wait_in_the_new_analysts_home(
     assert "04_credit_risk_restricted.ipynb" in listing["files"]
 
 
-def test_sandbox_runs_as_the_analysts_own_system_user(sandboxes: tuple[Sandbox, Sandbox]) -> None:
+def test_sandbox_runs_as_the_analysts_own_system_user(
+    sandboxes: tuple[Sandbox, Sandbox], sandbox_env: Path
+) -> None:
     first, second = sandboxes
     for box in sandboxes:
         seen = box.run_json(
@@ -119,8 +121,8 @@ def test_sandbox_runs_as_the_analysts_own_system_user(sandboxes: tuple[Sandbox, 
         assert seen["uid"] == box.account.pw_uid != 0
         assert seen["gid"] == box.account.pw_gid
         assert seen["home"] == box.account.pw_dir
-        assert seen["exe"].startswith("/opt/dpsandbox/sandbox-env/")
-        assert seen["path"].startswith("/opt/dpsandbox/sandbox-env/bin:")
+        assert seen["exe"].startswith(f"{sandbox_env}/")
+        assert seen["path"].startswith(f"{sandbox_env}/bin:")
         assert ".venv" not in seen["path"]
         assert "VIRTUAL_ENV" not in seen["env"]
         assert {k for k in seen["env"] if k.startswith("DPSANDBOX_")} == {
@@ -132,7 +134,7 @@ def test_sandbox_runs_as_the_analysts_own_system_user(sandboxes: tuple[Sandbox, 
 
 
 def test_gateway_files_hub_state_and_other_homes_are_hidden(
-    sandboxes: tuple[Sandbox, Sandbox], gateway: Gateway
+    sandboxes: tuple[Sandbox, Sandbox], gateway: Gateway, sandbox_env: Path
 ) -> None:
     first, second = sandboxes
     assert second.account is not None
@@ -171,8 +173,8 @@ print(json.dumps({p: look(p) for p in %r}))
         assert result in ([], "FileNotFoundError"), f"{what} visible in the sandbox: {result!r}"
     # And nothing can be written outside the analyst's home and /tmp.
     with pytest.raises(KernelError, match=r"Read-only file system|Permission denied"):
-        first.run("open('/opt/dpsandbox/sandbox-env/evil.py', 'w')")
-    with pytest.raises(KernelError, match="Read-only file system"):
+        first.run(f"open('{sandbox_env}/evil.py', 'w')")
+    with pytest.raises(KernelError, match=r"Read-only file system|No such file"):
         first.run(f"open('{gateway.home}/planted', 'w')")
 
 
@@ -229,8 +231,13 @@ def test_kernels_talk_over_ipc_sockets(sandboxes: tuple[Sandbox, Sandbox]) -> No
 def test_cgroup_limits_apply_to_the_sandbox(sandboxes: tuple[Sandbox, Sandbox]) -> None:
     box = sandboxes[0]
     assert box.account is not None
-    cgroup = box.run("print(open('/proc/self/cgroup').read())")
-    assert f"memory:/dpsandbox/{box.account.pw_name}" in cgroup
+    inside = box.run("import os; print(os.getpid(), open('/proc/self/cgroup').read())")
+    # Its own cgroup namespace: the kernel sees its group as the root, no neighbours' names.
+    assert "memory:/\n" in inside and "dpsandbox" not in inside
+    kernels = [pid for pid, cmd in server_processes(box.username).items() if "ipykernel_launcher" in cmd]
+    assert kernels
+    on_host = Path(f"/proc/{kernels[0]}/cgroup").read_text()
+    assert f"memory:/dpsandbox/{box.account.pw_name}" in on_host
     limit = Path(f"/sys/fs/cgroup/memory/dpsandbox/{box.account.pw_name}/memory.limit_in_bytes")
     if limit.exists():
         assert int(limit.read_text()) == 2**30
