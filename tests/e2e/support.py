@@ -8,6 +8,7 @@ The context managers start the real thing and clean up after it:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import secrets
@@ -282,7 +283,8 @@ def remove_system_user(hub_name: str) -> bool:
     except KeyError:
         return False
     for pid in processes_of(uid):  # only if something failed half-way
-        os.kill(pid, 9)
+        with contextlib.suppress(ProcessLookupError):  # ended meanwhile
+            os.kill(pid, 9)
     subprocess.run(["userdel", "--remove", account], capture_output=True, check=False)
     return True
 
