@@ -1,8 +1,13 @@
-"""Privacy budget as exact integers: epsilon in units of 1e-9, delta in units of 1e-18.
+"""Privacy budget as exact integers: epsilon in units of 1e-9, delta in units of 1e-18,
+rho (zero-concentrated DP) in units of 1e-12.
 
 Budgets are money-like: they are added and compared many times, so they are never
 accumulated as floats. A requested float is quantised once, and the quantised value is
 the one both spent in the mechanism and charged to the ledger.
+
+A budget is either pure / approximate DP (epsilon, delta) or zero-concentrated DP
+(rho, delta): a zCDP loss has ``rho_units > 0`` and no epsilon; its delta is what
+thresholded group keys spend (OpenDP's approximate zCDP).
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ EPSILON_UNIT = Decimal("1e-9")
 DELTA_UNIT = Decimal("1e-18")
 EPSILON_SCALE = 10**9
 DELTA_SCALE = 10**18
+RHO_UNIT = Decimal("1e-12")
+RHO_SCALE = 10**12
 
 
 def _to_units(value: float | str | Decimal, unit: Decimal, what: str) -> int:
@@ -35,10 +42,11 @@ def _to_units(value: float | str | Decimal, unit: Decimal, what: str) -> int:
 
 @dataclass(frozen=True, order=True)
 class Budget:
-    """An (epsilon, delta) pair held exactly."""
+    """An (epsilon, delta) pair, or a (rho, delta) pair under zCDP, held exactly."""
 
     epsilon_units: int = 0
     delta_units: int = 0
+    rho_units: int = 0
 
     @classmethod
     def of(cls, epsilon: float | str | Decimal, delta: float | str | Decimal = 0) -> Budget:
@@ -46,6 +54,24 @@ class Budget:
             _to_units(epsilon, EPSILON_UNIT, "epsilon"),
             _to_units(delta, DELTA_UNIT, "delta"),
         )
+
+    @classmethod
+    def zcdp(cls, rho: float | str | Decimal, delta: float | str | Decimal = 0) -> Budget:
+        return cls(0, _to_units(delta, DELTA_UNIT, "delta"), _to_units(rho, RHO_UNIT, "rho"))
+
+    @classmethod
+    def zcdp_loss(cls, rho: object, delta: object = 0) -> Budget:
+        """The loss a zCDP query asks to spend: rho > 0 and finite, delta in [0, 1)."""
+        if not isinstance(rho, int | float | str | Decimal):
+            raise InvalidRequest("rho must be a number")
+        if not isinstance(delta, int | float | str | Decimal):
+            raise InvalidRequest("delta must be a number")
+        loss = cls.zcdp(rho, delta)
+        if loss.rho_units <= 0:
+            raise InvalidRequest(f"rho must be greater than 0 (at least 1e-12), got {rho}")
+        if loss.delta_units < 0 or loss.delta_units >= DELTA_SCALE:
+            raise InvalidRequest(f"delta must be in [0, 1), got {delta}")
+        return loss
 
     @classmethod
     def query_loss(cls, epsilon: object, delta: object = 0) -> Budget:
@@ -70,6 +96,19 @@ class Budget:
         return Decimal(self.delta_units) * DELTA_UNIT
 
     @property
+    def rho(self) -> Decimal:
+        return Decimal(self.rho_units) * RHO_UNIT
+
+    @property
+    def rho_float(self) -> float:
+        return self.rho_units / RHO_SCALE
+
+    @property
+    def is_zcdp(self) -> bool:
+        """A zCDP loss (a query's); a grant says its accounting itself."""
+        return self.rho_units > 0 and self.epsilon_units == 0
+
+    @property
     def epsilon_float(self) -> float:
         return self.epsilon_units / EPSILON_SCALE
 
@@ -78,17 +117,20 @@ class Budget:
         return self.delta_units / DELTA_SCALE
 
     def __add__(self, other: Budget) -> Budget:
-        return Budget(self.epsilon_units + other.epsilon_units, self.delta_units + other.delta_units)
+        return Budget(self.epsilon_units + other.epsilon_units, self.delta_units + other.delta_units,
+                      self.rho_units + other.rho_units)
 
     def __sub__(self, other: Budget) -> Budget:
-        return Budget(self.epsilon_units - other.epsilon_units, self.delta_units - other.delta_units)
+        return Budget(self.epsilon_units - other.epsilon_units, self.delta_units - other.delta_units,
+                      self.rho_units - other.rho_units)
 
     def covers(self, cost: Budget) -> bool:
-        return self.epsilon_units >= cost.epsilon_units and self.delta_units >= cost.delta_units
+        return (self.epsilon_units >= cost.epsilon_units and self.delta_units >= cost.delta_units
+                and self.rho_units >= cost.rho_units)
 
     def split(self, parts: int) -> Budget:
         """An even share; the remainder stays unspent, so shares never add up to more."""
-        return Budget(self.epsilon_units // parts, self.delta_units // parts)
+        return Budget(self.epsilon_units // parts, self.delta_units // parts, self.rho_units // parts)
 
 
 def fmt_epsilon(units: int) -> float:
@@ -97,3 +139,7 @@ def fmt_epsilon(units: int) -> float:
 
 def fmt_delta(units: int) -> float:
     return units / DELTA_SCALE
+
+
+def fmt_rho(units: int) -> float:
+    return units / RHO_SCALE

@@ -11,8 +11,10 @@ Modules (private to the package; import from here):
 - :mod:`.units`: one noisy expression per aggregate (null handling).
 - :mod:`.measure`: OpenDP measurements, privacy maps, release; OpenDP errors translated once.
 - :mod:`.results`: released frames -> rows in the spec's order, and accuracy.
+- :mod:`.conversion`: zCDP's rho <-> (epsilon, delta), by OpenDP's conversion.
 """
 
+from gateway.adapters.dp.conversion import epsilon_for_rho, rho_for_epsilon, rho_units_for_epsilon
 from gateway.adapters.dp.engine import Engine, Plan, Release
 
-__all__ = ["Engine", "Plan", "Release"]
+__all__ = ["Engine", "Plan", "Release", "epsilon_for_rho", "rho_for_epsilon", "rho_units_for_epsilon"]

@@ -129,7 +129,9 @@ def _bin_index(name: str, edges: Sequence[float]) -> pl.Expr:
     return _balanced(steps, lambda a, b: a + b) if steps else pl.lit(0, dtype=pl.UInt32)
 
 
-def compile_spec(spec: QuerySpec, policy: Policy) -> Blueprint:
+def compile_spec(spec: QuerySpec, policy: Policy, *, gaussian: bool = False) -> Blueprint:
+    """``gaussian``: the plan will run under zCDP (Gaussian noise), which changes how a mean
+    splits its share between its sum and its count."""
     validate(spec, policy)  # the domain's rules, again: the engine never trusts its caller
     for agg in spec.select:
         _check_int_bounds(agg, policy)
@@ -150,7 +152,7 @@ def compile_spec(spec: QuerySpec, policy: Policy) -> Blueprint:
         group_by=spec.group_by,
         keys=group_keys,
         predicate=_predicate(spec.where, policy),
-        stages=_stages(spec, policy, group_keys),
+        stages=_stages(spec, policy, group_keys, gaussian),
     )
 
 
@@ -189,14 +191,17 @@ def _group_keys(group_by: Sequence[str], policy: Policy) -> pl.DataFrame | None:
     return reduce(lambda left, right: left.join(right, how="cross"), frames)
 
 
-def _stages(spec: QuerySpec, policy: Policy, keys: pl.DataFrame | None) -> tuple[Stage, ...]:
+def _stages(
+    spec: QuerySpec, policy: Policy, keys: pl.DataFrame | None, gaussian: bool
+) -> tuple[Stage, ...]:
     by = tuple(spec.group_by)
     private = bool(by) and keys is None
     plain = [a for a in spec.select if a.agg != "histogram"]
     stages = []
     if plain:
         units = [
-            aggregate_unit(f"__a{i}", agg, _column(policy, agg), policy.max_rows, position=i)
+            aggregate_unit(f"__a{i}", agg, _column(policy, agg), policy.max_rows, position=i,
+                           gaussian=gaussian)
             for i, agg in enumerate(spec.select)
             if agg.agg != "histogram"
         ]

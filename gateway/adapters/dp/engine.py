@@ -12,6 +12,11 @@ key thresholds are computed in closed form from OpenDP's own privacy map, cached
 (dataset version, query shape, loss), and every measurement's privacy map is checked
 against the loss before a plan is returned (fail closed: :class:`InternalError`).
 
+Accounting: a loss with epsilon plans pure DP (Laplace-type noise); a loss with rho
+(``Budget.zcdp``) plans zero-concentrated DP (Gaussian-type noise), approximate zCDP when
+keys are thresholded. :func:`~gateway.adapters.dp.conversion.epsilon_for_rho` and
+:func:`~gateway.adapters.dp.conversion.rho_for_epsilon` convert with OpenDP.
+
 Group keys: columns with public keys (categories, bool, small int ranges) release every
 public key combination, joined in as a public key set, with no delta; otherwise only keys
 whose noisy count clears OpenDP's threshold are released, spending delta.
@@ -108,18 +113,20 @@ class Engine:
     ) -> Plan:
         """Validate-compile the spec into OpenDP measurement(s) over pl.scan_parquet(parquet),
         reading no data. Raises UnsupportedQuery / InvalidRequest with user-facing messages."""
-        bp = compile_spec(spec, policy)
+        zcdp = loss.is_zcdp
+        bp = compile_spec(spec, policy, gaussian=zcdp)
         if bp.thresholded and loss.delta_units == 0:
             raise InvalidRequest(
                 f"group_by {', '.join(spec.group_by)} has no public keys, so its keys are "
                 "released only above a noisy threshold, which needs delta > 0"
             )
-        total: Loss = (loss.epsilon_float, loss.delta_float if bp.thresholded else 0.0)
+        primary = loss.rho_float if zcdp else loss.epsilon_float
+        total: Loss = (primary, loss.delta_float if bp.thresholded else 0.0)
         budgets = _budgets(spec, bp, total)
-        key = (version, _shape(spec, policy), loss.epsilon_units, loss.delta_units)
+        key = (version, _shape(spec, policy), loss.epsilon_units, loss.delta_units, loss.rho_units)
         with translated("plan"):
             _check_schema(bp, parquet)
-            space = make_space(bp, approximate=bp.thresholded)
+            space = make_space(bp, approximate=bp.thresholded, zcdp=zcdp)
             calibrations = self._cache.get(key)
             if calibrations is None:
                 calibrations = tuple(
@@ -208,8 +215,13 @@ class Plan:
         self.output_columns = self.spec.output_columns
 
     @property
+    def zcdp(self) -> bool:
+        return self.space.zcdp
+
+    @property
     def spent(self) -> Loss:
-        """(epsilon, delta) the measurements spend, by OpenDP's privacy maps."""
+        """(epsilon, delta), or (rho, delta) under zCDP, that the measurements spend, by
+        OpenDP's privacy maps (zCDP and its approximate form compose by adding)."""
         return (
             sum(s[0] for s in self.spent_by_stage),
             sum(s[1] for s in self.spent_by_stage),
@@ -223,7 +235,7 @@ class Plan:
             cached = {}
             with translated("plan"):
                 for measurement in self.measurements:
-                    cached.update(accuracy_by_alias(measurement, alpha))
+                    cached.update(accuracy_by_alias(measurement, alpha, gaussian=self.zcdp))
             self._accuracy[alpha] = cached
         return cached
 

@@ -7,12 +7,17 @@ that compiled must release; anything else is a bug or a dataset that no longer m
 registration).
 
 Calibration avoids OpenDP's generic ``resolve()`` search. Each unit of a stage (one
-aggregate of the spec, or the hidden count that releases private keys) adds Laplace-type
-noise whose privacy loss is ``sensitivity / scale`` (linear in ``1/scale``). The sensitivity
-is read from OpenDP's own privacy map by one probe per unit (the unit at scale 1, every
-other unit at a negligible-loss scale), the scale then follows in closed form, the key
-threshold likewise from the discrete Laplace tail, and the final measurement's privacy map
-is checked against the requested loss (fail closed).
+aggregate of the spec, or the hidden count that releases private keys) adds noise whose
+privacy loss is ``sensitivity / scale`` under pure DP (Laplace-type noise, epsilon) and
+``sensitivity^2 / (2 scale^2)`` under zero-concentrated DP (Gaussian-type noise, rho):
+OpenDP picks the distribution from the output measure. The unit's loss at scale 1 is read
+from OpenDP's own privacy map by one probe per unit (the unit at scale 1, every other unit
+at a negligible-loss scale), the scale then follows in closed form, the key threshold
+likewise from the discrete Laplace or Gaussian tail, and the final measurement's privacy
+map is checked against the requested loss (fail closed).
+
+Under zCDP a thresholded stage runs under OpenDP's approximate zCDP: its loss is
+(rho, delta), delta being what the key threshold spends.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Any
 
 os.environ["RUST_BACKTRACE"] = "0"  # before opendp loads: a backtrace costs ~80 ms per error
@@ -46,10 +52,11 @@ PROBE_SCALE = 1e30  # noise so wide that a unit at this scale adds ~0 to a probe
 PROBE_THRESHOLD = 2**32 - 1  # OpenDP's own choice while it searches for a scale
 HEADROOM = 1 + 1e-9  # scales are widened by this factor so float rounding never overspends
 MAX_THRESHOLD_STEPS = 64
+EXACT_GAUSSIAN_SCALE = 2.0**14  # OpenDP's discrete-Gaussian accuracy is O(scale) to compute
 MIN_KEY_SCALE = 0.01  # OpenDP's tail bound overflows exp() below ~1/700; more noise is safe
 _ATOM = {pl.Int64: "i64", pl.Float64: "f64", pl.String: "String", pl.Boolean: "bool"}
 
-Loss = tuple[float, float]  # (epsilon, delta); delta is 0 under pure DP
+Loss = tuple[float, float]  # (epsilon, delta), or (rho, delta) under zCDP; delta 0 without keys
 
 
 def _atom(dtype: Any) -> Any:
@@ -75,6 +82,7 @@ class Space:
     d_in: int
     measure: Any
     approximate: bool
+    zcdp: bool = False
 
 
 def _clean(exc: Exception) -> str:
@@ -103,7 +111,7 @@ def translated(phase: str) -> Iterator[None]:
         raise InternalError(f"the DP engine failed while releasing the query: {detail}") from exc
 
 
-def make_space(bp: Blueprint, *, approximate: bool) -> Space:
+def make_space(bp: Blueprint, *, approximate: bool, zcdp: bool = False) -> Space:
     series = [
         dp.series_domain(name, dp.option_domain(_atom(dtype)))
         for name, dtype in bp.columns.items()
@@ -121,8 +129,10 @@ def make_space(bp: Blueprint, *, approximate: bool) -> Space:
         metric, d_in = dp.symmetric_distance(), bp.max_contributions
     else:
         metric, d_in = dp.symmetric_id_distance(bp.id_column), 1
-    measure = dp.approximate(dp.max_divergence()) if approximate else dp.max_divergence()
-    return Space(domain, metric, d_in, measure, approximate)
+    measure = dp.zero_concentrated_divergence() if zcdp else dp.max_divergence()
+    if approximate:
+        measure = dp.approximate(measure)
+    return Space(domain, metric, d_in, measure, approximate, zcdp)
 
 
 def make_measurement(
@@ -156,12 +166,13 @@ def calibrate(space: Space, bp: Blueprint, stage: Stage, budget: Loss) -> Calibr
     for index in range(n_units):
         probe = [PROBE_SCALE] * n_units
         probe[index] = 1.0
-        sensitivity = loss_of(
+        at_one = loss_of(
             space, make_measurement(space, bp, stage, probe, probe_threshold)
         )[0]
-        if not (math.isfinite(sensitivity) and sensitivity > 0):
-            raise InternalError(f"calibration probe returned a loss of {sensitivity}")
-        scales.append(sensitivity * n_units / budget[0] * HEADROOM)
+        if not (math.isfinite(at_one) and at_one > 0):
+            raise InternalError(f"calibration probe returned a loss of {at_one}")
+        share = at_one * n_units / budget[0]  # loss at scale 1 over the unit's share
+        scales.append((math.sqrt(share) if space.zcdp else share) * HEADROOM)
     threshold = None
     if stage.thresholded:
         scales[stage.key_unit] = max(scales[stage.key_unit], MIN_KEY_SCALE)
@@ -169,14 +180,21 @@ def calibrate(space: Space, bp: Blueprint, stage: Stage, budget: Loss) -> Calibr
     return Calibration(tuple(scales), threshold)
 
 
-def _first_threshold(scale: float, delta: float, *, per_group: int, groups: int) -> int:
-    """Smallest t with P(discrete Laplace(scale) > t - per_group) <= delta / groups.
+def _first_threshold(
+    scale: float, delta: float, *, per_group: int, groups: int, gaussian: bool
+) -> int:
+    """Smallest t with P(noise(scale) > t - per_group) <= delta / groups.
 
     OpenDP charges 1 - (1 - tail)^groups <= groups * tail for the keys an individual can
-    touch (``groups``), where tail = exp(-d / scale) / (1 + exp(-1 / scale)), d = t - per_group.
+    touch (``groups``). Discrete Laplace: tail = exp(-d / scale) / (1 + exp(-1 / scale)),
+    d = t - per_group; discrete Gaussian: about the normal tail at d / scale (the caller
+    then checks OpenDP's own map and raises t where needed).
     """
     target = delta / groups
-    distance = scale * -math.log(target * (1 + math.exp(-1 / scale)))
+    if gaussian:
+        distance = scale * NormalDist().inv_cdf(1 - target) if target < 0.5 else 0.0
+    else:
+        distance = scale * -math.log(target * (1 + math.exp(-1 / scale)))
     return per_group + max(1, math.ceil(distance))
 
 
@@ -186,7 +204,8 @@ def _threshold(
     contributions = bp.max_contributions
     per_group = min(contributions, bp.max_rows)
     threshold = _first_threshold(
-        scales[stage.key_unit], budget[1], per_group=per_group, groups=contributions
+        scales[stage.key_unit], budget[1], per_group=per_group, groups=contributions,
+        gaussian=space.zcdp,
     )
     for _ in range(MAX_THRESHOLD_STEPS):
         if threshold >= PROBE_THRESHOLD:
@@ -196,19 +215,43 @@ def _threshold(
             return threshold
         threshold += max(1, math.ceil(scales[stage.key_unit] / 8))
     raise UnsupportedQuery(
-        f"delta {budget[1]:g} is too small to release private group keys with this epsilon; "
-        "raise delta or epsilon"
+        f"delta {budget[1]:g} is too small to release private group keys with this "
+        f"{'rho' if space.zcdp else 'epsilon'}; raise delta or {'rho' if space.zcdp else 'epsilon'}"
     )
 
 
-def accuracy_by_alias(measurement: Any, alpha: float) -> dict[str, float | None]:
-    """OpenDP's (1 - alpha) noise half-width for each noisy column of one measurement."""
-    summary = dp.summarize_polars_measurement(measurement, alpha)
+def accuracy_by_alias(measurement: Any, alpha: float, *, gaussian: bool = False) -> dict[str, float | None]:
+    """OpenDP's (1 - alpha) noise half-width for each noisy column of one measurement.
+
+    Gaussian noise (zCDP) is summarised without alpha and each column's half-width taken
+    from :func:`gaussian_accuracy`: OpenDP's discrete-Gaussian figure sums the distribution
+    term by term, which takes seconds at the scales of wide sums.
+    """
+    if not gaussian:
+        summary = dp.summarize_polars_measurement(measurement, alpha)
+        return {str(c): None if v is None else float(v)
+                for c, v in summary.select("column", "accuracy").iter_rows()}
+    summary = dp.summarize_polars_measurement(measurement)
     out: dict[str, float | None] = {}
-    for row in summary.select("column", "accuracy").iter_rows():
-        column, value = row
-        out[str(column)] = None if value is None else float(value)
+    for column, distribution, scale in summary.select("column", "distribution", "scale").iter_rows():
+        integer = str(distribution) == "Integer Gaussian"
+        known = "Gaussian" in str(distribution) and scale is not None
+        out[str(column)] = gaussian_accuracy(float(scale), alpha, integer=integer) if known else None
     return out
+
+
+def gaussian_accuracy(scale: float, alpha: float, *, integer: bool) -> float:
+    """Half-width of the (1 - alpha) interval of (discrete) Gaussian noise at ``scale``.
+
+    OpenDP's exact discrete figure up to EXACT_GAUSSIAN_SCALE; above it, OpenDP's continuous
+    figure rounded up, plus 1 for the discrete support (never below the exact figure: at
+    such scales the two differ by less than 1).
+    """
+    if not integer:
+        return float(dp.gaussian_scale_to_accuracy(scale, alpha))
+    if scale <= EXACT_GAUSSIAN_SCALE:
+        return float(dp.discrete_gaussian_scale_to_accuracy(scale, alpha))
+    return float(math.ceil(dp.gaussian_scale_to_accuracy(scale, alpha)) + 1)
 
 
 def release_all(

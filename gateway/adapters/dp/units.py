@@ -8,7 +8,8 @@ source scan has already turned float NaN into null.
   nothing). Integer columns are summed exactly as integers; floats in fixed point (see
   :class:`Summand`), so neither carries OpenDP's float rounding slack.
 - ``mean`` is a noisy sum over a noisy count of the non-null values, their noise scales in
-  the ratio that minimises the mean's error (:func:`mean_scale_ratio`).
+  the ratio that minimises the mean's error (:func:`mean_scale_ratio`; Laplace noise under
+  pure DP, Gaussian under zCDP, where OpenDP picks the noise from the output measure).
 - ``quantile`` ignores nulls; candidates come from the bounds: every integer of an int
   range of at most ``QUANTILE_POINTS`` values, else an evenly spaced grid.
 - ``histogram`` (built in compiler) counts non-null values in ``[lo, hi)`` bins.
@@ -60,12 +61,13 @@ def frame_len(alias: str) -> Exprs:
 
 
 def aggregate_unit(
-    alias: str, agg: Aggregate, col: Column | None, max_rows: int, *, position: int
+    alias: str, agg: Aggregate, col: Column | None, max_rows: int, *, position: int,
+    gaussian: bool = False,
 ) -> Unit:
-    return replace(_unit(alias, agg, col, max_rows), position=position)
+    return replace(_unit(alias, agg, col, max_rows, gaussian), position=position)
 
 
-def _unit(alias: str, agg: Aggregate, col: Column | None, max_rows: int) -> Unit:
+def _unit(alias: str, agg: Aggregate, col: Column | None, max_rows: int, gaussian: bool) -> Unit:
     if agg.column is None or col is None:
         return Unit(agg, "count", (alias,), frame_len(alias))
     name = agg.column
@@ -78,7 +80,7 @@ def _unit(alias: str, agg: Aggregate, col: Column | None, max_rows: int) -> Unit
     if agg.agg == "sum":
         make = _sum(summand, alias)
         return Unit(agg, "sum", (alias,), make, integer=summand.integer, factor=summand.factor)
-    ratio = mean_scale_ratio(*col.bounds) * summand.factor
+    ratio = mean_scale_ratio(*col.bounds, gaussian=gaussian) * summand.factor
     total, count = _sum(summand, f"{alias}_s"), _count(name, f"{alias}_n")
     return Unit(
         agg,
@@ -128,19 +130,23 @@ def summand_of(name: str, col: Column, max_rows: int) -> Summand:
     return Summand(scaled.fill_null(pl.lit(0, dtype=pl.Int64)), bounds, factor, False)
 
 
-def mean_scale_ratio(lo: float, hi: float) -> float:
+def mean_scale_ratio(lo: float, hi: float, *, gaussian: bool = False) -> float:
     """Noise scale of a mean's sum over that of its count.
 
-    The mean's error is about (noise_sum - mean * noise_count) / count. Minimising its
-    variance under sensitivity_sum / scale_sum + 1 / scale_count = epsilon gives
-    scale_sum / scale_count = (sensitivity_sum * mean^2)^(1/3); the mean is taken as the
-    bounds' midpoint (at least a quarter of their width). OpenDP's ``dp.mean`` uses one
-    scale for both, which drowns the count in noise when the bounds are wide.
+    The mean's error is about (noise_sum - mean * noise_count) / count. With Laplace noise,
+    minimising its variance under sensitivity_sum / scale_sum + 1 / scale_count = epsilon
+    gives scale_sum / scale_count = (sensitivity_sum * mean^2)^(1/3); with Gaussian noise
+    under zCDP, (sensitivity_sum^2 / scale_sum^2 + 1 / scale_count^2) / 2 = rho gives
+    (sensitivity_sum * mean)^(1/2). The mean is taken as the bounds' midpoint (at least a
+    quarter of their width). OpenDP's ``dp.mean`` uses one scale for both, which drowns the
+    count in noise when the bounds are wide.
     """
     sensitivity = max(abs(lo), abs(hi))
     typical = max(abs(lo + hi) / 2, (hi - lo) / 4)
     if sensitivity == 0 or typical == 0:
         return 1.0
+    if gaussian:
+        return float((sensitivity * typical) ** 0.5)
     return float((sensitivity * typical**2) ** (1 / 3))
 
 
