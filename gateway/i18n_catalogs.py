@@ -153,6 +153,14 @@ def problems(source: CatalogSource) -> list[str]:
     return found
 
 
+def _frozen(value: object) -> object:
+    return tuple(value) if isinstance(value, list | tuple) else value
+
+
+def _messages(catalog: Catalog) -> dict[object, object]:
+    return {_frozen(m.id): _frozen(m.string) for m in catalog if m.id}
+
+
 def _mo_problems(source: CatalogSource, locale: str, catalog: Catalog) -> Iterable[str]:
     mo = source.mo(locale)
     if not mo.exists():
@@ -161,7 +169,7 @@ def _mo_problems(source: CatalogSource, locale: str, catalog: Catalog) -> Iterab
     with mo.open("rb") as handle:
         shipped = read_mo(handle)
     expected = read_mo(io.BytesIO(compiled(catalog)))
-    if {m.id: m.string for m in shipped if m.id} != {m.id: m.string for m in expected if m.id}:
+    if _messages(shipped) != _messages(expected):
         yield f"{mo.relative_to(ROOT)} is older than its .po: run `make i18n`"
 
 

@@ -31,6 +31,7 @@ class _Strict(BaseModel):
 class Column(_Strict):
     type: ColumnType
     description: str = ""
+    description_zh: str = ""  # the same in Simplified Chinese (shown to zh readers)
     bounds: tuple[float, float] | None = None
     categories: list[str | int | bool] | None = None
     nullable: bool = False
@@ -102,7 +103,9 @@ class SyntheticLimits(_Strict):
 class Policy(_Strict):
     name: str = Field(pattern=NAME_PATTERN)
     title: str = Field(min_length=1)
+    title_zh: str = ""  # Simplified Chinese title and description, for zh readers
     description: str = ""
+    description_zh: str = ""
     domain: str = "general"
     source: str = Field(min_length=1)
     access: Literal["open", "conditional", "restricted"]

@@ -65,6 +65,13 @@ class ApprovalBody(Body):
     epsilon: float | None = None
     days: int | None = None
     note: str = Field(default="", max_length=4000)
+    extend_grant: str | None = Field(default=None, max_length=32)  # grow this grant instead
+
+
+class ExtendBody(Body):
+    epsilon: float
+    days: int | None = None
+    note: str = Field(default="", max_length=4000)
 
 
 class RejectionBody(Body):

@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
-from gateway.domain.errors import Conflict, Forbidden
+from gateway.domain.errors import Conflict, Forbidden, InvalidRequest
+from gateway.domain.text import Text
+from gateway.domain.text import lazy_gettext as _l
 
 ROLES = ("researcher", "enterprise", "admin", "auditor")
 ANALYST_ROLES = ("researcher", "enterprise")
@@ -38,3 +40,15 @@ def check_not_own(*, actor: str, owner: str, what: str) -> None:
     """Separation of duties: nobody decides on their own application or query."""
     if actor == owner:
         raise Forbidden(f"you cannot decide on your own {what}")
+
+
+REVOKE_NEEDS_REASON = _l("revoking a grant needs a reason: the analyst sees it")
+DISABLE_NEEDS_REASON = _l("disabling an account needs a reason: it is kept in the audit log")
+
+
+def require_reason(reason: str | None, refusal: Text) -> str:
+    """An irreversible action says why (kept in the audit log, shown to whom it concerns)."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidRequest(refusal)
+    return reason

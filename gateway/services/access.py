@@ -32,6 +32,7 @@ from gateway.adapters.db import Store
 from gateway.adapters.db import tables as t
 from gateway.domain.budget import Budget
 from gateway.domain.errors import Conflict, DomainError, InvalidRequest, NotFound
+from gateway.domain.text import lazy_gettext as _l
 from gateway.domain.workflow import APPLICATION_TRANSITIONS, check_not_own, next_state
 from gateway.services.audit import AuditLog
 from gateway.services.catalog import Catalog, DatasetRecord
@@ -293,9 +294,11 @@ class AccessService:
 
     def approve(
         self, actor: Principal, request_id: str, *, epsilon: float | None = None,
-        days: int | None = None, note: str = "",
+        days: int | None = None, note: str = "", extend_grant: str | None = None,
     ) -> dict[str, Any]:
-        """An admin (never the applicant) approves, perhaps for less; the grant is created."""
+        """An admin (never the applicant) approves, perhaps for less; the grant is created,
+        or, with ``extend_grant``, the applicant's active grant on the dataset grows by the
+        approved epsilon instead of a second grant being added."""
         note = (note or "").strip()
         with self._refusals(actor, "request.approve", request_id=request_id[:32],
                             detail={"epsilon": epsilon, "days": days}):
@@ -309,11 +312,15 @@ class AccessService:
                 rec = self.catalog.record(row.dataset, conn)
                 budget, days = self._approved_size(row, rec, epsilon=epsilon, days=days,
                                                    note=note)
-                budget += default_delta_total(rec.policy)
-                grant_id = self.ledger.insert_grant(
-                    conn, actor=actor, dataset=rec, budget=budget, days=days,
-                    username=None if row.org else row.applicant, org=row.org,
-                    request_id=row.id)
+                if extend_grant:
+                    grant_id = self._extend_instead(conn, actor, row, extend_grant,
+                                                    budget=budget, days=days, note=note)
+                else:
+                    budget += default_delta_total(rec.policy)
+                    grant_id = self.ledger.insert_grant(
+                        conn, actor=actor, dataset=rec, budget=budget, days=days,
+                        username=None if row.org else row.applicant, org=row.org,
+                        request_id=row.id)
                 self._set_status(conn, row, state, decided_by=actor.username, note=note or None,
                                  grant_id=grant_id)
                 self.audit.append(
@@ -322,8 +329,19 @@ class AccessService:
                     epsilon_units=budget.epsilon_units, delta_units=budget.delta_units,
                     detail={"applicant": row.applicant, "org": row.org, "note": note,
                             "days": days, "requested_epsilon": eps_text(row.epsilon_units),
-                            "requested_days": row.days})
+                            "requested_days": row.days, "extended_grant": bool(extend_grant)})
         return self._view(request_id)
+
+    def _extend_instead(self, conn: Connection, actor: Principal, row: Any, grant_id: str, *,
+                        budget: Budget, days: int, note: str) -> str:
+        grant = self.ledger.active_grant_row(conn, grant_id)
+        holder_ok = grant.org == row.org if row.org else grant.username == row.applicant
+        if grant.dataset != row.dataset or not holder_ok:
+            raise InvalidRequest(_l("grant %(grant)s is not the applicant's grant on %(dataset)s",
+                                    grant=grant_id, dataset=row.dataset))
+        self.ledger.extend_in(conn, actor, grant, epsilon=budget.epsilon_float, days=days,
+                              note=note, request_id=row.id)
+        return str(grant.id)
 
     def _approved_size(self, row: Any, rec: DatasetRecord, *, epsilon: float | None,
                        days: int | None, note: str) -> tuple[Budget, int]:

@@ -156,10 +156,14 @@ class Catalog:
     def summary(self, rec: DatasetRecord, *, for_admin: bool = False) -> dict[str, Any]:
         pol = rec.policy
         out: dict[str, Any] = {
-            "name": rec.name, "title": pol.title, "description": pol.description,
+            "name": rec.name, "title": pol.title, "title_zh": pol.title_zh,
+            "description": pol.description, "description_zh": pol.description_zh,
             "domain": pol.domain, "access": pol.access,
-            "columns": {n: {"type": c.type, "description": c.description}
+            "columns": {n: {"type": c.type, "description": c.description,
+                            "description_zh": c.description_zh}
                         for n, c in pol.columns.items() if not c.hidden},
+            "default_epsilon": pol.budget.default_epsilon,
+            "max_epsilon_per_grant": pol.budget.max_epsilon_per_grant,
             "version": rec.version,
         }
         if for_admin:

@@ -23,6 +23,8 @@ from gateway.domain.errors import (
     InvalidRequest,
     NotFound,
 )
+from gateway.domain.text import lazy_gettext as _l
+from gateway.domain.workflow import REVOKE_NEEDS_REASON, require_reason
 from gateway.policy import Policy
 from gateway.services.audit import AuditLog
 from gateway.services.catalog import Catalog, DatasetRecord
@@ -140,8 +142,10 @@ class Ledger:
         return grant_view(row)
 
     def revoke(self, actor: Principal, grant_id: str, note: str = "") -> dict[str, Any]:
+        """An admin ends a grant, saying why (audited under the admin; the holder sees it)."""
         try:
             actor.require("admin", full_scope=True)
+            note = require_reason(note, REVOKE_NEEDS_REASON)
             with self.store.write() as conn:
                 row = conn.execute(select(t.grants).where(t.grants.c.id == grant_id)).first()
                 if row is None:
@@ -157,6 +161,57 @@ class Ledger:
             self.audit.denied(actor, "grant.revoke", exc, grant_id=grant_id[:32])
             raise
         return self.get(actor, grant_id)
+
+    def extend(self, actor: Principal, grant_id: str, *, epsilon: float, days: int | None = None,
+               note: str = "") -> dict[str, Any]:
+        """An admin adds epsilon (and perhaps days) to an active grant instead of giving a
+        second one; audited as ``grant.extend`` under the admin."""
+        try:
+            actor.require("admin", full_scope=True)
+            with self.store.write() as conn:
+                row = self.active_grant_row(conn, grant_id)
+                self.extend_in(conn, actor, row, epsilon=epsilon, days=days, note=note)
+        except DomainError as exc:
+            self.audit.denied(actor, "grant.extend", exc, grant_id=grant_id[:32])
+            raise
+        return self.get(actor, grant_id)
+
+    def active_grant_row(self, conn: Connection, grant_id: str) -> Any:
+        row = conn.execute(select(t.grants).where(t.grants.c.id == grant_id)).first()
+        if row is None:
+            raise NotFound(_l("no grant %(grant)s", grant=grant_id))
+        if row.status != "active" or parse_iso(row.expires_at) <= now():
+            raise Conflict(_l("grant %(grant)s is no longer active: give a new one instead",
+                              grant=grant_id))
+        return row
+
+    def extend_in(self, conn: Connection, actor: Principal, row: Any, *, epsilon: float,
+                  days: int | None, note: str, request_id: str | None = None) -> Budget:
+        """Add ``epsilon`` to the grant ``row`` (the policy's per-grant maximum bounds the new
+        total) and make it last at least ``days`` from now; audited in ``conn``."""
+        policy = self.catalog.record(row.dataset, conn).policy
+        added = self.check_grant_size(policy, epsilon, days or 1)
+        total = Budget(row.epsilon_total_units) + added
+        if total.epsilon_float > policy.budget.max_epsilon_per_grant:
+            room = max(0.0, policy.budget.max_epsilon_per_grant - row.epsilon_total_units / 1e9)
+            raise InvalidRequest(_l(
+                "the grant would hold epsilon %(total)s, above the policy's maximum of %(max)s "
+                "per grant: extend it by at most %(room)s", total=eps_text(total.epsilon_units),
+                max=format(policy.budget.max_epsilon_per_grant, "g"), room=format(room, "g")))
+        expires = row.expires_at
+        if days is not None and parse_iso(in_days(days)) > parse_iso(row.expires_at):
+            expires = in_days(days)
+        conn.execute(update(t.grants).where(t.grants.c.id == row.id).values(
+            epsilon_total_units=total.epsilon_units, expires_at=expires))
+        self.audit.append(conn, action="grant.extend", outcome="ok", actor=actor,
+                          dataset=row.dataset, grant_id=row.id,
+                          request_id=request_id or row.request_id,
+                          epsilon_units=added.epsilon_units,
+                          detail={"note": note.strip(), "days": days, "expires_at": expires,
+                                  "epsilon_total_before": eps_text(row.epsilon_total_units),
+                                  "epsilon_total_after": eps_text(total.epsilon_units),
+                                  "application": request_id})
+        return added
 
     # -- charging ------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from gateway.adapters.auth import TokenClaims, TokenService, check_password, has
 from gateway.adapters.db import Store
 from gateway.adapters.db import tables as t
 from gateway.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthenticated
-from gateway.domain.workflow import ANALYST_ROLES, ROLES
+from gateway.domain.workflow import ANALYST_ROLES, DISABLE_NEEDS_REASON, ROLES, require_reason
 from gateway.services.audit import AuditLog
 from gateway.services.common import Principal, iso, now, parse_iso
 from gateway.settings import Settings
@@ -74,10 +74,13 @@ class UserService:
             rows = conn.execute(select(t.users).order_by(t.users.c.username)).all()
         return [public_user(r) for r in rows]
 
-    def set_disabled(self, actor: Principal, username: str, *, disabled: bool) -> dict[str, Any]:
+    def set_disabled(self, actor: Principal, username: str, *, disabled: bool,
+                     reason: str = "") -> dict[str, Any]:
+        """Disabling says why (audited); enabling may."""
         actor.require("admin", full_scope=True)
         if username == actor.username:
             raise Forbidden("you cannot disable or enable your own account")
+        reason = require_reason(reason, DISABLE_NEEDS_REASON) if disabled else reason.strip()
         with self.store.write() as conn:
             found = conn.execute(
                 update(t.users).where(t.users.c.username == username)
@@ -86,12 +89,13 @@ class UserService:
             if not found:
                 raise NotFound(f"no user {username}")
             self.audit.append(conn, action="user.disable" if disabled else "user.enable",
-                              outcome="ok", actor=actor, detail={"username": username})
+                              outcome="ok", actor=actor,
+                              detail={"username": username, "reason": reason})
             row = conn.execute(select(t.users).where(t.users.c.username == username)).one()
         return public_user(row)
 
     def set_role(self, actor: Principal, username: str, *, role: str,
-                 org: str | None = None) -> dict[str, Any]:
+                 org: str | None = None, note: str = "") -> dict[str, Any]:
         """Change an account's role (and org). Its existing tokens stop working at once,
         because every request re-reads the role and refuses a token that carries another."""
         try:
@@ -110,7 +114,7 @@ class UserService:
                              .values(role=role, org=org or None))
                 self.audit.append(conn, action="user.role", outcome="ok", actor=actor,
                                   detail={"username": username, "from": row.role, "to": role,
-                                          "org": org or None})
+                                          "org": org or None, "note": note.strip()})
                 row = conn.execute(select(t.users).where(t.users.c.id == row.id)).one()
         except (InvalidRequest, NotFound, Forbidden) as exc:
             self.audit.denied(actor, "user.role", exc, detail={"username": username[:64]})

@@ -2,17 +2,19 @@
 
 The numbers come from the audit log's ``query.charge`` entries (each states the epsilon
 charged, the dataset and the analyst charged); the template draws the geometry computed
-here, and a table beside each chart gives the same totals for screen readers.
+here, and a table beside each chart gives the same totals for screen readers. Each series
+has its limit as a dashed line: a dataset's cap, or the epsilon granted to an analyst.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from gateway.i18n import N_, _
 from gateway.services.audit import MAX_PAGE, AuditFilter, AuditLog
 
 WIDTH, HEIGHT = 720, 280
@@ -40,6 +42,8 @@ class Series:
     points: str
     total: Decimal
     charges: int
+    limit: Decimal | None = None  # the dataset's cap, or the analyst's granted total
+    limit_y: float | None = None
 
 
 @dataclass
@@ -57,7 +61,7 @@ class Chart:
     right: int = WIDTH - RIGHT
     top: int = TOP
     hidden_series: int = 0
-    rows: list[tuple[str, Decimal, int]] = field(default_factory=list)
+    rows: list[tuple[str, Decimal, int, Decimal | None]] = field(default_factory=list)
 
 
 def charges(audit: AuditLog) -> list[Charge]:
@@ -89,23 +93,38 @@ def _nice_ceiling(value: float) -> float:
     return value
 
 
-def chart(key: str, title: str, items: list[Charge], by: str) -> Chart:
+RANGES = {"1d": N_("last 24 hours"), "7d": N_("last 7 days"), "30d": N_("last 30 days"),
+          "all": N_("all time")}
+RANGE_DAYS = {"1d": 1, "7d": 7, "30d": 30}
+
+
+def range_start(key: str, moment: datetime) -> datetime | None:
+    return moment - timedelta(days=RANGE_DAYS[key]) if key in RANGE_DAYS else None
+
+
+def chart(key: str, title: str, items: list[Charge], by: str, *,
+          limits: dict[str, Decimal], since: datetime | None = None) -> Chart:
+    """Cumulative epsilon per ``by`` (all charges count), drawn from ``since`` on, with each
+    series' limit (a dataset's cap, an analyst's granted total) as a dashed line."""
     out = Chart(key=key, title=title, description="")
-    if not items:
-        out.description = "No privacy budget has been charged yet."
+    shown_items = [i for i in items if since is None or i.at >= since]
+    if not shown_items:
+        out.description = _("No privacy budget was charged in this time range.")
         return out
-    start, end = items[0].at.timestamp(), items[-1].at.timestamp()
-    end = max(end, start + 60)
+    start = since.timestamp() if since else shown_items[0].at.timestamp()
+    end = max(shown_items[-1].at.timestamp(), start + 60)
     totals: dict[str, Decimal] = {}
     counts: dict[str, int] = {}
     for item in items:
         name = getattr(item, by)
         totals[name] = totals.get(name, Decimal(0)) + item.epsilon
         counts[name] = counts.get(name, 0) + 1
-    names = sorted(totals, key=lambda n: (-totals[n], n))
-    out.rows = [(n, totals[n], counts[n]) for n in names]
+    active = {getattr(i, by) for i in shown_items}
+    names = sorted(active, key=lambda n: (-totals[n], n))
+    out.rows = [(n, totals[n], counts[n], limits.get(n)) for n in names]
     shown, out.hidden_series = names[:MAX_SERIES], max(0, len(names) - MAX_SERIES)
-    top = _nice_ceiling(float(max(totals[n] for n in shown)))
+    highest = max([totals[n] for n in shown] + [limits[n] for n in shown if n in limits])
+    top = _nice_ceiling(float(highest))
 
     def x(moment: float) -> float:
         return round(LEFT + (WIDTH - LEFT - RIGHT) * (moment - start) / (end - start), 1)
@@ -114,33 +133,42 @@ def chart(key: str, title: str, items: list[Charge], by: str) -> Chart:
         return round(HEIGHT - BOTTOM - (HEIGHT - TOP - BOTTOM) * float(value) / top, 1)
 
     for index, name in enumerate(shown):
-        running, points = Decimal(0), []
         mine = [i for i in items if getattr(i, by) == name]
-        points.append(f"{x(mine[0].at.timestamp())},{y(running)}")
-        for item in mine:
+        running = sum((i.epsilon for i in mine if since and i.at < since), Decimal(0))
+        points = [f"{x(start)},{y(running)}"]
+        for item in (i for i in mine if since is None or i.at >= since):
             px = x(item.at.timestamp())
             points.append(f"{px},{y(running)}")
             running += item.epsilon
             points.append(f"{px},{y(running)}")
         points.append(f"{x(end)},{y(running)}")
+        limit = limits.get(name)
         out.series.append(Series(name, COLOURS[index], DASHES[index], " ".join(points),
-                                 running, len(mine)))
+                                 running, len(mine), limit, y(limit) if limit else None))
     out.y_ticks = [(y(Decimal(str(top * k / 4))), f"{top * k / 4:g}") for k in range(5)]
     span = end - start
     fmt = "%H:%M:%S" if span < 3 * 3600 else "%m-%d %H:%M" if span < 4 * 86400 else "%Y-%m-%d"
+    zone = shown_items[0].at.tzinfo
     out.x_ticks = [(x(start + span * k / 3),
-                    datetime.fromtimestamp(start + span * k / 3, tz=items[0].at.tzinfo)
-                    .strftime(fmt)) for k in range(4)]
-    out.description = (f"Cumulative epsilon charged per {by} from {items[0].at:%Y-%m-%d %H:%M} "
-                       f"to {items[-1].at:%Y-%m-%d %H:%M} UTC; the largest is "
-                       f"{shown[0]} with {totals[shown[0]]:f}.")
+                    datetime.fromtimestamp(start + span * k / 3, tz=zone).strftime(fmt))
+                   for k in range(4)]
+    out.description = _("Cumulative epsilon charged, %(start)s to %(end)s UTC; the largest is "
+                        "%(name)s with %(total)s. Dashed lines: each one's limit.") % {
+        "start": datetime.fromtimestamp(start, tz=zone).strftime("%Y-%m-%d %H:%M"),
+        "end": shown_items[-1].at.strftime("%Y-%m-%d %H:%M"), "name": shown[0],
+        "total": f"{totals[shown[0]]:f}"}
     return out
 
 
-def spend_charts(audit: AuditLog) -> dict[str, Any]:
+def spend_charts(audit: AuditLog, *, caps: dict[str, Decimal], granted: dict[str, Decimal],
+                 time_range: str = "all") -> dict[str, Any]:
     items = charges(audit)
+    since = range_start(time_range, datetime.now(UTC))
     return {
-        "by_dataset": chart("dataset", "Epsilon spent per dataset", items, "dataset"),
-        "by_analyst": chart("analyst", "Epsilon spent per analyst", items, "analyst"),
+        "by_dataset": chart("dataset", _("Epsilon spent per dataset"), items, "dataset",
+                            limits=caps, since=since),
+        "by_analyst": chart("analyst", _("Epsilon spent per analyst"), items, "analyst",
+                            limits=granted, since=since),
         "charges": len(items),
+        "range": time_range,
     }

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Coroutine
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -25,9 +26,9 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.api.errors import INTERNAL_ERROR
 from gateway.domain.errors import STATUS_BY_CODE, DomainError, Unauthenticated
-from gateway.i18n import N_, _, install_jinja
+from gateway.i18n import N_, _, current_locale, install_jinja
 from gateway.services.common import Principal
-from gateway.web.words import role_name, status_name
+from gateway.web.words import ACTIONS, action_name, role_name, status_name
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
@@ -63,6 +64,8 @@ def number(value: Any, digits: int = 4) -> str:
     """A budget or statistic for people: at most ``digits`` decimals, no trailing zeros."""
     if value is None:
         return "–"
+    if isinstance(value, Decimal):
+        value = float(value)
     if isinstance(value, bool) or not isinstance(value, int | float):
         return str(value)
     if isinstance(value, int) or float(value).is_integer():
@@ -92,6 +95,15 @@ def percent(part: float | None, whole: float | None) -> float:
     return max(0.0, min(100.0, 100.0 * part / whole))
 
 
+def loc(record: Any, key: str) -> str:
+    """A catalog text in the reader's language: a policy may give ``title_zh`` beside
+    ``title`` (and ``description_zh``, also per column); English is the fallback."""
+    get = record.get if isinstance(record, dict) else lambda k: getattr(record, k, None)
+    if current_locale().startswith("zh") and get(f"{key}_zh"):
+        return str(get(f"{key}_zh"))
+    return str(get(key) or "")
+
+
 def _environment() -> Environment:
     env = Environment(
         loader=FileSystemLoader(HERE / "templates"),
@@ -100,7 +112,8 @@ def _environment() -> Environment:
     )
     install_jinja(env)
     env.filters.update(number=number, when=when, short=short)
-    env.globals.update(percent=percent, quote=quote, role_name=role_name, status_name=status_name)
+    env.globals.update(percent=percent, quote=quote, role_name=role_name, status_name=status_name,
+                       action_name=action_name, known_actions=ACTIONS, loc=loc)
     return env
 
 
@@ -116,7 +129,8 @@ def page(request: Request, template: str, status: int = 200, **context: Any) -> 
     html = ENV.get_template(template).render(
         request=request, path=request.url.path, me=me, csrf=session.csrf if session else "",
         lang_next=here if request.method == "GET" else "/console",
-        hub_url=services.settings.hub_url, notice=context.pop("notice", None), **context,
+        hub_url=services.settings.hub_url, notice=context.pop("notice", None),
+        form=context.pop("form", None), **context,
     )
     return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
 
@@ -138,7 +152,8 @@ def to_login(request: Request, *, ended: bool) -> Response:
     return response
 
 
-def _audit_refusal(request: Request, exc: DomainError) -> None:
+def audit_refusal(request: Request, exc: DomainError) -> None:
+    """Audit a refusal shown to the console's user (unless the service already did)."""
     if exc.audited:
         return
     session = getattr(request.state, "console", None)
@@ -172,7 +187,7 @@ class ConsoleRoute(APIRoute):
             except Unauthenticated:
                 response = to_login(request, ended=SESSION_COOKIE in request.cookies)
             except DomainError as exc:
-                await run_in_threadpool(_audit_refusal, request, exc)
+                await run_in_threadpool(audit_refusal, request, exc)
                 response = error_page(request, exc.code, exc.localized(),
                                       STATUS_BY_CODE.get(exc.code, 500))
             except RequestValidationError as exc:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
 from gateway.bootstrap import Services
 from gateway.services.audit import AuditFilter
 from gateway.services.common import Principal
+from gateway.web.words import action_groups
 
 
 def admin_overview(svc: Services, actor: Principal) -> dict[str, Any]:
@@ -22,11 +24,27 @@ def admin_overview(svc: Services, actor: Principal) -> dict[str, Any]:
 
 
 def analyst_overview(svc: Services, actor: Principal) -> dict[str, Any]:
+    grants = svc.ledger.list(actor)
     return {
         "applications": svc.access.list(actor),
-        "grants": svc.ledger.list(actor),
-        "queries": svc.queries.list(actor, limit=100),
+        "grants": grants,
+        "left": budget_left(grants),
+        "reasons": revoke_reasons(svc, grants),
+        "queries": svc.queries.list(actor, limit=10),
         "datasets": svc.catalog.list(actor),
+    }
+
+
+def catalog_view(svc: Services, actor: Principal) -> dict[str, Any]:
+    """The catalog with the reader's budget left and pending application on each dataset."""
+    analyst = actor.role in ("researcher", "enterprise")
+    grants = svc.ledger.list(actor) if analyst else []  # others would see everyone's
+    pending = {a["dataset"]: a["id"] for a in svc.access.list(actor, status="pending")
+               } if analyst else {}
+    return {
+        "datasets": svc.catalog.list(actor),
+        "left_by_dataset": {r["dataset"]: r for r in budget_left(grants)},
+        "pending": pending,
     }
 
 
@@ -50,6 +68,62 @@ def audit_log(svc: Services, flt: AuditFilter, *, page: int, size: int) -> dict[
     filters = {k: v for k, v in asdict(flt).items() if v}
     return {
         "chain": svc.audit.verify(), "entries": entries, "total": total, "page": page,
-        "pages": pages, "filters": filters,
+        "pages": pages, "filters": filters, "action_groups": action_groups(),
         "page_link": lambda n: "/console/audit?" + urlencode({**filters, "page": n}),
     }
+
+
+def chart_limits(svc: Services, actor: Principal) -> tuple[dict[str, Decimal], dict[str, Decimal]]:
+    """Each dataset's cap, and the epsilon granted to each analyst in total (their own grants
+    and their org's, which they share)."""
+    caps = {d["name"]: Decimal(str(d["dataset_epsilon_cap"])) for d in svc.catalog.list(actor)
+            if d.get("dataset_epsilon_cap") is not None}
+    orgs: dict[str, list[str]] = {}
+    for user in svc.users.list(actor):
+        if user.get("org"):
+            orgs.setdefault(user["org"], []).append(user["username"])
+    granted: dict[str, Decimal] = {}
+    for grant in svc.ledger.list(actor):
+        holders = [grant["user"]] if grant["user"] else orgs.get(grant["org"] or "", [])
+        for name in holders:
+            granted[name] = granted.get(name, Decimal(0)) + Decimal(str(grant["epsilon_total"]))
+    return caps, granted
+
+
+def budget_left(grants: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per dataset, the epsilon left across all of the analyst's active grants (own and org)."""
+    totals: dict[str, dict[str, Any]] = {}
+    for grant in grants:
+        if grant["status"] != "active":
+            continue
+        row = totals.setdefault(grant["dataset"], {"dataset": grant["dataset"], "grants": 0,
+                                                   "total": Decimal(0), "spent": Decimal(0)})
+        row["grants"] += 1
+        row["total"] += Decimal(str(grant["epsilon_total"]))
+        row["spent"] += Decimal(str(grant["epsilon_spent"]))
+    return [{**r, "left": r["total"] - r["spent"], "total": float(r["total"]),
+             "spent": float(r["spent"])} for _name, r in sorted(totals.items())]
+
+
+def active_grants_for(application: dict[str, Any]) -> list[dict[str, Any]]:
+    """The applicant's active grants on the applied-for dataset (the same holder: the user,
+    or the org for an org application): approving would add a second one."""
+    grants = (application.get("context") or {}).get("grants") or []
+    org = application.get("org")
+    return [g for g in grants if g["dataset"] == application["dataset"]
+            and g["status"] == "active"
+            and ((g.get("org") == org and not g.get("user")) if org
+                 else g.get("user") == application["applicant"])]
+
+
+def revoke_reasons(svc: Services, grants: list[dict[str, Any]]) -> dict[str, str]:
+    """Why each revoked grant was revoked: the note of its ``grant.revoke`` audit entry."""
+    reasons = {}
+    for grant in grants:
+        if grant["status"] != "revoked":
+            continue
+        entries, _total = svc.audit.page(AuditFilter(action="grant.revoke", outcome="ok",
+                                                     grant_id=grant["id"]), page=1, size=1)
+        if entries:
+            reasons[grant["id"]] = str(entries[0]["detail"].get("note") or "")
+    return reasons

@@ -320,7 +320,8 @@ def test_revoked_grant_stops_queries_at_once(gateway_env: GatewayEnv) -> None:
     env.services.users.create(ADMIN, username="yuri", role="researcher", password=PASSWORD)
     grant = env.grant("yuri", "flights", 1.0)
     assert query(env, "yuri", "flights").status_code == 200
-    assert env.post("root_admin", f"/v1/grants/{grant['id']}/revoke").status_code == 200
+    assert env.post("root_admin", f"/v1/grants/{grant['id']}/revoke",
+                    {"note": "pilot over"}).status_code == 200
     resp = query(env, "yuri", "flights", epsilon=0.2)
     assert resp.status_code == 403 and resp.json()["error"]["code"] == "grant_required"
     assert spent(env, grant["id"]) == pytest.approx(0.1)
@@ -501,7 +502,8 @@ def test_no_grant_for_a_disabled_account(gateway_env: GatewayEnv) -> None:
     env.services.users.create(ADMIN, username="dora", role="researcher", password=PASSWORD)
     made = apply(env, "dora", epsilon=1.0, days=10)
     assert made.status_code == 201, made.text
-    assert env.post("root_admin", "/v1/users/dora/disable").status_code == 200
+    assert env.post("root_admin", "/v1/users/dora/disable",
+                    {"note": "left the institute"}).status_code == 200
     refused = env.post("admin2", f"/v1/requests/{made.json()['id']}/approve", {"note": "ok"})
     assert refused.status_code == 409 and "disabled" in refused.json()["error"]["message"]
     assert env.get("admin2", f"/v1/requests/{made.json()['id']}").json()["status"] == "pending"

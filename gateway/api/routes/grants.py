@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from gateway.api.deps import CurrentUser, ServicesDep
 from gateway.api.params import RecordId
-from gateway.api.schemas import GrantBody, NoteBody
+from gateway.api.schemas import ExtendBody, GrantBody, NoteBody
 
 router = APIRouter(tags=["grants"])
 
@@ -30,4 +30,13 @@ def get_grant(grant_id: RecordId, actor: CurrentUser, svc: ServicesDep) -> dict[
 @router.post("/grants/{grant_id}/revoke")
 def revoke_grant(grant_id: RecordId, actor: CurrentUser, svc: ServicesDep,
                  body: NoteBody | None = None) -> dict[str, Any]:
+    """Revoke a grant; ``note`` (the reason) is required, audited and shown to the holder."""
     return svc.ledger.revoke(actor, grant_id, body.note if body else "")
+
+
+@router.post("/grants/{grant_id}/extend")
+def extend_grant(grant_id: RecordId, body: ExtendBody, actor: CurrentUser,
+                 svc: ServicesDep) -> dict[str, Any]:
+    """Add epsilon (and perhaps days) to an active grant instead of giving a second one."""
+    return svc.ledger.extend(actor, grant_id, epsilon=body.epsilon, days=body.days,
+                             note=body.note)

@@ -34,7 +34,7 @@ def get_request(request_id: RecordId, actor: CurrentUser, svc: ServicesDep) -> d
 def approve(request_id: RecordId, body: ApprovalBody, actor: CurrentUser,
             svc: ServicesDep) -> dict[str, Any]:
     return svc.access.approve(actor, request_id, epsilon=body.epsilon, days=body.days,
-                              note=body.note)
+                              note=body.note, extend_grant=body.extend_grant)
 
 
 @router.post("/requests/{request_id}/reject")

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from gateway.api.deps import CurrentUser, ServicesDep
 from gateway.api.params import Username
-from gateway.api.schemas import RoleBody, UserBody
+from gateway.api.schemas import NoteBody, RoleBody, UserBody
 
 router = APIRouter(tags=["users"])
 
@@ -23,8 +23,10 @@ def list_users(actor: CurrentUser, svc: ServicesDep) -> list[dict[str, Any]]:
 
 
 @router.post("/users/{username}/disable")
-def disable_user(username: Username, actor: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
-    return svc.users.set_disabled(actor, username, disabled=True)
+def disable_user(username: Username, actor: CurrentUser, svc: ServicesDep,
+                 body: NoteBody | None = None) -> dict[str, Any]:
+    """Disable an account; ``note`` (the reason) is required and audited."""
+    return svc.users.set_disabled(actor, username, disabled=True, reason=body.note if body else "")
 
 
 @router.post("/users/{username}/enable")

@@ -12,10 +12,10 @@ from gateway.api.params import AuditSeq
 from gateway.domain.errors import NotFound
 from gateway.i18n import _
 from gateway.services.audit import AuditFilter
-from gateway.web.charts import spend_charts
+from gateway.web.charts import RANGES, spend_charts
 from gateway.web.render import ConsoleRoute, page
 from gateway.web.session import AuditorUser, AuditReader
-from gateway.web.views import audit_log
+from gateway.web.views import audit_log, chart_limits
 
 router = APIRouter(prefix="/console", route_class=ConsoleRoute)
 Text = Annotated[str | None, Query(max_length=64)]
@@ -70,6 +70,9 @@ def export(fmt: Literal["csv", "jsonl"], actor: AuditorUser, svc: ServicesDep) -
 
 
 @router.get("/audit/charts")
-def charts(request: Request, actor: AuditReader, svc: ServicesDep) -> Response:
-    return page(request, "audit_charts.html", title=_("Privacy budget spent"),
-                charts=spend_charts(svc.audit))
+def charts(request: Request, actor: AuditReader, svc: ServicesDep,
+           time_range: Annotated[Literal["1d", "7d", "30d", "all"], Query(alias="range")] = "all",
+           ) -> Response:
+    caps, granted = chart_limits(svc, actor)
+    return page(request, "audit_charts.html", title=_("Privacy budget spent"), ranges=RANGES,
+                charts=spend_charts(svc.audit, caps=caps, granted=granted, time_range=time_range))

@@ -11,7 +11,9 @@ from gateway.api.deps import ServicesDep
 from gateway.domain.errors import NotFound, Unauthenticated
 from gateway.i18n import LANG_COOKIE, N_, _, normalize
 from gateway.web.render import HERE, ConsoleRoute, page
+from gateway.web.routes.decisions import my_work_page
 from gateway.web.session import (
+    ConsoleUser,
     FormUser,
     Session,
     check_login_csrf,
@@ -21,7 +23,7 @@ from gateway.web.session import (
     remember_login_csrf,
     start_session,
 )
-from gateway.web.views import admin_overview, analyst_overview
+from gateway.web.views import admin_overview, catalog_view
 
 router = APIRouter(prefix="/console", route_class=ConsoleRoute)
 STATIC = HERE / "static"
@@ -88,7 +90,13 @@ def home(request: Request, session: Session, svc: ServicesDep) -> Response:
         return RedirectResponse("/console/audit", status_code=303)
     if actor.role == "admin":
         return page(request, "admin_home.html", title=_("Overview"), **admin_overview(svc, actor))
-    return page(request, "mine.html", title=_("My work"), **analyst_overview(svc, actor))
+    return my_work_page(request, actor, svc)
+
+
+@router.get("/catalog")
+def catalog(request: Request, actor: ConsoleUser, svc: ServicesDep) -> Response:
+    """Analysts' catalog: datasets, access levels, their budget on each, how to apply."""
+    return page(request, "catalog.html", title=_("Catalog"), **catalog_view(svc, actor))
 
 
 @router.get("/lang")

@@ -1,55 +1,37 @@
-"""One application, grant or query, for whoever may see it (the services decide who).
+"""Queries, for whoever may see them (the services decide who): one query's page, and the
+list with search and pages (analysts: their own; administrators and auditors: all).
 
-These pages link to each other along query -> grant -> application -> decision, and to
-the audit entries about each; analysts reach only their own (others are "not found").
+Pages link along query -> grant -> application -> decision, and to the audit entries
+about each; analysts reach only their own (others are "not found").
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Literal
 
-from fastapi import APIRouter, Form, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from gateway.api.deps import ServicesDep
 from gateway.api.params import RecordId
 from gateway.i18n import _
+from gateway.web.paging import paginate
 from gateway.web.render import ConsoleRoute, page
-from gateway.web.routes.admin import back, notice
-from gateway.web.session import ConsoleUser, FormUser
+from gateway.web.session import ConsoleUser
 
 router = APIRouter(prefix="/console", route_class=ConsoleRoute)
+QUERIES_LISTED = 5000  # the newest; older ones stay reachable through the audit log
 
 
-@router.post("/applications")
-def apply(
-    actor: FormUser, svc: ServicesDep,
-    dataset: Annotated[str, Form(max_length=63)], purpose: Annotated[str, Form(max_length=4000)],
-    epsilon: Annotated[float | None, Form(gt=0, le=1e6)] = None,
-    days: Annotated[int | None, Form(ge=1, le=366)] = None,
-    org_grant: Annotated[bool, Form()] = False,
-) -> Response:
-    applied = svc.access.apply(actor, dataset=dataset, purpose=purpose, epsilon=epsilon,
-                               days=days, org_grant=org_grant)
-    return back(f"/console/applications/{applied['id']}", "applied")
-
-
-@router.get("/applications/{request_id}")
-def application(request_id: RecordId, request: Request, actor: ConsoleUser,
-                svc: ServicesDep) -> Response:
-    found = svc.access.get(actor, request_id)
-    return page(request, "application.html", title=_("Application"), application=found,
-                notice=notice(request))
-
-
-@router.post("/applications/{request_id}/withdraw")
-def withdraw(request_id: RecordId, actor: FormUser, svc: ServicesDep) -> Response:
-    svc.access.withdraw(actor, request_id)
-    return back(f"/console/applications/{request_id}", "withdrawn")
-
-
-@router.get("/grants/{grant_id}")
-def grant(grant_id: RecordId, request: Request, actor: ConsoleUser, svc: ServicesDep) -> Response:
-    return page(request, "grant.html", title=_("Grant"), grant=svc.ledger.get(actor, grant_id))
+@router.get("/queries")
+def queries(request: Request, actor: ConsoleUser, svc: ServicesDep,
+            status: Literal["all", "released", "pending_review", "rejected", "error"] = "all",
+            q: str = Query("", max_length=64),
+            page_number: int = Query(1, alias="page", ge=1, le=100_000)) -> Response:
+    found = svc.queries.list(actor, status=None if status == "all" else status,
+                             limit=QUERIES_LISTED)
+    pg = paginate(found, q=q, fields=("user", "dataset", "sql", "id", "status"),
+                  page=page_number, base="/console/queries", keep={"status": status})
+    return page(request, "queries.html", title=_("Queries"), pg=pg, shown=status)
 
 
 @router.get("/queries/{query_id}")
