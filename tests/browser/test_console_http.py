@@ -11,7 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gateway.app import create_app
-from tests.conftest import PASSWORD, GatewayEnv, make_services
+from gateway.services.common import Principal
+from tests.conftest import ADMIN, PASSWORD, GatewayEnv, make_services
 
 
 @pytest.fixture(scope="module")
@@ -83,9 +84,14 @@ def test_pages_carry_security_headers_and_errors_are_pages(gateway_env: GatewayE
     csrf = re.search(r'name="csrf_token" value="([^"]+)"',
                      client.get("/console/admin/users").text)
     assert csrf
-    bad = client.post("/console/applications/x/approve",
-                      data={"csrf_token": csrf.group(1), "epsilon": "lots"})
-    assert bad.status_code == 422 and "epsilon: input should be a valid number" in bad.text.lower()
+    applied = gateway_env.services.access.apply(  # an org grant waits even on open data
+        Principal("erin", "enterprise", "acme"), dataset="exam", epsilon=1.0, days=10,
+        purpose="exam results by school type, for a study", org_grant=True)
+    bad = client.post(f"/console/applications/{applied['id']}/approve",
+                      data={"csrf_token": csrf.group(1), "epsilon": "lots", "confirm": "yes"})
+    assert bad.status_code == 422 and "Enter a number, such as 0.5." in bad.text
+    assert 'value="lots"' in bad.text  # what was typed is kept, beside its message
+    assert gateway_env.services.access.get(ADMIN, applied["id"])["status"] == "pending"
     unknown = client.post("/console/applications/nope/reject",
                           data={"csrf_token": csrf.group(1), "note": "no"})
     assert unknown.status_code == 404 and "Not found" in unknown.text
