@@ -50,6 +50,7 @@ test: install system-packages sandbox-env
 
 bench: install system-packages sandbox-env
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/zcdp.py
 	$(BIN)/python bench/hub.py
 
 # Translations (docs/i18n.md): re-extract marked strings, merge them into the .po catalogs,

@@ -78,6 +78,9 @@ class BudgetPolicy(_Strict):
     max_epsilon_per_grant: float = Field(gt=0)
     delta: float = Field(default=1e-7, ge=0, lt=1)
     dataset_epsilon_cap: float = Field(gt=0)
+    # accounting: zcdp only: the dataset-wide cap in rho (default: OpenDP's conversion of
+    # dataset_epsilon_cap at the policy's delta)
+    dataset_rho_cap: float | None = Field(default=None, gt=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _ordered(self) -> BudgetPolicy:
@@ -109,6 +112,9 @@ class Policy(_Strict):
     domain: str = "general"
     source: str = Field(min_length=1)
     access: Literal["open", "conditional", "restricted"]
+    # pure: (epsilon, delta)-DP, Laplace noise, basic composition; zcdp: rho-zCDP, Gaussian
+    # noise, grants hold rho (docs/zcdp.md)
+    accounting: Literal["pure", "zcdp"] = "pure"
     privacy_unit: PrivacyUnit = PrivacyUnit()
     max_rows: int = Field(gt=0)
     budget: BudgetPolicy
@@ -130,6 +136,11 @@ class Policy(_Strict):
             raise ValueError(f"privacy_unit.id_column {unit} is not among the columns")
         if not any(not c.hidden for c in self.columns.values()):
             raise ValueError("every column is hidden: nothing could be queried")
+        if self.accounting == "zcdp" and self.budget.delta <= 0:
+            raise ValueError("accounting zcdp needs budget.delta > 0: grants are shown as "
+                             "(epsilon, delta) at that delta")
+        if self.accounting == "pure" and self.budget.dataset_rho_cap is not None:
+            raise ValueError("budget.dataset_rho_cap is only for accounting: zcdp")
         return self
 
     @property

@@ -60,6 +60,11 @@ class Budget:
         return cls(0, _to_units(delta, DELTA_UNIT, "delta"), _to_units(rho, RHO_UNIT, "rho"))
 
     @classmethod
+    def rho_at_most(cls, rho: float) -> Budget:
+        """A zCDP budget of the largest whole number of rho units not above ``rho``."""
+        return cls(0, 0, math.floor(Decimal(repr(float(rho))) / RHO_UNIT))
+
+    @classmethod
     def zcdp_loss(cls, rho: object, delta: object = 0) -> Budget:
         """The loss a zCDP query asks to spend: rho > 0 and finite, delta in [0, 1)."""
         if not isinstance(rho, int | float | str | Decimal):

@@ -47,6 +47,11 @@ def _write(tmp_path: Path, mutate: dict[str, object]) -> Path:
         ({"budget.default_epsilon": 10.0}, "budget", "default_epsilon is above"),
         ({"columns.origin.colour": "red"}, "columns.origin.colour", "Extra inputs"),
         ({"privacy_unit.id_column": "nope"}, "(top level)", "id_column nope"),
+        ({"accounting": "renyi"}, "accounting", "Input should be 'pure' or 'zcdp'"),
+        ({"budget.dataset_rho_cap": 1.0}, "(top level)", "dataset_rho_cap is only for"),
+        ({"accounting": "zcdp", "budget.delta": 0}, "(top level)", "zcdp needs budget.delta > 0"),
+        ({"accounting": "zcdp", "budget.dataset_rho_cap": -1}, "budget.dataset_rho_cap",
+         "greater than 0"),
     ],
 )
 def test_bad_policy_message_names_file_field_problem(
@@ -63,3 +68,10 @@ def test_name_must_match_file(tmp_path: Path) -> None:
     path = _write(tmp_path, {"name": "other"})
     with pytest.raises(PolicyError, match="does not match the file name flights"):
         load_policy(path)
+
+
+def test_accounting_defaults_to_pure_and_may_be_zcdp(tmp_path: Path) -> None:
+    assert {load_policy(p).accounting for p in POLICIES.glob("*.yaml")} == {"pure"}
+    policy = load_policy(_write(tmp_path, {"accounting": "zcdp", "budget.dataset_rho_cap": 2.5}))
+    assert (policy.accounting, policy.budget.dataset_rho_cap) == ("zcdp", 2.5)
+    assert policy.public()["accounting"] == "zcdp"

@@ -22,7 +22,7 @@ os.environ["RUST_BACKTRACE"] = "0"  # before opendp loads: a backtrace costs ~80
 
 import opendp.prelude as dp
 
-from gateway.domain.budget import RHO_SCALE, Budget
+from gateway.domain.budget import Budget
 from gateway.domain.errors import InvalidRequest
 
 dp.enable_features("contrib", "honest-but-curious")  # a user measurement with a fixed map
@@ -80,7 +80,7 @@ def rho_for_epsilon(epsilon: float, delta: float) -> float:
 
 def rho_units_for_epsilon(epsilon: float, delta: float) -> int:
     """:func:`rho_for_epsilon` in the ledger's exact units, rounded down (never more)."""
-    units = math.floor(rho_for_epsilon(epsilon, delta) * RHO_SCALE)
+    units = Budget.rho_at_most(rho_for_epsilon(epsilon, delta)).rho_units
     while units > 0 and epsilon_for_rho(Budget(rho_units=units).rho_float, delta) > epsilon:
         units -= 1
     return units
