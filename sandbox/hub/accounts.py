@@ -11,11 +11,17 @@ from __future__ import annotations
 import asyncio
 import os
 import pwd
+import shutil
 from pathlib import Path
+from typing import Any
 
-from .isolation import SandboxError
+from traitlets import Unicode
+from traitlets.config import LoggingConfigurable
 
-__all__ = ["account_exists", "ensure_analyst_account"]
+from .isolation import SandboxError, system_username
+from .language import sandbox_language, templates_source
+
+__all__ = ["AnalystAccountMixin", "account_exists", "ensure_analyst_account"]
 
 
 def account_exists(name: str) -> bool:
@@ -52,3 +58,78 @@ async def ensure_analyst_account(name: str, *, hub_user: str, home_root: Path) -
     os.chown(home, entry.pw_uid, entry.pw_gid)
     os.chmod(home, 0o700)
     return entry
+
+
+class AnalystAccountMixin(LoggingConfigurable):
+    """Who a sandbox runs as and where its home is, for ``SandboxSpawner``."""
+
+    # Provided by the spawner.
+    user: Any
+    handler: Any
+    hub_state_dir: str
+
+    home_root = Unicode("/home", help="Where analysts' homes are created (as root).").tag(config=True)
+
+    templates_dir = Unicode(
+        str(Path(__file__).resolve().parents[2] / "notebooks_templates"),
+        help="""Scenario notebooks copied into a new analyst's home (as ~/templates) on the
+        first spawn; an analyst's own copies are never overwritten. Empty: copy nothing.""",
+    ).tag(config=True)
+
+    system_user_prefix = Unicode("dps-", help="Prefix of the system accounts created for analysts.").tag(
+        config=True
+    )
+
+    @property
+    def as_root(self) -> bool:
+        return os.geteuid() == 0
+
+    @property
+    def system_user(self) -> str:
+        """The account the server runs as."""
+        if not self.as_root:
+            return pwd.getpwuid(os.geteuid()).pw_name
+        return system_username(self.user.name, self.system_user_prefix)
+
+    @property
+    def sandbox_home(self) -> Path:
+        """The analyst's home as seen inside the sandbox."""
+        return Path(self.home_root) / system_username(self.user.name, self.system_user_prefix)
+
+    def _host_home(self) -> Path:
+        if self.as_root:
+            return Path(pwd.getpwnam(self.system_user).pw_dir)
+        return Path(self.hub_state_dir) / "homes" / self.sandbox_home.name
+
+    async def _ensure_system_user(self) -> None:
+        """Create the analyst's account on first spawn (root only)."""
+        if not account_exists(self.system_user):
+            self.log.info("Creating system user %s for %s", self.system_user, self.user.name)
+        await ensure_analyst_account(
+            self.system_user, hub_user=self.user.name, home_root=Path(self.home_root)
+        )
+
+    def _ensure_private_home(self) -> None:
+        """Without root: one private home per analyst under the hub's state directory."""
+        home = self._host_home()
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def _provide_templates(self, uid: int) -> None:
+        """Give a new analyst the scenario notebooks to start from (first spawn only)."""
+        source = templates_source(Path(self.templates_dir), self._language()) \
+            if self.templates_dir else None  # notebooks_templates/zh or /en
+        target = self._host_home() / "templates"
+        if source is None or not source.is_dir() or target.exists():
+            return
+        target.mkdir(mode=0o700)
+        for notebook in sorted(source.glob("*.ipynb")):
+            shutil.copyfile(notebook, target / notebook.name)
+        if self.as_root:
+            gid = pwd.getpwuid(uid).pw_gid
+            for path in (target, *target.iterdir()):
+                os.chown(path, uid, gid)
+        self.log.info("Copied %d scenario notebooks to %s", len(list(target.iterdir())), target)
+
+    def _language(self) -> str:
+        """The browser's language of the request that spawns this server (sandbox/hub/language.py)."""
+        return sandbox_language(self.handler)

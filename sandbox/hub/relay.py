@@ -15,6 +15,7 @@ only to the two fixed endpoints: the sandbox chooses nothing but which of the tw
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import os
 import shutil
@@ -41,6 +42,7 @@ class HostRelay:
         self.runtime_dir = runtime_dir
         self.targets = {"gateway.sock": gateway, "hub.sock": hub_api}
         self._servers: list[asyncio.AbstractServer] = []
+        self._cleanup_registered = False
 
     @property
     def running(self) -> bool:
@@ -73,6 +75,9 @@ class HostRelay:
             server = await asyncio.start_unix_server(self._handler(host, port), path=str(path))
             os.chmod(path, 0o666)  # noqa: S103  # any sandbox user may connect
             self._servers.append(server)
+        if not self._cleanup_registered:  # the hub leaves no socket behind when it exits
+            atexit.register(self._remove_files)
+            self._cleanup_registered = True
 
     @staticmethod
     def _handler(host: str, port: int) -> Handler:
@@ -85,6 +90,11 @@ class HostRelay:
         for server in self._servers:
             server.close()  # open connections end with their sandboxes
         self._servers.clear()
-        for name in self.targets:
+        self._remove_files()
+
+    def _remove_files(self) -> None:
+        for name in (*self.targets, SANDBOX_INIT.name):
             with contextlib.suppress(FileNotFoundError):
                 (self.runtime_dir / name).unlink()
+        with contextlib.suppress(OSError):
+            self.runtime_dir.rmdir()  # unless something else was put there

@@ -31,72 +31,44 @@ and the cgroup is swept at the end, so no process of the analyst survives.
 from __future__ import annotations
 
 import asyncio
-import grp
-import hashlib
-import ipaddress
 import os
 import pwd
-import shutil
 import signal
 import socket
-import tempfile
 from pathlib import Path
 from subprocess import Popen
 from typing import Any, ClassVar
-from urllib.parse import urlsplit, urlunsplit
 
 from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
 from jupyterhub.utils import random_port
 from traitlets import Any as AnyTrait
 from traitlets import Bool, CaselessStrEnum, Integer, Unicode, default
 
-from .accounts import account_exists, ensure_analyst_account
-from .cgroups import CgroupLimits, CgroupUnavailable, SandboxCgroup
-from .firewall import FirewallUnavailable, SandboxFirewall, endpoint_of
+from .accounts import AnalystAccountMixin
+from .bubblewrap import BubblewrapMixin, on_loopback
+from .confinement import ConfinementMixin
 from .isolation import (
     SandboxError,
-    SandboxLayout,
-    account_files,
-    bwrap_command,
     children_of,
     is_alive,
     signal_process,
-    system_username,
 )
-from .language import sandbox_language, templates_source
-from .relay import SANDBOX_INIT, SANDBOX_RUN_DIR, HostRelay, RelayError
-from .seccomp import SeccompUnavailable, seccomp_filter_fd
 from .settings import HubSettings
 from .tokens import SandboxTokenError, revoke_sandbox_token, sandbox_token_for, token_id
 
 __all__ = ["SandboxSpawner"]
 
 
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
+class SandboxSpawner(AnalystAccountMixin, BubblewrapMixin, ConfinementMixin, LocalProcessSpawner):
+    """LocalProcessSpawner that runs each server as its own user inside bubblewrap.
 
-
-def _on_loopback(url: str) -> str:
-    """``url`` as a sandbox reaches it: an IP address becomes 127.0.0.1 (names resolve
-    to it through the sandbox's /etc/hosts, so TLS names stay valid)."""
-    parts = urlsplit(url)
-    if not _is_ip(parts.hostname or ""):
-        return url
-    return urlunsplit(parts._replace(netloc=f"127.0.0.1:{parts.port or 80}"))
-
-
-class SandboxSpawner(LocalProcessSpawner):
-    """LocalProcessSpawner that runs each server as its own user inside bubblewrap."""
+    The analyst's account and home are in ``accounts.py``, the bubblewrap steps in
+    ``bubblewrap.py``, the limits and the egress filter of plain servers in
+    ``confinement.py``; this class is the lifecycle.
+    """
 
     # -- shared by every spawner of this hub process
     _announced: ClassVar[set[str]] = set()  # modes whose announcement was logged (once)
-    _firewall_lock: ClassVar[asyncio.Lock] = asyncio.Lock()  # one nftables change at a time
-    _bwrap_ok: ClassVar[set[int]] = set()  # uids for which a bubblewrap probe succeeded
-    _relays: ClassVar[dict[str, HostRelay]] = {}  # runtime dir -> the hub's relay sockets
 
     # -- this sandbox's state; what stop() needs is kept by get_state() across hub restarts.
     # Not reset by clear_state(), which LocalProcessSpawner.poll() calls as soon as the
@@ -120,8 +92,6 @@ class SandboxSpawner(LocalProcessSpawner):
         without user namespaces; never with real data.
         """,
     ).tag(config=True)
-
-    bwrap_path = Unicode("bwrap", help="The bubblewrap executable.").tag(config=True)
 
     sandbox_env = Unicode(
         help="""World-readable Python environment the servers run in (built by
@@ -147,50 +117,8 @@ class SandboxSpawner(LocalProcessSpawner):
         gateway). The env variable DPSANDBOX_HUB_SECRET takes precedence.""",
     ).tag(config=True)
 
-    home_root = Unicode("/home", help="Where analysts' homes are created (as root).").tag(config=True)
 
-    runtime_dir = Unicode(
-        help="""Directory of the hub's relay sockets (gateway.sock, hub.sock), bound read-only
-        into every sandbox at /run/dpsandbox. Default: /run/dpsandbox-<hash of the hub
-        state dir> as root, else $TMPDIR/dpsandbox-<uid>-<hash>.""",
-    ).tag(config=True)
 
-    tmp_size = Integer(
-        1024**3, help="Size of a sandbox's private /tmp and /var/tmp, each (bytes; 0: no limit)."
-    ).tag(config=True)
-
-    templates_dir = Unicode(
-        str(Path(__file__).resolve().parents[2] / "notebooks_templates"),
-        help="""Scenario notebooks copied into a new analyst's home (as ~/templates) on the
-        first spawn; an analyst's own copies are never overwritten. Empty: copy nothing.""",
-    ).tag(config=True)
-
-    system_user_prefix = Unicode("dps-", help="Prefix of the system accounts created for analysts.").tag(
-        config=True
-    )
-
-    pids_limit = Integer(
-        1024, help="Most processes and threads a sandbox may have (cgroup pids.max); 0: no limit."
-    ).tag(config=True)
-
-    cgroup_root = Unicode(
-        "/sys/fs/cgroup", help="Mount point of the cgroup v1 hierarchies or the v2 unified one."
-    ).tag(config=True)
-
-    network = CaselessStrEnum(
-        ["gateway-only", "host"],
-        default_value="gateway-only",
-        help="""What a server run with isolation = "none" may connect to. (Under bubblewrap a
-        sandbox always has its own network namespace and reaches the gateway and the
-        hub API alone, through the hub's relay.)
-
-        "gateway-only" (default): with root and nftables, new connections from a
-        sandbox user's sockets are refused except to the gateway and the hub API
-        (a filter per hub, by socket owner). "host": no filter.
-        """,
-    ).tag(config=True)
-
-    nft_path = Unicode("nft", help="The nftables command (apt-get install nftables).").tag(config=True)
 
     kernel_transport_ipc = Bool(
         True,
@@ -219,13 +147,6 @@ class SandboxSpawner(LocalProcessSpawner):
             Path(self.dpsandbox_home) / "state" / "hub_secret"
         )
 
-    @default("runtime_dir")
-    def _runtime_dir_default(self) -> str:
-        digest = hashlib.sha256(str(Path(self.hub_state_dir).absolute()).encode()).hexdigest()[:10]
-        if self.as_root:
-            return f"/run/dpsandbox-{digest}"
-        return str(Path(tempfile.gettempdir()) / f"dpsandbox-{os.geteuid()}-{digest}")
-
     @default("cmd")
     def _cmd_default(self) -> list[str]:
         return [str(Path(self.sandbox_env) / "bin" / "jupyterhub-singleuser")]
@@ -243,61 +164,7 @@ class SandboxSpawner(LocalProcessSpawner):
     def _interrupt_timeout_default(self) -> int:
         return 15
 
-    # ------------------------------------------------------------------ who runs it
-
-    @property
-    def as_root(self) -> bool:
-        return os.geteuid() == 0
-
-    @property
-    def system_user(self) -> str:
-        """The account the server runs as."""
-        if not self.as_root:
-            return pwd.getpwuid(os.geteuid()).pw_name
-        return system_username(self.user.name, self.system_user_prefix)
-
-    @property
-    def sandbox_home(self) -> Path:
-        """The analyst's home as seen inside the sandbox."""
-        return Path(self.home_root) / system_username(self.user.name, self.system_user_prefix)
-
-    def _host_home(self) -> Path:
-        if self.as_root:
-            return Path(pwd.getpwnam(self.system_user).pw_dir)
-        return Path(self.hub_state_dir) / "homes" / self.sandbox_home.name
-
-    async def _ensure_system_user(self) -> None:
-        """Create the analyst's account on first spawn (root only)."""
-        if not account_exists(self.system_user):
-            self.log.info("Creating system user %s for %s", self.system_user, self.user.name)
-        await ensure_analyst_account(
-            self.system_user, hub_user=self.user.name, home_root=Path(self.home_root)
-        )
-
-    def _ensure_private_home(self) -> None:
-        """Without root: one private home per analyst under the hub's state directory."""
-        home = self._host_home()
-        home.mkdir(mode=0o700, parents=True, exist_ok=True)
-
-    def _provide_templates(self, uid: int) -> None:
-        """Give a new analyst the scenario notebooks to start from (first spawn only)."""
-        source = templates_source(Path(self.templates_dir), self._language()) \
-            if self.templates_dir else None  # notebooks_templates/zh or /en
-        target = self._host_home() / "templates"
-        if source is None or not source.is_dir() or target.exists():
-            return
-        target.mkdir(mode=0o700)
-        for notebook in sorted(source.glob("*.ipynb")):
-            shutil.copyfile(notebook, target / notebook.name)
-        if self.as_root:
-            gid = pwd.getpwuid(uid).pw_gid
-            for path in (target, *target.iterdir()):
-                os.chown(path, uid, gid)
-        self.log.info("Copied %d scenario notebooks to %s", len(list(target.iterdir())), target)
-
-    def _language(self) -> str:
-        """The browser's language of the request that spawns this server (sandbox/hub/language.py)."""
-        return sandbox_language(self.handler)
+    # ------------------------------------------------------------------ start-up
 
     def _announce_mode(self) -> None:
         key = "root" if self.as_root else "user"
@@ -343,7 +210,7 @@ class SandboxSpawner(LocalProcessSpawner):
             # Inside, the gateway and the hub API are on the sandbox's own loopback.
             for key in ("DPSANDBOX_GATEWAY_URL", "JUPYTERHUB_API_URL", "JUPYTERHUB_ACTIVITY_URL"):
                 if key in env:
-                    env[key] = _on_loopback(env[key])
+                    env[key] = on_loopback(env[key])
         return env
 
     def get_args(self) -> list[str]:
@@ -364,139 +231,6 @@ class SandboxSpawner(LocalProcessSpawner):
 
     # ------------------------------------------------------------------ isolation
 
-    def _layout(self) -> SandboxLayout:
-        return SandboxLayout(
-            home=self._host_home(),
-            sandbox_home=self.sandbox_home,
-            readonly=(Path(self.sandbox_env),),
-            run_dir=Path(self.runtime_dir),
-            run_target=SANDBOX_RUN_DIR,
-            tmp_size=self.tmp_size or None,
-        )
-
-    def _hub_api_url(self) -> str:
-        return self.hub_connect_url or self.hub.api_url
-
-    def _sandbox_files(self) -> dict[str, bytes]:
-        """passwd, group (the analyst alone) and hosts (service names on loopback)."""
-        account = pwd.getpwnam(self.system_user)
-        try:
-            group = grp.getgrgid(account.pw_gid).gr_name
-        except KeyError:
-            group = account.pw_name
-        names = {urlsplit(u).hostname or "" for u in (self.gateway_url, self._hub_api_url())}
-        return account_files(
-            user=account.pw_name, uid=account.pw_uid, group=group, gid=account.pw_gid,
-            home=self.sandbox_home, hosts=sorted(n for n in names if n and not _is_ip(n)),
-        )  # fmt: skip
-
-    async def _start_relay(self) -> None:
-        """The hub's relay sockets to the gateway and the hub API (once per hub process)."""
-        relay = self._relays.get(self.runtime_dir)
-        if relay is None:
-            relay = HostRelay(
-                Path(self.runtime_dir),
-                gateway=endpoint_of(self.gateway_url),
-                hub_api=endpoint_of(self._hub_api_url()),
-            )
-            self._relays[self.runtime_dir] = relay
-        try:
-            await relay.start()
-        except (RelayError, OSError) as exc:
-            raise SandboxError(f"cannot set up the sandboxes' network relay: {exc}") from exc
-
-    def _bind_door(self) -> socket.socket:
-        """The host socket the proxy reaches the server through; the sandbox listens on it."""
-        door = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        door.bind((self.ip or "127.0.0.1", self.port))  # port 0: a free one, no race
-        self.port = int(door.getsockname()[1])
-        return door
-
-    def _bubblewrap_command(self, bwrap: str, door: socket.socket) -> tuple[list[str], list[int]]:
-        """The server's command line in bubblewrap and the descriptors it must inherit.
-
-        The caller closes the descriptors once the process has started.
-        """
-        gateway_port = endpoint_of(self.gateway_url)[1]
-        hub_port = endpoint_of(self._hub_api_url())[1]
-        if gateway_port == hub_port:
-            raise SandboxError("the gateway and the hub API must listen on different ports")
-        fds: list[int] = []
-        try:
-            data = {}
-            for target, content in self._sandbox_files().items():
-                fd = os.memfd_create("dpsandbox-file", 0)
-                fds.append(fd)
-                os.write(fd, content)
-                os.lseek(fd, 0, os.SEEK_SET)
-                data[target] = fd
-            seccomp = seccomp_filter_fd()
-            fds.append(seccomp)
-        except (SeccompUnavailable, OSError) as exc:
-            for fd in fds:
-                os.close(fd)
-            raise SandboxError(f"cannot prepare the sandbox: {exc}") from exc
-        init = [
-            str(Path(self.sandbox_env) / "bin" / "python"), "-I", "-S",
-            str(SANDBOX_RUN_DIR / SANDBOX_INIT.name),
-            "--listen-fd", str(door.fileno()), "--port", str(self.port),
-            "--forward", f"{gateway_port}={SANDBOX_RUN_DIR / 'gateway.sock'}",
-            "--forward", f"{hub_port}={SANDBOX_RUN_DIR / 'hub.sock'}",
-            "--", *self.cmd, *self.get_args(),
-        ]  # fmt: skip
-        command = bwrap_command(bwrap, self._layout(), init, data_fds=data, seccomp_fd=seccomp)
-        return command, fds
-
-    def _bwrap(self) -> str:
-        found = shutil.which(self.bwrap_path)
-        if not found:
-            raise SandboxError(
-                f"bubblewrap ({self.bwrap_path}) is not installed: apt-get install bubblewrap, "
-                "or set c.SandboxSpawner.isolation = 'none' (no isolation; never with real data)"
-            )
-        return found
-
-    async def _probe_bwrap(self, bwrap: str, preexec: Any) -> None:
-        """Fail early, with a clear message, where user namespaces are not allowed."""
-        uid = pwd.getpwnam(self.system_user).pw_uid
-        if uid in self._bwrap_ok:
-            return
-        proc = await asyncio.create_subprocess_exec(
-            bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-            "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net",
-            "--unshare-cgroup-try", "--", "/bin/true",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            preexec_fn=preexec, cwd="/",
-        )  # fmt: skip
-        out, _ = await proc.communicate()
-        if proc.returncode != 0:
-            raise SandboxError(
-                f"bubblewrap does not work here ({out.decode(errors='replace').strip()}). "
-                "Allow unprivileged user namespaces, or set c.SandboxSpawner.isolation = 'none'"
-            )
-        self._bwrap_ok.add(uid)
-
-    def _cgroup(self) -> SandboxCgroup:
-        return SandboxCgroup(self.sandbox_home.name, root=Path(self.cgroup_root))
-
-    async def _setup_cgroup(self) -> SandboxCgroup | None:
-        if not self.as_root:
-            self.log.warning("No cgroup limits for %s: the hub does not run as root", self.user.name)
-            return None
-        limits = CgroupLimits(
-            memory_bytes=self.mem_limit or None,
-            cpus=self.cpu_limit or None,
-            pids=self.pids_limit or None,
-        )
-        cgroup = self._cgroup()
-        try:
-            applied = await asyncio.to_thread(cgroup.setup, limits)
-        except CgroupUnavailable as exc:
-            self.log.warning("No cgroup limits for %s: %s", self.user.name, exc)
-            return None
-        self.log.info("cgroup limits for %s: %s", self.user.name, ", ".join(applied) or "none")
-        return cgroup
-
     def make_preexec_fn(self, name: str) -> Any:
         """Join the cgroups (as root), then drop to the analyst's user."""
         join = self.cgroup_join
@@ -511,44 +245,6 @@ class SandboxSpawner(LocalProcessSpawner):
                 setuid()
 
         return preexec
-
-    def _firewall(self) -> SandboxFirewall:
-        state = str(Path(self.hub_state_dir).absolute())
-        return SandboxFirewall(
-            f"dpsandbox_{hashlib.sha256(state.encode()).hexdigest()[:10]}", nft=self.nft_path
-        )
-
-    def _filtered_mode(self) -> bool:
-        """Only plain processes (isolation = "none") share the host's network and need nftables."""
-        return self.isolation == "none" and self.network != "host"
-
-    async def _restrict_network(self, uid: int) -> None:
-        """Let the sandbox's user connect to the gateway and the hub API only."""
-        if self.network == "host":
-            self.log.warning("Network of %s is not filtered (network = 'host')", self.user.name)
-            return
-        if not self.as_root:
-            self.log.warning("No network filter for %s: the hub does not run as root", self.user.name)
-            return
-        endpoints = [
-            endpoint_of(self.gateway_url),
-            endpoint_of(self.hub_connect_url or self.hub.api_url),
-        ]
-        firewall = self._firewall()
-        try:
-            async with self._firewall_lock:
-                await asyncio.to_thread(firewall.install, endpoints)
-                await asyncio.to_thread(firewall.allow_uid, uid)
-            self.filtered_uid = uid
-        except (FirewallUnavailable, OSError) as exc:
-            self.log.warning(
-                "No network filter for %s (%s): the sandbox can connect wherever the host can",
-                self.user.name,
-                exc,
-            )
-            return
-        allowed = ", ".join(f"{host}:{port}" for host, port in endpoints)
-        self.log.info("Network of %s: new connections only to %s", self.user.name, allowed)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -709,14 +405,7 @@ class SandboxSpawner(LocalProcessSpawner):
         if left:
             self.log.warning("Killing %d leftover processes of %s", len(left), self.user.name)
         await asyncio.to_thread(cgroup.remove)
-        # The uid put under the filter, even if its account was deleted meanwhile.
-        uid = self.filtered_uid
-        if uid is None and self._filtered_mode() and account_exists(self.system_user):
-            uid = pwd.getpwnam(self.system_user).pw_uid
-        if uid is not None:
-            async with self._firewall_lock:
-                await asyncio.to_thread(self._firewall().forget_uid, uid)
-            self.filtered_uid = None
+        await self._forget_filtered_uid()
 
     async def _revoke_token(self) -> None:
         """The server is gone: its token (and every refresh of it) ends at the gateway."""
