@@ -134,7 +134,10 @@ class BubblewrapMixin(LoggingConfigurable):
     def _bind_door(self) -> socket.socket:
         """The host socket the proxy reaches the server through; the sandbox listens on it."""
         door = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        door.bind((self.ip or "127.0.0.1", self.port))  # port 0: a free one, no race
+        try:
+            door.bind((self.ip or "127.0.0.1", self.port))  # port 0: a free one, no race
+        except OSError:
+            door.bind((self.ip or "127.0.0.1", 0))  # the last spawn's port is taken meanwhile
         self.port = int(door.getsockname()[1])
         return door
 

@@ -128,6 +128,7 @@ def test_sandbox_runs_as_the_analysts_own_system_user(
         assert {k for k in seen["env"] if k.startswith("DPSANDBOX_")} == {
             "DPSANDBOX_GATEWAY_URL",
             "DPSANDBOX_TOKEN",
+            "DPSANDBOX_LANG",  # the client library's messages, from the browser's language
         }
     assert first.account is not None and second.account is not None
     assert first.account.pw_uid != second.account.pw_uid
