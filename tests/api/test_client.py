@@ -48,19 +48,19 @@ class LiveGateway:
 
     def token(self, user: str) -> str:
         resp = httpx.post(f"{self.url}/v1/auth/token",
-                          json={"username": user, "password": PASSWORD})
+                          json={"username": user, "password": PASSWORD}, timeout=60)
         assert resp.status_code == 200, resp.text
         return str(resp.json()["access_token"])
 
     def sandbox_token(self, user: str) -> str:
         resp = httpx.post(f"{self.url}/v1/auth/sandbox-token", json={"username": user},
-                          headers={"X-Hub-Secret": self.services.hub_secret})
+                          headers={"X-Hub-Secret": self.services.hub_secret}, timeout=60)
         assert resp.status_code == 200, resp.text
         return str(resp.json()["access_token"])
 
     def admin(self, method: str, path: str, body: Any = None) -> Any:
         resp = httpx.request(method, f"{self.url}{path}", json=body,
-                             headers={"Authorization": f"Bearer {self.token('root_admin')}"})
+                             headers={"Authorization": f"Bearer {self.token('root_admin')}"}, timeout=60)
         assert resp.is_success, resp.text
         return resp.json()
 
