@@ -63,6 +63,9 @@ CATALOGS = (
     # the notebook library runs in the sandbox without the gateway: its own catalog
     CatalogSource("client", ROOT / "sandbox" / "client", ROOT / "sandbox" / "client" / "babel.cfg",
                   ROOT / "sandbox" / "client" / "locale"),
+    # the hub's sign-in and home pages (JupyterHub templates, sandbox/hub/pages.py)
+    CatalogSource("hub", ROOT / "sandbox" / "hub", ROOT / "sandbox" / "hub" / "babel.cfg",
+                  ROOT / "sandbox" / "hub" / "locale"),
 )
 
 

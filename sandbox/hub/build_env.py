@@ -56,6 +56,19 @@ SANDBOX_PACKAGES = (
 # is made with a newer 3.11 than Debian's 3.11.2 (soupsieve 4.1.3 needs >= 3.11.5).
 # pip picks the newest compatible release of these instead.
 UNPINNED = frozenset({"soupsieve"})
+# JupyterLab in an offline sandbox: no "Jupyter news" question, no update check, and the
+# server makes no request to the news feed (written into the environment on every build).
+LAB_SETTINGS_OVERRIDES = {
+    "@jupyterlab/apputils-extension:notification": {"fetchNews": "false",
+                                                     "checkForUpdates": False},
+}
+SERVER_CONFIG = {
+    "LabApp": {"news_url": None,
+               "check_for_updates_class": "jupyterlab.handlers.announcements.NeverCheckForUpdate"},
+    # jupyter_server pings kernel websockets every 30 s with a 90 s timeout, which tornado
+    # >= 6.5 shortens with a warning at the first kernel connection: say 30 s outright.
+    "ServerApp": {"tornado_settings": {"ws_ping_timeout": 30000}},
+}
 # Bump when the build procedure itself changes in a way that needs a rebuild.
 BUILD_VERSION = "2"
 STAMP_NAME = ".dpsandbox-stamp.json"
@@ -111,7 +124,7 @@ def _deps_hash(python: Path, lock: Path, packages: tuple[str, ...]) -> str:
 
 
 def _client_hash(repo: Path) -> str:
-    parts = []
+    parts = [json.dumps([LAB_SETTINGS_OVERRIDES, SERVER_CONFIG], sort_keys=True).encode()]
     for path in _client_sources(repo):
         parts.append(str(path.relative_to(repo)).encode())
         parts.append(path.read_bytes())
@@ -200,6 +213,17 @@ def _install_client(prefix: Path, repo: Path) -> None:
     _log(f"installed the sandbox client package ({len(sources)} files) into {target}")
 
 
+def _write_lab_settings(prefix: Path) -> None:
+    """JupyterLab's offline settings: overrides.json and a jupyter_server config file."""
+    overrides = prefix / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
+    overrides.parent.mkdir(parents=True, exist_ok=True)
+    overrides.write_text(json.dumps(LAB_SETTINGS_OVERRIDES, indent=2) + "\n")
+    server = prefix / "etc" / "jupyter" / "jupyter_server_config.d" / "dpsandbox-offline.json"
+    server.parent.mkdir(parents=True, exist_ok=True)
+    server.write_text(json.dumps(SERVER_CONFIG, indent=2) + "\n")
+    _log(f"wrote JupyterLab's offline settings ({overrides.name}, {server.name})")
+
+
 def _make_world_readable(prefix: Path) -> None:
     """Analysts' users must read and execute the environment; only root may change it."""
     for parent in [prefix, *prefix.parents]:
@@ -254,6 +278,7 @@ def build_sandbox_env(
             if stamp.get("deps") != deps:
                 _install_dependencies(prefix, python, lock, packages)
             _install_client(prefix, repo)
+            _write_lab_settings(prefix)
             _make_world_readable(prefix)
             _verify(prefix)
             _write_stamp(prefix, {"deps": deps, "client": client, "python": str(python)})

@@ -16,10 +16,10 @@
 # the spawner class.
 import os
 import secrets
-import shutil
 import sys
 from pathlib import Path
 
+from sandbox.hub import pages
 from sandbox.hub.quiet import quiet_hub_log
 from sandbox.hub.settings import HubSettings
 
@@ -52,18 +52,11 @@ c.JupyterHub.db_url = f"sqlite:///{state_dir / 'jupyterhub.sqlite'}"
 c.JupyterHub.cookie_secret_file = str(state_dir / "jupyterhub_cookie_secret")
 c.JupyterHub.pid_file = str(state_dir / "jupyterhub.pid")
 c.JupyterHub.cleanup_servers = True  # stopping the hub stops every sandbox
-c.JupyterHub.template_vars = {
-    "announcement_login": (
-        "Sign in with your dp-sandbox analyst account. "
-        f"Administrators and auditors: use the web console at {settings.console_url}"
-    ),
-}
+pages.install(c, console_url=settings.console_url)  # sign-in and home in zh-CN / English
 
-# -- the proxy: PyPI's configurable-http-proxy, next to this interpreter ----------
-_proxy = Path(sys.executable).parent / "configurable-http-proxy"
-c.ConfigurableHTTPProxy.command = [
-    str(_proxy) if _proxy.exists() else shutil.which("configurable-http-proxy") or "configurable-http-proxy"
-]
+# -- the proxy: PyPI's configurable-http-proxy, passing websocket subprotocols through
+# (sandbox/hub/proxy.py: without it every kernel connection first fails its handshake)
+c.ConfigurableHTTPProxy.command = [sys.executable, "-m", "sandbox.hub.proxy"]
 c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{proxy_api_port}"
 c.ConfigurableHTTPProxy.auth_token = _private_secret(state_dir / "proxy_token")
 c.ConfigurableHTTPProxy.pid_file = str(state_dir / "jupyterhub-proxy.pid")

@@ -134,7 +134,7 @@ def _stop_stray_proxy(pid_file: Path) -> None:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (OSError, ValueError):
         return
-    if b"configurable-http-proxy" in cmdline:
+    if b"configurable-http-proxy" in cmdline or b"sandbox.hub.proxy" in cmdline:
         os.kill(pid, signal.SIGTERM)
 
 

@@ -50,7 +50,9 @@ def test_embedded_config_wires_gateway_login_sandboxes_and_culler(
     assert c.JupyterHub.db_url == f"sqlite:///{home / 'hub' / 'jupyterhub.sqlite'}"
     assert stat.S_IMODE(os.stat(home / "hub").st_mode) == 0o700
     assert stat.S_IMODE(os.stat(home / "hub" / "proxy_token").st_mode) == 0o600
-    assert c.ConfigurableHTTPProxy.command[0].endswith("configurable-http-proxy")
+    # PyPI's configurable-http-proxy, passing websocket subprotocols (sandbox/hub/proxy.py)
+    assert c.ConfigurableHTTPProxy.command[1:] == ["-m", "sandbox.hub.proxy"]
+    assert c.JupyterHub.template_paths[0].endswith("sandbox/hub/templates")
     (culler,) = c.JupyterHub.services
     assert "--timeout=3600" in culler["command"]
     assert {"delete:servers", "read:users:activity"} <= set(c.JupyterHub.load_roles[0]["scopes"])

@@ -1,0 +1,41 @@
+"""``python -m sandbox.hub.proxy``: PyPI's configurable-http-proxy, passing websocket
+subprotocols through.
+
+The PyPI port of configurable-http-proxy (0.4) ends each websocket at the proxy and opens
+a second one to the target. It forwards the browser's ``Sec-WebSocket-Protocol`` to the
+target, but its own handshake with the browser never names the subprotocol the target
+chose. JupyterLab asks for ``v1.kernel.websocket.jupyter.org`` on every kernel connection;
+Chrome then refuses the handshake ("Sent non-empty 'Sec-WebSocket-Protocol' header but
+no response was received") and JupyterLab reconnects with the legacy protocol: every
+kernel connection first failed. Here the proxy answers with the subprotocol the target
+selected (or none when the target selected none). Options are the proxy's own.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+__all__ = ["MARKER", "install", "select_upstream_subprotocol"]
+
+MARKER = b"sandbox.hub.proxy"  # in the process's command line (sandbox/hub/run.py)
+
+
+def select_upstream_subprotocol(handler: Any, subprotocols: list[str]) -> str | None:
+    """The subprotocol the target accepted, if the browser offered it."""
+    client = getattr(handler, "ws_client", None)  # the proxy's connection to the target
+    chosen = client.selected_subprotocol if client is not None else None
+    return chosen if chosen in subprotocols else None
+
+
+def install() -> None:
+    from configurable_http_proxy.handlers import ProxyHandler
+
+    ProxyHandler.select_subprotocol = select_upstream_subprotocol  # type: ignore[method-assign]
+
+
+if __name__ == "__main__":
+    from configurable_http_proxy.cli import main
+
+    install()
+    sys.exit(main())

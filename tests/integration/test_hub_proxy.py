@@ -1,0 +1,97 @@
+"""The hub's proxy passes a websocket's subprotocol through (sandbox/hub/proxy.py).
+
+JupyterLab opens every kernel connection asking for ``v1.kernel.websocket.jupyter.org``;
+a proxy whose handshake does not name the subprotocol the server chose makes Chrome drop
+the connection, and JupyterLab reconnects with the legacy protocol. Here a real
+configurable-http-proxy process (the one the hub runs) stands between a tornado client
+and a tornado websocket server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from tornado.httpclient import HTTPRequest
+from tornado.httpserver import HTTPServer
+from tornado.web import Application
+from tornado.websocket import WebSocketHandler, websocket_connect
+
+from tests.live import free_port
+
+KERNEL_PROTOCOL = "v1.kernel.websocket.jupyter.org"
+
+
+class Echo(WebSocketHandler):
+    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
+        return KERNEL_PROTOCOL if KERNEL_PROTOCOL in subprotocols else None
+
+    def on_message(self, message: str | bytes) -> None:
+        self.write_message(message)
+
+
+def _wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"nothing listens on {port}")
+
+
+@pytest.fixture
+def proxy_to() -> Iterator[tuple[int, int]]:
+    """(proxy port, target port): the hub's proxy command, routing / to the target."""
+    target, port, api = free_port(), free_port(), free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sandbox.hub.proxy", "--ip", "127.0.0.1", "--port", str(port),
+         "--api-ip", "127.0.0.1", "--api-port", str(api),
+         "--default-target", f"http://127.0.0.1:{target}"],
+        env={**os.environ, "CONFIGPROXY_AUTH_TOKEN": "test-token"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_port(port)
+        _wait_port(api)
+        assert httpx.get(f"http://127.0.0.1:{api}/api/routes",
+                         headers={"Authorization": "token test-token"}).status_code == 200
+        yield port, target
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+async def _handshake(proxy_port: int, target_port: int,
+                     subprotocols: list[str] | None) -> tuple[str | None, str]:
+    server = HTTPServer(Application([(r"/.*", Echo)]))
+    server.listen(target_port, "127.0.0.1")
+    try:
+        client = await websocket_connect(
+            HTTPRequest(f"ws://127.0.0.1:{proxy_port}/user/x/api/kernels/k/channels"),
+            subprotocols=subprotocols)
+        chosen = client.selected_subprotocol
+        await client.write_message("ping")
+        echoed = await client.read_message()
+        client.close()
+        return chosen, str(echoed)
+    finally:
+        server.stop()
+
+
+def test_the_kernel_subprotocol_survives_the_proxy(proxy_to: tuple[int, int]) -> None:
+    port, target = proxy_to
+    chosen, echoed = asyncio.run(_handshake(port, target, [KERNEL_PROTOCOL]))
+    assert chosen == KERNEL_PROTOCOL and echoed == "ping"  # the first handshake succeeds
+
+
+def test_a_websocket_without_subprotocol_still_works(proxy_to: tuple[int, int]) -> None:
+    port, target = proxy_to
+    chosen, echoed = asyncio.run(_handshake(port, target, None))
+    assert chosen is None and echoed == "ping"
