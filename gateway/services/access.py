@@ -32,6 +32,7 @@ from gateway.adapters.db import Store
 from gateway.adapters.db import tables as t
 from gateway.domain.budget import Budget
 from gateway.domain.errors import Conflict, DomainError, InvalidRequest, NotFound
+from gateway.domain.text import N_
 from gateway.domain.text import lazy_gettext as _l
 from gateway.domain.workflow import APPLICATION_TRANSITIONS, check_not_own, next_state
 from gateway.services.audit import AuditLog
@@ -50,7 +51,7 @@ READERS = ("admin", "auditor")
 
 def auto_grant(
     conn: Connection, *, audit: AuditLog, ledger: Ledger, actor: Principal, rec: DatasetRecord,
-    purpose: str = "automatic grant on first query of an open dataset",
+    purpose: str = N_("automatic grant on first query of an open dataset"),
     epsilon: float | None = None, days: int | None = None,
 ) -> Any:
     """An open dataset: record an auto-approved application and its grant (default budget)."""
@@ -65,7 +66,7 @@ def auto_grant(
         id=request_id, applicant=actor.username, org=None, dataset=rec.name,
         purpose=purpose, epsilon_units=budget.epsilon_units, days=days, status="approved",
         auto_approved=True, created_at=stamp, decided_by=SYSTEM.username, decided_at=stamp,
-        note="open dataset: approved automatically", grant_id=grant_id))
+        note=N_("open dataset: approved automatically"), grant_id=grant_id))
     audit.append(conn, action="request.auto_approve", outcome="ok", actor=actor, dataset=rec.name,
                  request_id=request_id, grant_id=grant_id, epsilon_units=budget.epsilon_units,
                  delta_units=budget.delta_units, detail={"purpose": purpose, "days": days})

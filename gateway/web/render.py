@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.api.errors import INTERNAL_ERROR
 from gateway.domain.errors import STATUS_BY_CODE, DomainError, Unauthenticated
-from gateway.i18n import N_, _, current_locale, install_jinja
+from gateway.i18n import N_, _, current_locale, install_jinja, localize
 from gateway.services.common import Principal
 from gateway.web.words import ACTIONS, action_name, role_name, status_name
 
@@ -111,7 +111,7 @@ def _environment() -> Environment:
         undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
     )
     install_jinja(env)
-    env.filters.update(number=number, when=when, short=short)
+    env.filters.update(number=number, when=when, short=short, stored=localize)
     env.globals.update(percent=percent, quote=quote, role_name=role_name, status_name=status_name,
                        action_name=action_name, known_actions=ACTIONS, loc=loc)
     return env

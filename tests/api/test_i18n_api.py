@@ -34,3 +34,17 @@ def test_body_too_large_in_chinese(gateway_env: GatewayEnv) -> None:
 def test_language_cookie_overrides_accept_language(gateway_env: GatewayEnv) -> None:
     resp = gateway_env.client.get("/v1/nope", headers={**ZH, "Cookie": "dps_lang=en"})
     assert resp.json()["error"]["message"] == "no such endpoint"
+
+
+def test_catalog_titles_follow_the_readers_language(gateway_env: GatewayEnv) -> None:
+    english = {d["name"]: d for d in gateway_env.get("rita", "/v1/datasets").json()}
+    chinese = {d["name"]: d for d in gateway_env.client.get(
+        "/v1/datasets", headers={**gateway_env.headers("rita"), **ZH}).json()}
+    assert english["flights"]["title"] == "NYC departing flights 2013"
+    assert chinese["flights"]["title"] == "2013 年纽约离港航班"
+    assert chinese["flights"]["title_zh"] == english["flights"]["title_zh"] == "2013 年纽约离港航班"
+    assert chinese["flights"]["columns"]["origin"]["description"] == "起飞机场"
+    assert english["flights"]["columns"]["origin"]["description"] == "departure airport"
+    one = gateway_env.client.get("/v1/datasets/exam",
+                                 headers={**gateway_env.headers("rita"), **ZH}).json()
+    assert one["title"] == "伦敦中学生考试成绩" and one["policy"]["title"] == "伦敦中学生考试成绩"

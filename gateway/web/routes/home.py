@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse, RedirectResponse
 
 from gateway.api.deps import ServicesDep
 from gateway.domain.errors import NotFound, Unauthenticated
-from gateway.i18n import LANG_COOKIE, N_, _, normalize
+from gateway.i18n import LANG_COOKIE, N_, _, _l, normalize
 from gateway.web.render import HERE, ConsoleRoute, page
 from gateway.web.routes.decisions import my_work_page
 from gateway.web.session import (
@@ -122,4 +122,4 @@ def static(name: Annotated[str, Path(max_length=64)]) -> Response:
 
 
 def not_found(rest: str) -> Response:
-    raise NotFound(f"there is no console page at /console/{rest[:100]}")
+    raise NotFound(_l("there is no console page at /console/%(rest)s", rest=rest[:100]))
