@@ -42,12 +42,14 @@ CJK = re.compile(r"[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]")
 # Words that are data or names, never interface text: accounts, datasets, orgs, the policies'
 # identifiers (columns, categories, domains, sources), units and product names.
 NAMES = {"root_admin", "admin2", "audrey", "rita", "ron", "erin", "eve", "acme", "flights",
-         "exam", "credit", "epsilon", "delta", "Epsilon", "Delta", "system", "cli", "test", "dp", "sandbox", "JupyterLab", "UTC", "API",
-         "SQL", "JSON", "CSV", "Lines", "English", "nycflights13", "mlmRev", "modeldata",
-         "credit_data", "Exam", "GCSE", "LRT", "HHMM", "EWR", "JFK", "LGA"}
+         "exam", "credit", "epsilon", "delta", "Epsilon", "Delta", "system", "cli", "test",
+         "dp", "sandbox", "JupyterLab", "UTC", "API", "SQL", "JSON", "CSV", "Lines", "English",
+         "nycflights13", "mlmRev", "modeldata", "credit_data", "Exam", "GCSE", "LRT", "HHMM",
+         "EWR", "JFK", "LGA"}
 # Chinese that the world below types in (data, not interface text).
-TYPED_ZH = ["按机场研究起飞延误的季节性变化，供交通规划研究报告使用", "项目提前结束", "第二阶段继续研究", "同意试点使用",
-            "研究结束，撤销授权", "申请追加预算用于第二阶段的延误研究，按月份和机场分组分析"]
+TYPED_ZH = ["按机场研究起飞延误的季节性变化，供交通规划研究报告使用", "项目提前结束",
+            "第二阶段继续研究", "同意试点使用", "研究结束，撤销授权",
+            "申请追加预算用于第二阶段的延误研究，按月份和机场分组分析"]
 
 
 def policy_words() -> set[str]:
