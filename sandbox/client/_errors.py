@@ -13,12 +13,14 @@
      ├── QueryRejected             a reviewer rejected a query on restricted data
      ├── ReviewTimeout             still pending review when the wait ended
      ├── GatewayUnreachable        no answer from the gateway (network, timeout)
-     └── ServerError               500 or an answer that is not the contract's JSON
+     ├── ServerError               500 or an answer that is not the contract's JSON
+     └── InvalidQuery              (also a ValueError) a query written wrongly on this side,
+                                   e.g. a ``where`` string that cannot be parsed; nothing sent
 
 Every error carries the gateway's ``code`` and ``message`` and the HTTP ``status``.
 httpx's own errors are translated here, once (:func:`translate_transport_error`).
-A query written wrongly on this side (a ``where`` string that cannot be parsed) raises a
-plain :class:`ValueError` before anything is sent. In IPython these errors show as one
+A query written wrongly on this side (a ``where`` string that cannot be parsed) raises
+:class:`InvalidQuery`, a :class:`ValueError` too, before anything is sent. In IPython these errors show as one
 line, without this library's frames (:mod:`sandbox.client._display`).
 """
 
@@ -110,6 +112,12 @@ class GatewayUnreachable(DPSandboxError):
 
 class ServerError(DPSandboxError):
     code = "internal"
+
+
+class InvalidQuery(DPSandboxError, ValueError):
+    """A query this library could not build (nothing was sent to the gateway)."""
+
+    code = "invalid_query"
 
 
 _BY_CODE: dict[str, type[DPSandboxError]] = {

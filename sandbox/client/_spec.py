@@ -7,6 +7,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from sandbox.client._errors import InvalidQuery
+from sandbox.client._i18n import _
 from sandbox.client._where import Where, normalize_where
 
 Columns = str | Sequence[str] | None
@@ -35,9 +37,9 @@ def _aggregate(item: Any) -> dict[str, Any]:
             if q is not None:
                 out["q"] = float(q)
             return out
-    raise ValueError(f"select: cannot use {item!r}; give dicts like {{'agg': 'mean', "
-                     "'column': 'dep_delay'}} or strings like 'count', 'mean(dep_delay)', "
-                     "'quantile(air_time, 0.5)'")
+    raise InvalidQuery(_("select: cannot use {item}; give dicts like {{'agg': 'mean', "
+                         "'column': 'dep_delay'}} or strings like 'count', 'mean(dep_delay)', "
+                         "'quantile(air_time, 0.5)'").format(item=repr(item)))
 
 
 def build_select(*, count: bool = False, sum: Columns = None, mean: Columns = None,
@@ -58,7 +60,8 @@ def build_select(*, count: bool = False, sum: Columns = None, mean: Columns = No
         out.append({"agg": "histogram", "column": column, "bins": [float(b) for b in bins]})
     out += [_aggregate(item) for item in select or ()]
     if not out:
-        raise ValueError("nothing to compute: pass count=True, mean='column', ... or select=[...]")
+        raise InvalidQuery(_("nothing to compute: pass count=True, mean='column', ... or "
+                             "select=[...]"))
     return out
 
 
@@ -66,10 +69,12 @@ def check_loss(epsilon: float, delta: float | None) -> None:
     """Refuse a loss that cannot be sent (NaN, infinite) before anything is sent."""
     if isinstance(epsilon, bool) or not isinstance(epsilon, int | float) \
             or not math.isfinite(epsilon) or epsilon <= 0:
-        raise ValueError(f"epsilon must be a positive finite number, got {epsilon!r}")
+        raise InvalidQuery(_("epsilon must be a positive finite number, got {value}").format(
+            value=repr(epsilon)))
     if delta is not None and (isinstance(delta, bool) or not isinstance(delta, int | float)
                               or not math.isfinite(delta) or delta < 0):
-        raise ValueError(f"delta must be a finite number >= 0, got {delta!r}")
+        raise InvalidQuery(_("delta must be a finite number >= 0, got {value}").format(
+            value=repr(delta)))
 
 
 def query_body(dataset: str, *, select: list[dict[str, Any]], where: Where = None,
@@ -98,5 +103,5 @@ def _order(item: Any) -> dict[str, Any]:
         column = text.lstrip("-").removesuffix(" desc").removesuffix(" DESC")
         column = column.removesuffix(" asc").removesuffix(" ASC").strip()
         return {"column": column, "desc": desc}
-    raise ValueError(f"order_by: cannot use {item!r}; give 'column', '-column' or "
-                     "'column desc'")
+    raise InvalidQuery(_("order_by: cannot use {item}; give 'column', '-column' or "
+                         "'column desc'").format(item=repr(item)))

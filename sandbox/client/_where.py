@@ -8,8 +8,8 @@ Accepted (case-insensitive keywords, conditions joined with AND)::
     a = 1 and b != 'x'
 
 Operators: ``= == != <> < <= > >= between in``. Values: numbers, quoted strings
-('it''s' doubles a quote), true/false. Anything else raises :class:`ValueError`
-saying where the problem is; nothing is sent to the gateway.
+('it''s' doubles a quote), true/false. Anything else raises :class:`InvalidQuery` (a
+:class:`ValueError`) saying where the problem is; nothing is sent to the gateway.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from sandbox.client._errors import InvalidQuery
+from sandbox.client._i18n import _
 
 Filter = dict[str, Any]
 Where = str | Mapping[str, Any] | Iterable[Any] | None
@@ -40,8 +43,8 @@ def _tokenize(text: str) -> list[tuple[str, str, int]]:
     while pos < len(text):
         match = _TOKEN.match(text, pos)
         if match is None or match.end() == pos:
-            raise ValueError(f"where: cannot read {text[pos:].strip()[:30]!r} "
-                             f"(at character {pos + 1} of {text!r})")
+            raise InvalidQuery(_("where: cannot read {part} (at character {at} of {text})").format(
+                part=repr(text[pos:].strip()[:30]), at=pos + 1, text=repr(text)))
         kind = match.lastgroup or ""
         tokens.append((kind, match.group(kind), match.start(kind)))
         pos = match.end()
@@ -54,15 +57,16 @@ class _Parser:
         self.tokens = _tokenize(text)
         self.i = 0
 
-    def fail(self, expected: str) -> ValueError:
+    def fail(self, expected: str) -> InvalidQuery:
         if self.i < len(self.tokens):
             _kind, value, at = self.tokens[self.i]
-            found = f"{value!r} at character {at + 1}"
+            found = _("{value} at character {at}").format(value=repr(value), at=at + 1)
         else:
-            found = "the end"
-        return ValueError(f"where: expected {expected} but found {found} in {self.text!r}; "
-                          "write conditions like \"month >= 6\", \"month between 6 and 8\", "
-                          "\"origin in ('JFK', 'LGA')\", joined with and")
+            found = _("the end")
+        return InvalidQuery(_("where: expected {expected} but found {found} in {text}; write "
+                              "conditions like \"month >= 6\", \"month between 6 and 8\", "
+                              "\"origin in ('JFK', 'LGA')\", joined with and").format(
+            expected=expected, found=found, text=repr(self.text)))
 
     def peek(self) -> tuple[str, str]:
         if self.i >= len(self.tokens):
@@ -84,15 +88,15 @@ class _Parser:
 
     def parse(self) -> list[Filter]:
         if not self.tokens:
-            raise ValueError("where: the condition is empty")
+            raise InvalidQuery(_("where: the condition is empty"))
         filters = [self.condition()]
         while self.i < len(self.tokens):
             kind, value = self.peek()
             if kind == "word" and value.lower() == "or":
-                raise ValueError(f"where: OR is not supported in {self.text!r}; use "
-                                 "'column in (...)' or run separate queries")
+                raise InvalidQuery(_("where: OR is not supported in {text}; use 'column in "
+                                     "(...)' or run separate queries").format(text=repr(self.text)))
             if not self.keyword("and"):
-                raise self.fail("'and' between conditions")
+                raise self.fail(_("'and' between conditions"))
             filters.append(self.condition())
         return filters
 
@@ -103,24 +107,24 @@ class _Parser:
         if kind == "string" and value.startswith('"'):
             return value[1:-1].replace('""', '"')
         self.i -= 1
-        raise self.fail("a column name")
+        raise self.fail(_("a column name"))
 
     def condition(self) -> Filter:
         column = self.column()
         if self.keyword("not"):
-            raise ValueError(f"where: NOT is not supported in {self.text!r}; the gateway "
-                             "takes = != < <= > >= between in")
+            raise InvalidQuery(_("where: NOT is not supported in {text}; the gateway takes "
+                                 "= != < <= > >= between in").format(text=repr(self.text)))
         if self.keyword("between"):
             low = self.value()
             if not self.keyword("and"):
-                raise self.fail("'and' inside between")
+                raise self.fail(_("'and' inside between"))
             return {"column": column, "op": "between", "value": [low, self.value()]}
         if self.keyword("in"):
             return {"column": column, "op": "in", "value": self.value_list()}
         kind, op = self.take()
         if kind != "op":
             self.i -= 1
-            raise self.fail("an operator (= != < <= > >= between in)")
+            raise self.fail(_("an operator (= != < <= > >= between in)"))
         return {"column": column, "op": _OPS[op], "value": self.value()}
 
     def value(self) -> Any:
@@ -134,19 +138,19 @@ class _Parser:
         if kind == "word" and value.lower() in _LITERALS:
             return _LITERALS[value.lower()]
         self.i -= 1
-        raise self.fail("a value (a number or a quoted string)")
+        raise self.fail(_("a value (a number or a quoted string)"))
 
     def value_list(self) -> list[Any]:
         if self.take() != ("punct", "("):
             self.i -= 1
-            raise self.fail("'(' after in")
+            raise self.fail(_("'(' after in"))
         values = [self.value()]
         while self.peek() == ("punct", ","):
             self.i += 1
             values.append(self.value())
         if self.take() != ("punct", ")"):
             self.i -= 1
-            raise self.fail("',' or ')' in the in-list")
+            raise self.fail(_("',' or ')' in the in-list"))
         return values
 
 
@@ -160,15 +164,16 @@ def _from_item(item: Any) -> list[Filter]:
         return parse_where(item)
     if isinstance(item, Mapping):
         if set(item) != {"column", "op", "value"}:
-            raise ValueError(f"where: a filter dict needs exactly column, op and value, "
-                             f"got {sorted(item)}")
+            raise InvalidQuery(_("where: a filter dict needs exactly column, op and value, got "
+                                 "{keys}").format(keys=sorted(item)))
         return [dict(item)]
     if isinstance(item, tuple) and len(item) == 3:
         column, op, value = item
         return [{"column": column, "op": _OPS.get(op, op),
                  "value": list(value) if isinstance(value, tuple | list) else value}]
-    raise ValueError(f"where: cannot use {item!r}; give a string like \"month >= 6\", "
-                     "a dict {column, op, value} or a tuple (column, op, value)")
+    raise InvalidQuery(_("where: cannot use {item}; give a string like \"month >= 6\", a dict "
+                         "(column, op, value) or a tuple (column, op, value)").format(
+        item=repr(item)))
 
 
 def normalize_where(where: Where) -> list[Filter]:

@@ -173,3 +173,18 @@ def test_pending_query_waits_through_running(monkeypatch: pytest.MonkeyPatch) ->
     assert "running" in WAITING
     result = pending.result(timeout=5)
     assert result["count"].tolist() == [42] and result.attrs["epsilon_charged"] == 0.2
+
+
+def test_a_query_written_wrongly_is_an_invalid_query_and_still_a_value_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from sandbox.client import DPSandboxError, InvalidQuery
+    from sandbox.client._spec import check_loss
+    from sandbox.client._where import parse_where
+
+    with pytest.raises(InvalidQuery) as bad_where:
+        parse_where("month >= ")
+    assert isinstance(bad_where.value, ValueError) and isinstance(bad_where.value, DPSandboxError)
+    assert bad_where.value.code == "invalid_query" and "expected a value" in bad_where.value.message
+    monkeypatch.setenv("DPSANDBOX_LANG", "zh_CN")
+    with pytest.raises(InvalidQuery, match="epsilon 必须是正的有限数"):
+        check_loss(-1, None)
