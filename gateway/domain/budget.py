@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
 from gateway.domain.errors import InvalidRequest
+from gateway.domain.text import _l
 
 EPSILON_UNIT = Decimal("1e-9")
 DELTA_UNIT = Decimal("1e-18")
@@ -24,6 +25,7 @@ EPSILON_SCALE = 10**9
 DELTA_SCALE = 10**18
 RHO_UNIT = Decimal("1e-12")
 RHO_SCALE = 10**12
+MAX_RHO = 100  # a zCDP loss above this is beyond any sensible (epsilon, delta)
 
 
 def _to_units(value: float | str | Decimal, unit: Decimal, what: str) -> int:
@@ -67,15 +69,18 @@ class Budget:
     @classmethod
     def zcdp_loss(cls, rho: object, delta: object = 0) -> Budget:
         """The loss a zCDP query asks to spend: rho > 0 and finite, delta in [0, 1)."""
-        if not isinstance(rho, int | float | str | Decimal):
-            raise InvalidRequest("rho must be a number")
-        if not isinstance(delta, int | float | str | Decimal):
-            raise InvalidRequest("delta must be a number")
+        if isinstance(rho, bool) or not isinstance(rho, int | float | str | Decimal):
+            raise InvalidRequest(_l("rho must be a number"))
+        if isinstance(delta, bool) or not isinstance(delta, int | float | str | Decimal):
+            raise InvalidRequest(_l("delta must be a number"))
         loss = cls.zcdp(rho, delta)
         if loss.rho_units <= 0:
-            raise InvalidRequest(f"rho must be greater than 0 (at least 1e-12), got {rho}")
+            raise InvalidRequest(_l("rho must be greater than 0 (at least 1e-12), got %(rho)s",
+                                    rho=str(rho)))
+        if loss.rho_units > MAX_RHO * RHO_SCALE:
+            raise InvalidRequest(_l("rho must be at most %(max)s", max=MAX_RHO))
         if loss.delta_units < 0 or loss.delta_units >= DELTA_SCALE:
-            raise InvalidRequest(f"delta must be in [0, 1), got {delta}")
+            raise InvalidRequest(_l("delta must be in [0, 1), got %(delta)s", delta=str(delta)))
         return loss
 
     @classmethod

@@ -228,6 +228,8 @@ def query_key(spec: QuerySpec, loss: Budget, dataset_version: str) -> str:
         "delta_units": loss.delta_units,
         "version": dataset_version,
     }
+    if loss.rho_units:  # zCDP; pure keys stay as they always were
+        payload["rho_units"] = loss.rho_units
     return hashlib.sha256(_stable(payload).encode()).hexdigest()
 
 
@@ -334,6 +336,23 @@ def resolve_loss(
     if delta is None:
         delta = policy.delta if need else 0
     loss = Budget.query_loss(epsilon, delta)
+    _check_delta(spec, policy, loss, need)
+    return loss
+
+
+def resolve_zcdp_loss(
+    spec: QuerySpec, policy: PolicyView, *, rho: object, delta: object | None
+) -> Budget:
+    """The (rho, delta) a zCDP query spends; delta as in :func:`resolve_loss`."""
+    need = needs_delta(spec, policy)
+    if delta is None:
+        delta = policy.delta if need else 0
+    loss = Budget.zcdp_loss(rho, delta)
+    _check_delta(spec, policy, loss, need)
+    return loss
+
+
+def _check_delta(spec: QuerySpec, policy: PolicyView, loss: Budget, need: bool) -> None:
     private = [c for c in spec.group_by if public_keys(policy.columns[c]) is None]
     if need and loss.delta_units == 0:
         raise InvalidRequest(
@@ -348,4 +367,3 @@ def resolve_loss(
             f"delta {loss.delta_float:g} is above the per-query delta of policy {policy.name} "
             f"({policy.delta:g})"
         )
-    return loss

@@ -98,25 +98,29 @@ class Dataset:
         return self._gw.request_access(self.name, purpose=purpose, epsilon=epsilon, days=days,
                                        org_grant=org_grant)
 
-    def preview(self, *, epsilon: float, delta: float | None = None, count: bool = False,
-                sum: Columns = None, mean: Columns = None, quantile: Quantiles = None,
-                histogram: Histograms = None, select: Sequence[Any] | None = None,
-                by: Columns = None, where: Where = None) -> Preview:
-        """Cost and expected accuracy of a query, without spending anything."""
+    def preview(self, *, epsilon: float | None = None, delta: float | None = None,
+                count: bool = False, sum: Columns = None, mean: Columns = None,
+                quantile: Quantiles = None, histogram: Histograms = None,
+                select: Sequence[Any] | None = None, by: Columns = None, where: Where = None,
+                rho: float | None = None) -> Preview:
+        """Cost and expected accuracy of a query, without spending anything (``rho``
+        instead of ``epsilon`` on zCDP datasets, docs/zcdp.md)."""
         body = query_body(self.name, select=build_select(
             count=count, sum=sum, mean=mean, quantile=quantile, histogram=histogram,
-            select=select), where=where, group_by=by, epsilon=epsilon, delta=delta)
+            select=select), where=where, group_by=by, epsilon=epsilon, delta=delta, rho=rho)
         return self._gw.runner.preview(self._checked(body))
 
     # -- DP queries: each spends from your grant ---------------------------------------
 
-    def query(self, *, epsilon: float, delta: float | None = None, count: bool = False,
-              sum: Columns = None, mean: Columns = None, quantile: Quantiles = None,
-              histogram: Histograms = None, select: Sequence[Any] | None = None,
-              where: Where = None, group_by: Columns = None, by: Columns = None,
-              order_by: Any = None, limit: int | None = None, wait: bool = False,
-              timeout: float | None = None) -> DPResult | PendingQuery:
+    def query(self, *, epsilon: float | None = None, delta: float | None = None,
+              count: bool = False, sum: Columns = None, mean: Columns = None,
+              quantile: Quantiles = None, histogram: Histograms = None,
+              select: Sequence[Any] | None = None, where: Where = None,
+              group_by: Columns = None, by: Columns = None, order_by: Any = None,
+              limit: int | None = None, wait: bool = False, timeout: float | None = None,
+              rho: float | None = None) -> DPResult | PendingQuery:
         """The full structured form: select (or shorthands), where, group_by, order_by, limit.
+        On a zCDP dataset the loss may be given as ``rho`` instead of ``epsilon``.
 
         Each DP query spends from your grant. On restricted data it returns a
         :class:`PendingQuery` at once (``.result()`` waits for the review); ``wait=True``
@@ -126,7 +130,7 @@ class Dataset:
         body = query_body(self.name, select=build_select(
             count=count, sum=sum, mean=mean, quantile=quantile, histogram=histogram,
             select=select), where=where, group_by=keys, order_by=order_by, limit=limit,
-            epsilon=epsilon, delta=delta)
+            epsilon=epsilon, delta=delta, rho=rho)
         return self._gw.runner.run(self._checked(body), group_by=keys, wait=wait,
                                    timeout=timeout)
 

@@ -84,7 +84,7 @@ class Grant(_Shape):
     """A grant of budget on one dataset (``GET /v1/grants``)."""
 
     _floats = ("epsilon_total", "epsilon_spent", "epsilon_remaining", "delta_total",
-               "delta_spent", "delta_remaining")
+               "delta_spent", "delta_remaining", "rho_total", "rho_spent", "rho_remaining")
 
     id: str
     dataset: str
@@ -95,6 +95,13 @@ class Grant(_Shape):
     delta_total: float = 0.0
     delta_spent: float = 0.0
     delta_remaining: float = 0.0
+    # zCDP datasets (docs/zcdp.md): the grant holds rho; epsilon_* are OpenDP's conversions
+    # of rho_* at conversion_delta
+    accounting: str = "pure"
+    rho_total: float = 0.0
+    rho_spent: float = 0.0
+    rho_remaining: float = 0.0
+    conversion_delta: float | None = None
     expires_at: str | None = None
     user: str | None = None
     org: str | None = None
@@ -109,11 +116,13 @@ class Grant(_Shape):
 class GrantBudget(_Shape):
     """``budget`` of a released answer: what is left on the grant that paid."""
 
-    _floats = ("epsilon_remaining", "delta_remaining")
+    _floats = ("epsilon_remaining", "delta_remaining", "rho_remaining")
 
     grant_id: str
     epsilon_remaining: float = 0.0
     delta_remaining: float = 0.0
+    accounting: str = "pure"
+    rho_remaining: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -146,12 +155,14 @@ class BudgetLeft(_Shape):
     epsilon: float
     delta: float
     grants: tuple[Grant, ...] = field(default=())
+    rho: float = 0.0  # zCDP grants' rho left (epsilon: their conversions, added up)
 
     @classmethod
     def of(cls, dataset: str, grants: Iterable[Grant]) -> BudgetLeft:
         usable = tuple(g for g in grants if g.dataset == dataset and g.active)
         return cls(dataset=dataset, epsilon=sum(g.epsilon_remaining for g in usable),
-                   delta=sum(g.delta_remaining for g in usable), grants=usable)
+                   delta=sum(g.delta_remaining for g in usable), grants=usable,
+                   rho=sum(g.rho_remaining for g in usable))
 
     def __float__(self) -> float:
         return self.epsilon
@@ -159,6 +170,12 @@ class BudgetLeft(_Shape):
     def __repr__(self) -> str:
         if not self.grants:
             return _("{dataset}: no active grant").format(dataset=self.dataset)
+        if any(g.accounting == "zcdp" for g in self.grants):
+            return _("{dataset}: rho left {rho} (epsilon {epsilon} at delta {conversion}), "
+                     "delta left {delta}, over {count} active grant(s)").format(
+                dataset=self.dataset, rho=f"{self.rho:.4g}", epsilon=f"{self.epsilon:.4g}",
+                conversion=f"{self.grants[0].conversion_delta or 0:.2g}",
+                delta=f"{self.delta:.2g}", count=len(self.grants))
         return _("{dataset}: epsilon left {epsilon}, delta left {delta}, over {count} active "
                  "grant(s)").format(dataset=self.dataset, epsilon=f"{self.epsilon:.4g}",
                                     delta=f"{self.delta:.2g}", count=len(self.grants))

@@ -65,10 +65,13 @@ def build_select(*, count: bool = False, sum: Columns = None, mean: Columns = No
     return out
 
 
-def check_loss(epsilon: float, delta: float | None) -> None:
+def check_loss(epsilon: float | None, delta: float | None, *, name: str = "epsilon") -> None:
     """Refuse a loss that cannot be sent (NaN, infinite) before anything is sent."""
     if isinstance(epsilon, bool) or not isinstance(epsilon, int | float) \
             or not math.isfinite(epsilon) or epsilon <= 0:
+        if name == "rho":
+            raise InvalidQuery(_("rho must be a positive finite number, got {value}").format(
+                value=repr(epsilon)))
         raise InvalidQuery(_("epsilon must be a positive finite number, got {value}").format(
             value=repr(epsilon)))
     if delta is not None and (isinstance(delta, bool) or not isinstance(delta, int | float)
@@ -79,11 +82,18 @@ def check_loss(epsilon: float, delta: float | None) -> None:
 
 def query_body(dataset: str, *, select: list[dict[str, Any]], where: Where = None,
                group_by: Columns = None, order_by: Any = None, limit: int | None = None,
-               epsilon: float, delta: float | None = None) -> dict[str, Any]:
-    check_loss(epsilon, delta)
+               epsilon: float | None, delta: float | None = None,
+               rho: float | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"dataset": dataset, "select": select,
-                            "where": normalize_where(where), "group_by": as_list(group_by),
-                            "epsilon": epsilon}
+                            "where": normalize_where(where), "group_by": as_list(group_by)}
+    if rho is None:
+        check_loss(epsilon, delta)
+        body["epsilon"] = epsilon
+    else:
+        check_loss(rho, delta, name="rho")
+        if epsilon is not None:
+            raise InvalidQuery(_("give either epsilon or rho, not both"))
+        body["rho"] = rho
     if order_by:
         body["order_by"] = [_order(o) for o in as_list(order_by)] if isinstance(
             order_by, str) else [_order(o) for o in order_by]

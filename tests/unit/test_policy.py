@@ -75,3 +75,8 @@ def test_accounting_defaults_to_pure_and_may_be_zcdp(tmp_path: Path) -> None:
     policy = load_policy(_write(tmp_path, {"accounting": "zcdp", "budget.dataset_rho_cap": 2.5}))
     assert (policy.accounting, policy.budget.dataset_rho_cap) == ("zcdp", 2.5)
     assert policy.public()["accounting"] == "zcdp"
+
+
+def test_the_zcdp_variant_of_exam_loads() -> None:
+    policy = load_policy(POLICIES / "variants" / "exam_zcdp.yaml")
+    assert (policy.name, policy.accounting, policy.source) == ("exam_zcdp", "zcdp", "exam.parquet")

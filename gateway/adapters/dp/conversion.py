@@ -24,6 +24,7 @@ import opendp.prelude as dp
 
 from gateway.domain.budget import Budget
 from gateway.domain.errors import InvalidRequest
+from gateway.i18n import _l
 
 dp.enable_features("contrib", "honest-but-curious")  # a user measurement with a fixed map
 
@@ -52,9 +53,11 @@ def epsilon_for_rho(rho: float, delta: float, keys_delta: float = 0.0) -> float:
     """The epsilon of the (epsilon, keys_delta + delta)-DP guarantee that (rho, keys_delta)
     approximate zCDP implies, by OpenDP's conversion."""
     if not (math.isfinite(rho) and 0 <= rho <= MAX_RHO * 2):
-        raise InvalidRequest(f"rho must be a number from 0 to {MAX_RHO * 2:g}, got {rho}")
+        raise InvalidRequest(_l("rho must be a number from 0 to %(max)s, got %(rho)s",
+                                max=MAX_RHO * 2, rho=str(rho)))
     if not 0 < delta < 1 or not 0 <= keys_delta < 1:
-        raise InvalidRequest(f"delta must be in (0, 1) to express rho as epsilon, got {delta}")
+        raise InvalidRequest(_l("delta must be in (0, 1) to express rho as epsilon, got %(delta)s",
+                                delta=str(delta)))
     if rho == 0:
         return 0.0
     converted = dp.c.make_fix_delta(
@@ -67,10 +70,11 @@ def epsilon_for_rho(rho: float, delta: float, keys_delta: float = 0.0) -> float:
 def rho_for_epsilon(epsilon: float, delta: float) -> float:
     """The largest rho whose OpenDP conversion at ``delta`` is at most ``epsilon``."""
     if not (math.isfinite(epsilon) and epsilon > 0):
-        raise InvalidRequest(f"epsilon must be a finite number > 0, got {epsilon}")
+        raise InvalidRequest(_l("epsilon must be a finite number > 0, got %(epsilon)s",
+                                epsilon=str(epsilon)))
     if epsilon_for_rho(MAX_RHO, delta) <= epsilon:
-        raise InvalidRequest(f"epsilon {epsilon:g} is beyond what zCDP accounting converts "
-                             f"(rho at most {MAX_RHO:g})")
+        raise InvalidRequest(_l("epsilon %(epsilon)s is beyond what zCDP accounting converts "
+                                "(rho at most %(max)s)", epsilon=epsilon, max=MAX_RHO))
     return float(
         dp.binary_search(
             lambda rho: epsilon_for_rho(rho, delta) <= epsilon, bounds=(0.0, MAX_RHO), T=float
