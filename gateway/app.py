@@ -45,8 +45,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             too_big = len(await request.body()) > limit
         if too_big:
             exc = InvalidRequest(_l("request body over %(limit)s bytes", limit=limit))
-            await run_in_threadpool(services.audit.denied, None, "http body too large", exc,
-                                    detail={"path": request.url.path[:200]})
+            await run_in_threadpool(services.audit.refusals.audit, None, "http body too large",
+                                    exc, detail={"path": request.url.path[:200]})
             return error_response(exc.code, exc.localized())
         return await call_next(request)
 

@@ -18,6 +18,7 @@ from gateway.domain.errors import InvalidRequest
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 ColumnType = Literal["str", "int", "float", "bool"]
+DEFAULT_DELTA_QUERIES = 10_000  # default dataset_delta_cap: this many queries at the policy's delta
 
 
 class PolicyError(InvalidRequest):
@@ -81,6 +82,15 @@ class BudgetPolicy(_Strict):
     # accounting: zcdp only: the dataset-wide cap in rho (default: OpenDP's conversion of
     # dataset_epsilon_cap at the policy's delta)
     dataset_rho_cap: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    dataset_delta_cap: float | None = Field(default=None, ge=0, lt=1)
+
+    @property
+    def delta_cap(self) -> float:
+        """The dataset-wide delta cap: as written, else room for DEFAULT_DELTA_QUERIES
+        thresholded queries at the policy's delta (never 1 or more)."""
+        if self.dataset_delta_cap is not None:
+            return self.dataset_delta_cap
+        return min(self.delta * DEFAULT_DELTA_QUERIES, 0.5)
 
     @model_validator(mode="after")
     def _ordered(self) -> BudgetPolicy:

@@ -9,7 +9,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from gateway.adapters.auth import TokenClaims
 from gateway.bootstrap import Services
-from gateway.domain.errors import Unauthenticated
 from gateway.services.common import Principal
 
 _bearer = HTTPBearer(auto_error=False)
@@ -23,23 +22,34 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_claims(
+def route_action(request: Request) -> str:
+    """How a refusal of this request is named in the audit log: ``http GET /v1/users``."""
+    route = request.scope.get("route")
+    return f"http {request.method} {getattr(route, 'path', request.url.path)}"
+
+
+def get_session(
     request: Request, services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> TokenClaims:
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise Unauthenticated("sign in first: send Authorization: Bearer <token>")
-    return services.tokens.verify(credentials.credentials)
+) -> tuple[TokenClaims, Principal]:
+    """The bearer token's claims and the caller (a refusal is audited by the service)."""
+    token = credentials.credentials if credentials and credentials.scheme.lower() == "bearer" \
+        else None
+    claims, principal = services.users.authenticate(token, action=route_action(request))
+    request.state.principal = principal
+    return claims, principal
+
+
+Session = Annotated[tuple[TokenClaims, Principal], Depends(get_session)]
+
+
+def get_claims(session: Session) -> TokenClaims:
+    return session[0]
+
+
+def get_principal(session: Session) -> Principal:
+    return session[1]
 
 
 Claims = Annotated[TokenClaims, Depends(get_claims)]
-
-
-def get_principal(request: Request, services: ServicesDep, claims: Claims) -> Principal:
-    request.state.claimed_user = claims.username
-    principal = services.users.principal(claims)
-    request.state.principal = principal
-    return principal
-
-
 CurrentUser = Annotated[Principal, Depends(get_principal)]

@@ -1,8 +1,10 @@
 """One place where errors become the contract's JSON: {"error": {"code", "message"}}.
 
-Every refusal is audited with outcome ``denied`` (services that know more context audit
-their own and mark the error; the rest are audited here). An unexpected exception is a
-500 that says it is a bug, never a traceback.
+The handlers only translate: every refusal was audited where it was raised (by a service,
+through :mod:`gateway.services.refusals`). The one exception is a body FastAPI refuses
+before any service runs, which is handed to that same helper here. ``unavailable`` (503)
+carries ``Retry-After``. An unexpected exception is a 500 that says it is a bug, never a
+traceback.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gateway.domain.errors import STATUS_BY_CODE, DomainError, InvalidRequest
+from gateway.api.deps import route_action
+from gateway.domain.errors import STATUS_BY_CODE, DomainError, InvalidRequest, Unavailable
 from gateway.i18n import N_, _, use_locale
 
 log = logging.getLogger(__name__)
@@ -30,30 +34,20 @@ def error_response(code: str, message: str, status: int | None = None) -> JSONRe
                         status_code=status or STATUS_BY_CODE.get(code, 500))
 
 
-def _audit_denied(request: Request, exc: DomainError) -> None:
-    if getattr(exc, "audited", False) or not request.url.path.startswith("/v1"):
-        return
+def _audit_invalid_body(request: Request, exc: InvalidRequest) -> None:
     services = getattr(request.app.state, "services", None)
-    if services is None:
-        return
-    principal = getattr(request.state, "principal", None)
-    route = request.scope.get("route")
-    action = f"http {request.method} {getattr(route, 'path', request.url.path)}"[:48]
-    try:
-        services.audit.denied(principal, action, exc,
-                              actor_name=None if principal else getattr(
-                                  request.state, "claimed_user", None))
-    except Exception:
-        log.exception("could not audit a denied request")
+    if services is not None and request.url.path.startswith("/v1"):
+        services.audit.refusals.audit(getattr(request.state, "principal", None),
+                                      route_action(request), exc)
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, exc: DomainError) -> JSONResponse:
-        from starlette.concurrency import run_in_threadpool
-
-        await run_in_threadpool(_audit_denied, request, exc)
-        return error_response(exc.code, exc.localized())
+        response = error_response(exc.code, exc.localized())
+        if isinstance(exc, Unavailable):
+            response.headers["Retry-After"] = str(exc.retry_after_seconds)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -62,9 +56,7 @@ def install(app: FastAPI) -> None:
             loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
             parts.append(f"{loc}: {err.get('msg', 'invalid')}")
         message = "; ".join(parts) or "invalid request"
-        from starlette.concurrency import run_in_threadpool
-
-        await run_in_threadpool(_audit_denied, request, InvalidRequest(message))
+        await run_in_threadpool(_audit_invalid_body, request, InvalidRequest(message))
         return error_response("invalid_request", message)
 
     @app.exception_handler(StarletteHTTPException)

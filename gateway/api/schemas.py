@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
 
 from gateway.services.queries import QueryRequest
-from gateway.services.specs import AggregateBody, FilterBody, OrderBody, spec_from_json
+from gateway.services.specs import AggregateBody, FilterBody, OrderBody
 
 
 class Body(BaseModel):
@@ -90,10 +90,10 @@ class QueryBody(Body):
     where: list[FilterBody] = Field(default_factory=list)
     group_by: list[str] = Field(default_factory=list)
     order_by: list[OrderBody] = Field(default_factory=list)
-    limit: int | None = None
+    limit: StrictInt | None = None
     sql: str | None = Field(default=None, max_length=10_000)
-    epsilon: float | int
-    delta: float | int | None = None
+    epsilon: StrictFloat | StrictInt  # strict: a boolean is not a number
+    delta: StrictFloat | StrictInt | None = None
 
     @model_validator(mode="after")
     def _one_form(self) -> QueryBody:
@@ -107,9 +107,10 @@ class QueryBody(Body):
         return self
 
     def to_request(self) -> QueryRequest:
+        """The request as the service takes it (which builds and checks the spec, so that
+        a refused spec is audited with it)."""
         if self.sql is not None:
             return QueryRequest(spec=None, epsilon=self.epsilon, delta=self.delta, sql=self.sql)
-        spec = spec_from_json(self.model_dump(
-            include={"dataset", "select", "where", "group_by", "order_by", "limit"},
-            exclude_none=True))
-        return QueryRequest(spec=spec, epsilon=self.epsilon, delta=self.delta)
+        body = self.model_dump(include={"dataset", "select", "where", "group_by", "order_by",
+                                        "limit"}, exclude_none=True)
+        return QueryRequest(spec=None, body=body, epsilon=self.epsilon, delta=self.delta)

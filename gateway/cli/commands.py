@@ -77,9 +77,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 def cmd_audit_export(args: argparse.Namespace) -> int:
     svc = services()
-    body = svc.audit.export(args.format)
-    svc.audit.record(action="audit.export", outcome="ok", actor=cli_actor(),
-                     detail={"format": args.format, "output": args.output})
+    body = svc.audit.export(args.format, cli_actor(), roles=("admin",), output=args.output)
     if args.output:
         Path(args.output).write_text(body, encoding="utf-8")
         err.print(f"wrote {args.output}")

@@ -26,6 +26,7 @@ DELTA_SCALE = 10**18
 RHO_UNIT = Decimal("1e-12")
 RHO_SCALE = 10**12
 MAX_RHO = 100  # a zCDP loss above this is beyond any sensible (epsilon, delta)
+MAX_EPSILON = 10**6  # far above any sensible loss; bigger values cannot even be floats
 
 
 def _to_units(value: float | str | Decimal, unit: Decimal, what: str) -> int:
@@ -93,6 +94,8 @@ class Budget:
         loss = cls.of(epsilon, delta)
         if loss.epsilon_units <= 0:
             raise InvalidRequest(f"epsilon must be greater than 0 (at least 1e-9), got {epsilon}")
+        if loss.epsilon_units > MAX_EPSILON * EPSILON_SCALE:
+            raise InvalidRequest(f"epsilon must be at most {MAX_EPSILON}")
         if loss.delta_units < 0 or loss.delta_units >= DELTA_SCALE:
             raise InvalidRequest(f"delta must be in [0, 1), got {delta}")
         return loss
@@ -119,6 +122,15 @@ class Budget:
         return self.rho_units > 0 and self.epsilon_units == 0
 
     @property
+    def epsilon_text(self) -> str:
+        """Exact decimal text (what the audit log stores), e.g. ``"0.25"``."""
+        return _plain(Decimal(self.epsilon_units) * EPSILON_UNIT)
+
+    @property
+    def delta_text(self) -> str:
+        return _plain(Decimal(self.delta_units) * DELTA_UNIT)
+
+    @property
     def epsilon_float(self) -> float:
         return self.epsilon_units / EPSILON_SCALE
 
@@ -138,18 +150,15 @@ class Budget:
         return (self.epsilon_units >= cost.epsilon_units and self.delta_units >= cost.delta_units
                 and self.rho_units >= cost.rho_units)
 
+    def within_bounds(self) -> bool:
+        """Both parts are non-negative and delta is below 1."""
+        return self.epsilon_units >= 0 and 0 <= self.delta_units < DELTA_SCALE
+
     def split(self, parts: int) -> Budget:
         """An even share; the remainder stays unspent, so shares never add up to more."""
         return Budget(self.epsilon_units // parts, self.delta_units // parts, self.rho_units // parts)
 
 
-def fmt_epsilon(units: int) -> float:
-    return units / EPSILON_SCALE
-
-
-def fmt_delta(units: int) -> float:
-    return units / DELTA_SCALE
-
-
-def fmt_rho(units: int) -> float:
-    return units / RHO_SCALE
+def _plain(value: Decimal) -> str:
+    text = format(value.normalize(), "f")
+    return text if text != "-0" else "0"

@@ -10,6 +10,7 @@
      │    └── UnsupportedQuery 422 unsupported_query
      ├── Conflict             409 conflict
      │    └── BudgetExhausted  409 budget_exhausted
+     ├── Unavailable          503 unavailable (the store is down, full or read-only: retry)
      └── InternalError        500 internal (a bug: say so)
 
 The HTTP layer maps ``code`` to a status in one place (gateway/api/errors.py).
@@ -20,12 +21,11 @@ shown in the reader's language by ``localized()`` when it was written translatab
 
 from __future__ import annotations
 
-from gateway.domain.text import N_, Text, gettext, localize
+from gateway.domain.text import N_, Text, _l, gettext, localize
 
 
 class DomainError(Exception):
     code = "internal"
-    audited = False  # set once the refusal has been written to the audit log
 
     def __init__(self, message: str | Text) -> None:
         self.text = message
@@ -73,6 +73,17 @@ class BudgetExhausted(Conflict):
     code = "budget_exhausted"
 
 
+class Unavailable(DomainError):
+    """An operational fault outside the code (disk full, database down or read-only, lock
+    timeout): nothing was released or charged, and the same request may succeed later."""
+
+    code = "unavailable"
+    retry_after_seconds = 5
+
+    def __init__(self, message: str | Text | None = None) -> None:
+        super().__init__(message or _l("the store is unavailable; try again shortly"))
+
+
 class InternalError(DomainError):
     code = "internal"
 
@@ -97,5 +108,6 @@ STATUS_BY_CODE: dict[str, int] = {
     "unsupported_query": 422,
     "conflict": 409,
     "budget_exhausted": 409,
+    "unavailable": 503,
     "internal": 500,
 }

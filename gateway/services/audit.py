@@ -9,15 +9,14 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select
-
-from gateway.adapters.db import Store
-from gateway.adapters.db import tables as t
+from gateway.adapters.db import Store, Tx
+from gateway.adapters.db.audit import COLUMNS as AUDIT_COLUMNS
 from gateway.domain.audit import GENESIS, ChainReport, canonical_json, entry_hash, verify_chain
-from gateway.domain.errors import DomainError, InvalidRequest
-from gateway.services.common import Principal, delta_text, eps_text, iso, now, parse_iso
+from gateway.domain.budget import Budget
+from gateway.domain.errors import InvalidRequest, NotFound
+from gateway.services.common import READERS, Principal, iso, now, parse_iso
+from gateway.services.refusals import Refusals
 
-AUDIT_COLUMNS = [c.name for c in t.audit.columns]
 MAX_PAGE = 500
 
 
@@ -37,106 +36,111 @@ class AuditFilter:
 class AuditLog:
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.refusals = Refusals(self.record)
 
     def append(
-        self, conn: Connection, *, action: str, outcome: str,
+        self, tx: Tx, *, action: str, outcome: str,
         actor: Principal | None = None, dataset: str | None = None,
         request_id: str | None = None, grant_id: str | None = None, query_id: str | None = None,
-        epsilon_units: int | None = None, delta_units: int | None = None,
+        cost: Budget | None = None, epsilon_only: bool = False,
         detail: dict[str, Any] | None = None, actor_name: str | None = None,
     ) -> int:
-        """Append one entry inside ``conn``'s (serialised) write transaction."""
-        last = conn.execute(
-            select(t.audit.c.seq, t.audit.c.hash).order_by(t.audit.c.seq.desc()).limit(1)
-        ).first()
+        """Append one entry inside ``tx``'s (serialised) write transaction. ``cost`` states
+        epsilon and delta (``epsilon_only``: delta is left empty)."""
+        head = tx.audit.head()
         entry: dict[str, Any] = {
-            "seq": (last.seq + 1) if last else 1,
+            "seq": head[0] + 1 if head else 1,
             "at": iso(now()),
             "actor": actor.username if actor else actor_name,
             "role": actor.role if actor else None,
             "action": action, "dataset": dataset, "request_id": request_id,
             "grant_id": grant_id, "query_id": query_id,
-            "epsilon": eps_text(epsilon_units), "delta": delta_text(delta_units),
+            "epsilon": cost.epsilon_text if cost is not None else None,
+            "delta": cost.delta_text if cost is not None and not epsilon_only else None,
             "outcome": outcome, "detail": canonical_json(detail or {}),
-            "prev_hash": last.hash if last else GENESIS,
+            "prev_hash": head[1] if head else GENESIS,
         }
         entry["hash"] = entry_hash(entry)
-        conn.execute(insert(t.audit).values(**entry))
+        tx.audit.add(entry)
         return int(entry["seq"])
 
     def record(self, **fields: Any) -> int:
         """Append one entry in its own transaction."""
-        with self.store.write() as conn:
-            return self.append(conn, **fields)
-
-    def denied(
-        self, actor: Principal | None, action: str, exc: DomainError, **fields: Any
-    ) -> None:
-        detail = {"code": exc.code, "reason": exc.message, **fields.pop("detail", {})}
-        self.record(action=action, outcome="denied", actor=actor, detail=detail, **fields)
-        exc.audited = True
+        with self.store.writing() as tx:
+            return self.append(tx, **fields)
 
     # -- reading -------------------------------------------------------------------------
 
-    def _where(self, flt: AuditFilter) -> list[Any]:
-        c, conds = t.audit.c, []
-        for name in ("actor", "dataset", "action", "outcome", "query_id", "grant_id", "request_id"):
-            value = getattr(flt, name)
-            if value:
-                conds.append(getattr(c, name) == value)
-        for name, op in (("since", "__ge__"), ("until", "__le__")):
-            value = getattr(flt, name)
-            if value:
-                try:
-                    moment = iso(parse_iso(value))
-                except ValueError as exc:
-                    raise InvalidRequest(f"{name} must be an ISO 8601 time, got {value!r}") from exc
-                conds.append(getattr(c.at, op)(moment))
-        return conds
+    def page(self, flt: AuditFilter, *, page: int, size: int,
+             actor: Principal | None = None) -> tuple[list[dict[str, Any]], int]:
+        """A page of entries, newest first (``actor``: checked to be an auditor or admin)."""
+        with self.refusals(actor, "audit.list"):
+            if actor is not None:
+                actor.require(*READERS, full_scope=True)
+            if page < 1 or not 1 <= size <= MAX_PAGE:
+                raise InvalidRequest(f"page must be >= 1 and page_size in 1..{MAX_PAGE}")
+            since, until = _moment("since", flt.since), _moment("until", flt.until)
+            equal = {k: v for k, v in asdict(flt).items() if k not in ("since", "until") and v}
+            with self.store.reading() as tx:
+                rows, total = tx.audit.page(equal, since=since, until=until, size=size,
+                                            offset=(page - 1) * size)
+        return [self.public(r) for r in rows], total
 
-    def page(self, flt: AuditFilter, *, page: int, size: int) -> tuple[list[dict[str, Any]], int]:
-        if page < 1 or not 1 <= size <= MAX_PAGE:
-            raise InvalidRequest(f"page must be >= 1 and page_size in 1..{MAX_PAGE}")
-        conds = self._where(flt)
-        with self.store.read() as conn:
-            total = conn.execute(select(func.count()).select_from(t.audit).where(*conds)).scalar()
-            rows = conn.execute(
-                select(t.audit).where(*conds).order_by(t.audit.c.seq.desc())
-                .limit(size).offset((page - 1) * size)
-            ).mappings().all()
-        return [self.public(r) for r in rows], int(total or 0)
-
-    def entry(self, seq: int) -> dict[str, Any] | None:
-        with self.store.read() as conn:
-            row = conn.execute(select(t.audit).where(t.audit.c.seq == seq)).mappings().first()
-        return self.public(row) if row else None
+    def entry(self, seq: int, actor: Principal | None = None) -> dict[str, Any]:
+        with self.refusals(actor, "audit.entry", detail={"seq": seq}):
+            if actor is not None:
+                actor.require(*READERS, full_scope=True)
+            with self.store.reading() as tx:
+                row = tx.audit.get(seq)
+            if row is None:
+                raise NotFound(f"no audit entry {seq}")
+        return self.public(row)
 
     @staticmethod
-    def public(row: Any) -> dict[str, Any]:
-        out = dict(row)
-        out["detail"] = json.loads(out["detail"])
-        return out
+    def public(row: dict[str, Any]) -> dict[str, Any]:
+        return {**row, "detail": json.loads(row["detail"])}
 
-    def _iter_rows(self) -> Iterator[dict[str, Any]]:
-        with self.store.read() as conn:
-            result = conn.execute(select(t.audit).order_by(t.audit.c.seq)).mappings()
-            for row in result:
-                yield dict(row)
+    def _in_order(self) -> Iterator[dict[str, Any]]:
+        with self.store.reading() as tx:
+            yield from tx.audit.in_order()
 
-    def verify(self) -> ChainReport:
-        return verify_chain(self._iter_rows())
+    def verify(self, actor: Principal | None = None) -> ChainReport:
+        with self.refusals(actor, "audit.verify"):
+            if actor is not None:
+                actor.require(*READERS, full_scope=True)
+        return verify_chain(self._in_order())
 
-    def export(self, fmt: str) -> str:
+    def export(self, fmt: str, actor: Principal | None = None,
+               roles: tuple[str, ...] = ("auditor",), **detail: Any) -> str:
+        """The whole log as csv or jsonl; with ``actor`` (one of ``roles``; the CLI, which can
+        read the store's files anyway, passes its own), the export is audited."""
+        with self.refusals(actor, "audit.export", detail={"format": fmt[:8]}):
+            if actor is not None:
+                actor.require(*roles, full_scope=True)
+            if fmt not in ("csv", "jsonl"):
+                raise InvalidRequest(f"format must be csv or jsonl, got {fmt!r}")
         if fmt == "jsonl":
-            return "".join(canonical_json(row) + "\n" for row in self._iter_rows())
-        if fmt == "csv":
+            body = "".join(canonical_json(row) + "\n" for row in self._in_order())
+        else:
             buf = io.StringIO()
             writer = csv.DictWriter(buf, fieldnames=AUDIT_COLUMNS, lineterminator="\n")
             writer.writeheader()
-            for row in self._iter_rows():
+            for row in self._in_order():
                 writer.writerow(row)
-            return buf.getvalue()
-        raise InvalidRequest(f"format must be csv or jsonl, got {fmt!r}")
+            body = buf.getvalue()
+        if actor is not None:
+            self.record(action="audit.export", outcome="ok", actor=actor,
+                        detail={"format": fmt, **detail})
+        return body
+
+
+def _moment(name: str, value: str | None) -> str | None:
+    if not value:
+        return None
+    try:
+        return iso(parse_iso(value))
+    except ValueError as exc:
+        raise InvalidRequest(f"{name} must be an ISO 8601 time, got {value!r}") from exc
 
 
 def verify_export(text: str, fmt: str) -> ChainReport:

@@ -12,15 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from sqlalchemy import insert, select, update
 
-from gateway.adapters.db import Store
-from gateway.adapters.db import tables as t
+from gateway.adapters.db import Store, Tx
 from gateway.domain.audit import canonical_json
+from gateway.domain.budget import Budget
 from gateway.domain.errors import Forbidden, InvalidRequest, NotFound
+from gateway.domain.records import DatasetRow
 from gateway.policy import Policy, PolicyError, load_policy, parse_policy
 from gateway.services.audit import AuditLog
-from gateway.services.common import Principal, eps_text, iso, now
+from gateway.services.common import READERS, Principal, iso, now
 from gateway.settings import Settings
 
 POLARS_TYPES = {"str": pl.Utf8, "int": pl.Int64, "float": pl.Float64, "bool": pl.Boolean}
@@ -34,8 +34,12 @@ class DatasetRecord:
     version: str
     parquet: Path
     row_count: int
-    epsilon_spent_units: int
+    spent: Budget
     registered_at: str
+
+    @property
+    def epsilon_spent_units(self) -> int:
+        return self.spent.epsilon_units
 
 
 def _read_source(path: Path) -> pl.DataFrame:
@@ -76,6 +80,7 @@ def conform(frame: pl.DataFrame, policy: Policy, origin: str) -> pl.DataFrame:
 class Catalog:
     def __init__(self, store: Store, audit: AuditLog, settings: Settings) -> None:
         self.store, self.audit, self.settings = store, audit, settings
+        self.refusals = audit.refusals
         self._lock = threading.Lock()
         self._policies: dict[tuple[str, str], Policy] = {}
 
@@ -83,6 +88,12 @@ class Catalog:
 
     def register(
         self, actor: Principal, *, name: str, data: Path, policy_file: Path | None = None
+    ) -> DatasetRecord:
+        with self.refusals(actor, "dataset.register", dataset=name[:63]):
+            return self._register(actor, name=name, data=data, policy_file=policy_file)
+
+    def _register(
+        self, actor: Principal, *, name: str, data: Path, policy_file: Path | None
     ) -> DatasetRecord:
         actor.require("admin", full_scope=True)
         policy_path = policy_file or REPO_POLICIES / f"{name}.yaml"
@@ -98,21 +109,15 @@ class Catalog:
         target = self.settings.data_dir / f"{name}-{digest}.parquet"
         tmp.chmod(0o600)
         tmp.replace(target)
-        with self.store.write() as conn:
-            existing = conn.execute(select(t.datasets).where(t.datasets.c.name == name)).first()
+        with self.store.writing() as tx:
+            existing = tx.datasets.get(name)
             if existing is not None and existing.version == digest:
                 return self._to_record(existing)  # same data, same policy: nothing to change
-            values = {
-                "title": policy.title, "domain": policy.domain, "access": policy.access,
-                "policy_json": policy_json, "version": digest, "file_name": target.name,
-                "row_count": frame.height, "registered_at": iso(now()),
-                "registered_by": actor.username,
-            }
-            if existing:
-                conn.execute(update(t.datasets).where(t.datasets.c.name == name).values(**values))
-            else:
-                conn.execute(insert(t.datasets).values(name=name, epsilon_spent_units=0, **values))
-            self.audit.append(conn, action="dataset.register", outcome="ok", actor=actor,
+            tx.datasets.save(name, new=existing is None, title=policy.title, domain=policy.domain,
+                             access=policy.access, policy_json=policy_json, version=digest,
+                             file_name=target.name, row_count=frame.height,
+                             registered_at=iso(now()), registered_by=actor.username)
+            self.audit.append(tx, action="dataset.register", outcome="ok", actor=actor,
                               dataset=name, detail={"version": digest, "access": policy.access,
                                                     "replaced": existing.version if existing else None})
         return self.record(name)
@@ -129,28 +134,25 @@ class Catalog:
                 self._policies[key] = cached
         return cached
 
-    def _to_record(self, row: Any) -> DatasetRecord:
+    def _to_record(self, row: DatasetRow) -> DatasetRecord:
         return DatasetRecord(
             name=row.name, policy=self._policy(row.name, row.version, row.policy_json),
             version=row.version, parquet=self.settings.data_dir / row.file_name,
-            row_count=row.row_count, epsilon_spent_units=row.epsilon_spent_units,
-            registered_at=row.registered_at,
+            row_count=row.row_count, spent=row.spent, registered_at=row.registered_at,
         )
 
-    def record(self, name: str, conn: Any = None) -> DatasetRecord:
-        query = select(t.datasets).where(t.datasets.c.name == name)
-        if conn is not None:
-            row = conn.execute(query).first()
-        else:
-            with self.store.read() as own:
-                row = own.execute(query).first()
+    def record(self, name: str, tx: Tx | None = None) -> DatasetRecord:
+        if tx is None:
+            with self.store.reading() as own:
+                return self.record(name, own)
+        row = tx.datasets.get(name)
         if row is None:
             raise NotFound(f"no dataset named {name}")
         return self._to_record(row)
 
     def records(self) -> list[DatasetRecord]:
-        with self.store.read() as conn:
-            rows = conn.execute(select(t.datasets).order_by(t.datasets.c.name)).all()
+        with self.store.reading() as tx:
+            rows = tx.datasets.all()
         return [self._to_record(r) for r in rows]
 
     def summary(self, rec: DatasetRecord, *, for_admin: bool = False) -> dict[str, Any]:
@@ -167,7 +169,7 @@ class Catalog:
             "version": rec.version,
         }
         if for_admin:
-            out["epsilon_spent"] = float(eps_text(rec.epsilon_spent_units) or 0)
+            out["epsilon_spent"] = rec.spent.epsilon_float
             out["dataset_epsilon_cap"] = pol.budget.dataset_epsilon_cap
             out["registered_at"] = rec.registered_at
         return out
@@ -176,31 +178,25 @@ class Catalog:
         recs = self.records()
         self.audit.record(action="catalog.list", outcome="ok", actor=actor,
                           detail={"datasets": len(recs)})
-        return [self.summary(r, for_admin=actor.role in ("admin", "auditor")) for r in recs]
+        return [self.summary(r, for_admin=actor.role in READERS) for r in recs]
 
     def describe(self, actor: Principal, name: str) -> dict[str, Any]:
-        try:
+        with self.refusals(actor, "catalog.describe", detail={"name": name[:64]}):
             rec = self.record(name)
-        except NotFound as exc:
-            self.audit.denied(actor, "catalog.describe", exc, detail={"name": name[:64]})
-            raise
         self.audit.record(action="catalog.describe", outcome="ok", actor=actor, dataset=name)
-        out = self.summary(rec, for_admin=actor.role in ("admin", "auditor"))
+        out = self.summary(rec, for_admin=actor.role in READERS)
         out["policy"] = rec.policy.public()
         return out
 
     # -- dummy rows ----------------------------------------------------------------------
 
     def dummy(self, actor: Principal, name: str, rows: int) -> dict[str, Any]:
-        try:
+        with self.refusals(actor, "catalog.dummy", detail={"name": name[:64]}):
             if not actor.is_analyst and actor.role != "admin":
                 raise Forbidden("dummy data is for analysts")
             if not 1 <= rows <= self.settings.dummy_max_rows:
                 raise InvalidRequest(f"rows must be between 1 and {self.settings.dummy_max_rows}")
             rec = self.record(name)
-        except (Forbidden, InvalidRequest, NotFound) as exc:
-            self.audit.denied(actor, "catalog.dummy", exc, detail={"name": name[:64]})
-            raise
         self.audit.record(action="catalog.dummy", outcome="ok", actor=actor, dataset=name,
                           detail={"rows": rows})
         return synthetic_rows(rec.policy, rows)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
-from gateway.domain.budget import DELTA_SCALE, EPSILON_SCALE
 from gateway.domain.errors import Forbidden
 from gateway.domain.workflow import ANALYST_ROLES
 
@@ -33,6 +31,7 @@ class Principal:
 
 
 SYSTEM = Principal(username="system", role="admin")
+READERS = ("admin", "auditor")  # who may read every record and the audit log
 
 
 def now() -> datetime:
@@ -53,21 +52,3 @@ def in_days(days: int) -> str:
 
 def new_id() -> str:
     return uuid.uuid4().hex
-
-
-def eps_text(units: int | None) -> str | None:
-    """Exact decimal text of an epsilon in 1e-9 units (what the audit log stores)."""
-    if units is None:
-        return None
-    return _plain(Decimal(units) / EPSILON_SCALE)
-
-
-def delta_text(units: int | None) -> str | None:
-    if units is None:
-        return None
-    return _plain(Decimal(units) / DELTA_SCALE)
-
-
-def _plain(value: Decimal) -> str:
-    text = format(value.normalize(), "f")
-    return text if text != "-0" else "0"

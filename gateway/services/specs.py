@@ -22,7 +22,9 @@ Scalar = StrictStr | StrictInt | StrictFloat | StrictBool
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    """Strict: a boolean is not a number, a number is not a string, anywhere in a query."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
 
 class AggregateBody(_Body):

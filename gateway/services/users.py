@@ -7,12 +7,10 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
-
 from gateway.adapters.auth import TokenClaims, TokenService, check_password, hash_password
 from gateway.adapters.db import Store
-from gateway.adapters.db import tables as t
 from gateway.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthenticated
+from gateway.domain.records import User
 from gateway.domain.workflow import ANALYST_ROLES, DISABLE_NEEDS_REASON, ROLES, require_reason
 from gateway.services.audit import AuditLog
 from gateway.services.common import Principal, iso, now, parse_iso
@@ -22,10 +20,10 @@ USERNAME = re.compile(r"^[a-z][a-z0-9_-]{1,31}$")
 MIN_PASSWORD = 8
 
 
-def public_user(row: Any) -> dict[str, Any]:
+def public_user(user: User) -> dict[str, Any]:
     return {
-        "username": row.username, "role": row.role, "org": row.org,
-        "disabled": bool(row.disabled), "created_at": row.created_at,
+        "username": user.username, "role": user.role, "org": user.org,
+        "disabled": user.disabled, "created_at": user.created_at,
     }
 
 
@@ -34,11 +32,12 @@ class UserService:
         self, store: Store, audit: AuditLog, tokens: TokenService, settings: Settings
     ) -> None:
         self.store, self.audit, self.tokens, self.settings = store, audit, tokens, settings
+        self.refusals = audit.refusals
 
     def create(
         self, actor: Principal, *, username: str, role: str, password: str, org: str | None = None
     ) -> dict[str, Any]:
-        try:
+        with self.refusals(actor, "user.create", detail={"username": username[:64]}):
             actor.require("admin", full_scope=True)
             if not USERNAME.match(username):
                 raise InvalidRequest(
@@ -51,54 +50,48 @@ class UserService:
                 raise InvalidRequest(f"password must have at least {MIN_PASSWORD} characters")
             if role == "enterprise" and not org:
                 raise InvalidRequest("an enterprise account needs an org")
-            with self.store.write() as conn:
-                if conn.execute(select(t.users.c.id).where(t.users.c.username == username)).first():
+            with self.store.writing() as tx:
+                if tx.users.get(username) is not None:
                     raise Conflict(f"user {username} already exists")
-                row = {
-                    "username": username, "role": role, "org": org or None,
-                    "password_hash": hash_password(password), "disabled": False,
-                    "failed_logins": 0, "created_at": iso(now()), "created_by": actor.username,
-                }
-                conn.execute(insert(t.users).values(**row))
-                self.audit.append(conn, action="user.create", outcome="ok", actor=actor,
+                user = tx.users.add(username=username, role=role, org=org or None,
+                                    password_hash=hash_password(password), created_at=iso(now()),
+                                    created_by=actor.username)
+                self.audit.append(tx, action="user.create", outcome="ok", actor=actor,
                                   detail={"username": username, "role": role, "org": org})
-        except (InvalidRequest, Conflict, Forbidden) as exc:
-            self.audit.denied(actor, "user.create", exc, detail={"username": username})
-            raise
-        return {"username": username, "role": role, "org": org or None, "disabled": False,
-                "created_at": row["created_at"]}
+        return public_user(user)
 
     def list(self, actor: Principal) -> list[dict[str, Any]]:
-        actor.require("admin", "auditor")
-        with self.store.read() as conn:
-            rows = conn.execute(select(t.users).order_by(t.users.c.username)).all()
-        return [public_user(r) for r in rows]
+        with self.refusals(actor, "user.list"):
+            actor.require("admin", "auditor")
+        with self.store.reading() as tx:
+            users = tx.users.all()
+        return [public_user(u) for u in users]
 
     def set_disabled(self, actor: Principal, username: str, *, disabled: bool,
                      reason: str = "") -> dict[str, Any]:
         """Disabling says why (audited); enabling may."""
-        actor.require("admin", full_scope=True)
-        if username == actor.username:
-            raise Forbidden("you cannot disable or enable your own account")
-        reason = require_reason(reason, DISABLE_NEEDS_REASON) if disabled else reason.strip()
-        with self.store.write() as conn:
-            found = conn.execute(
-                update(t.users).where(t.users.c.username == username)
-                .values(disabled=disabled, failed_logins=0, locked_until=None)
-            ).rowcount
-            if not found:
-                raise NotFound(f"no user {username}")
-            self.audit.append(conn, action="user.disable" if disabled else "user.enable",
-                              outcome="ok", actor=actor,
-                              detail={"username": username, "reason": reason})
-            row = conn.execute(select(t.users).where(t.users.c.username == username)).one()
-        return public_user(row)
+        action = "user.disable" if disabled else "user.enable"
+        with self.refusals(actor, action, detail={"username": username[:64]}):
+            actor.require("admin", full_scope=True)
+            if username == actor.username:
+                raise Forbidden("you cannot disable or enable your own account")
+            reason = (require_reason(reason, DISABLE_NEEDS_REASON) if disabled
+                      else reason.strip())
+            with self.store.writing() as tx:
+                if not tx.users.update(username, disabled=disabled, failed_logins=0,
+                                       locked_until=None):
+                    raise NotFound(f"no user {username}")
+                self.audit.append(tx, action=action, outcome="ok", actor=actor,
+                                  detail={"username": username, "reason": reason})
+                user = tx.users.get(username)
+        assert user is not None
+        return public_user(user)
 
     def set_role(self, actor: Principal, username: str, *, role: str,
                  org: str | None = None, note: str = "") -> dict[str, Any]:
         """Change an account's role (and org). Its existing tokens stop working at once,
         because every request re-reads the role and refuses a token that carries another."""
-        try:
+        with self.refusals(actor, "user.role", detail={"username": username[:64]}):
             actor.require("admin", full_scope=True)
             if username == actor.username:
                 raise Forbidden("you cannot change your own role")
@@ -106,42 +99,52 @@ class UserService:
                 raise InvalidRequest(f"role must be one of {', '.join(ROLES)}")
             if role == "enterprise" and not org:
                 raise InvalidRequest("an enterprise account needs an org")
-            with self.store.write() as conn:
-                row = conn.execute(select(t.users).where(t.users.c.username == username)).first()
-                if row is None:
+            with self.store.writing() as tx:
+                before = tx.users.get(username)
+                if before is None:
                     raise NotFound(f"no user {username}")
-                conn.execute(update(t.users).where(t.users.c.id == row.id)
-                             .values(role=role, org=org or None))
-                self.audit.append(conn, action="user.role", outcome="ok", actor=actor,
-                                  detail={"username": username, "from": row.role, "to": role,
+                tx.users.update(username, role=role, org=org or None)
+                self.audit.append(tx, action="user.role", outcome="ok", actor=actor,
+                                  detail={"username": username, "from": before.role, "to": role,
                                           "org": org or None, "note": note.strip()})
-                row = conn.execute(select(t.users).where(t.users.c.id == row.id)).one()
-        except (InvalidRequest, NotFound, Forbidden) as exc:
-            self.audit.denied(actor, "user.role", exc, detail={"username": username[:64]})
+                user = tx.users.get(username)
+        assert user is not None
+        return public_user(user)
+
+    def authenticate(self, token: str | None, *, action: str) -> tuple[TokenClaims, Principal]:
+        """A bearer token -> its claims and the caller as the store knows them now; a refusal
+        is audited as ``action`` (e.g. ``http GET /v1/users``) under the name the token claims."""
+        claimed: list[str] = []
+        try:
+            if not token:
+                raise Unauthenticated("sign in first: send Authorization: Bearer <token>")
+            claims = self.tokens.verify(token)
+            claimed.append(claims.username)
+            return claims, self.principal(claims)
+        except Unauthenticated as exc:
+            self.refusals.audit(None, action, exc, actor_name=claimed[0] if claimed else None)
             raise
-        return public_user(row)
 
     def principal(self, claims: TokenClaims) -> Principal:
-        with self.store.read() as conn:
-            row = conn.execute(select(t.users).where(t.users.c.username == claims.username)).first()
+        with self.store.reading() as tx:
+            user = tx.users.get(claims.username)
             # Revoking a session's first jti ends every token refreshed from it.
-            ended = {claims.jti, claims.session_id or claims.jti}
-            revoked = conn.execute(select(t.revoked_tokens.c.jti)
-                                   .where(t.revoked_tokens.c.jti.in_(ended))).first()
-        if revoked is not None:
+            revoked = tx.tokens.is_revoked(claims.jti, claims.session_id or claims.jti)
+        if revoked:
             raise Unauthenticated("this token was signed out; sign in again")
-        if row is None or row.disabled:
+        if user is None or user.disabled:
             raise Unauthenticated("this account no longer exists or is disabled")
-        if row.role != claims.role:
+        if user.role != claims.role:
             raise Unauthenticated("your role changed; sign in again")
-        return Principal(username=row.username, role=row.role, org=row.org, scope=claims.scope)
+        return Principal(username=user.username, role=user.role, org=user.org, scope=claims.scope)
 
     def login(self, username: str, password: str) -> dict[str, Any]:
         """Check a password; failures are audited and the account locks after too many."""
         moment = now()
-        with self.store.read() as conn:
-            row = conn.execute(select(t.users).where(t.users.c.username == username)).first()
-        locked = row is not None and row.locked_until and parse_iso(row.locked_until) > moment
+        with self.store.reading() as tx:
+            row = tx.users.get(username)
+        locked = row is not None and bool(row.locked_until) and parse_iso(
+            row.locked_until or "") > moment
         ok = check_password(password, row.password_hash if row else None)
         if row is None or row.disabled or locked or not ok:
             reason = ("locked" if locked else "disabled" if row is not None and row.disabled
@@ -154,62 +157,64 @@ class UserService:
         actor = Principal(row.username, row.role, row.org)
         token, ttl = self.tokens.issue(username=row.username, role=row.role,
                                        ttl=self.settings.token_ttl_seconds)
-        with self.store.write() as conn:
-            conn.execute(update(t.users).where(t.users.c.id == row.id)
-                         .values(failed_logins=0, locked_until=None))
-            self.audit.append(conn, action="auth.login", outcome="ok", actor=actor,
+        with self.store.writing() as tx:
+            tx.users.update(row.username, failed_logins=0, locked_until=None)
+            self.audit.append(tx, action="auth.login", outcome="ok", actor=actor,
                               detail={"token_expires_in": ttl, "scope": "full"})
         return {"access_token": token, "token_type": "bearer", "expires_in": ttl}
 
-    def _login_failed(self, username: str, row: Any, reason: str) -> None:
-        with self.store.write() as conn:
+    def _login_failed(self, username: str, row: User | None, reason: str) -> None:
+        with self.store.writing() as tx:
             if row is not None and reason == "bad credentials":
-                failures = (conn.execute(select(t.users.c.failed_logins)
-                                         .where(t.users.c.id == row.id)).scalar() or 0) + 1
+                current = tx.users.get(row.username)
+                failures = (current.failed_logins if current else 0) + 1
                 values: dict[str, Any] = {"failed_logins": failures}
                 if failures >= self.settings.login_max_failures:
                     lockout = timedelta(seconds=self.settings.login_lockout_seconds)
                     values = {"failed_logins": 0, "locked_until": iso(now() + lockout)}
                     reason = "bad credentials; account locked"
-                conn.execute(update(t.users).where(t.users.c.id == row.id).values(**values))
-            self.audit.append(conn, action="auth.login", outcome="denied",
+                tx.users.update(row.username, **values)
+            self.audit.append(tx, action="auth.login", outcome="denied",
                               actor_name=username[:64],
                               detail={"reason": reason, "known_account": row is not None})
 
     def logout(self, actor: Principal, claims: TokenClaims, *, via: str) -> None:
         """End a token on the server: it is refused from now on, wherever it is presented."""
-        with self.store.write() as conn:
-            conn.execute(delete(t.revoked_tokens)
-                         .where(t.revoked_tokens.c.expires_at < int(time.time()) - 60))
-            conn.execute(insert(t.revoked_tokens).values(
-                jti=claims.jti, username=claims.username, expires_at=claims.expires_at,
-                revoked_at=iso(now())))
-            self.audit.append(conn, action="auth.logout", outcome="ok", actor=actor,
+        with self.store.writing() as tx:
+            tx.tokens.revoke(jti=claims.jti, username=claims.username,
+                             expires_at=claims.expires_at, revoked_at=iso(now()),
+                             forget_before=int(time.time()) - 60)
+            self.audit.append(tx, action="auth.logout", outcome="ok", actor=actor,
                               detail={"via": via})
 
-    def revoke_sandbox_session(self, *, jti: str, username: str) -> None:
+    def revoke_sandbox_session(self, *, jti: str, username: str, hub_secret_ok: bool) -> None:
         """The hub stopped a server: its token, and every token refreshed from it, end.
 
         ``jti`` is that of the token the hub handed out, which is the session id of its
         refreshes; none can outlive the sandbox session's maximum, so neither does the row.
         """
+        with self.refusals(None, "auth.sandbox_revoke", detail={"username": username[:64]}):
+            if not hub_secret_ok:
+                raise Unauthenticated("this endpoint is for the hub; a valid X-Hub-Secret is "
+                                      "required")
         until = int(time.time()) + self.settings.sandbox_session_max_seconds + 60
-        with self.store.write() as conn:
-            conn.execute(delete(t.revoked_tokens)
-                         .where(t.revoked_tokens.c.expires_at < int(time.time()) - 60))
-            if conn.execute(select(t.revoked_tokens.c.jti)
-                            .where(t.revoked_tokens.c.jti == jti)).first() is None:
-                conn.execute(insert(t.revoked_tokens).values(
-                    jti=jti, username=username, expires_at=until, revoked_at=iso(now())))
-            self.audit.append(conn, action="auth.sandbox_revoke", outcome="ok",
+        with self.store.writing() as tx:
+            tx.tokens.revoke(jti=jti, username=username, expires_at=until,
+                             revoked_at=iso(now()), forget_before=int(time.time()) - 60)
+            self.audit.append(tx, action="auth.sandbox_revoke", outcome="ok",
                               actor_name=username, detail={"jti": jti, "by": "jupyterhub"})
 
-    def sandbox_token(self, username: str) -> dict[str, Any]:
+    def sandbox_token(self, username: str, *, hub_secret_ok: bool) -> dict[str, Any]:
         """A short-lived token for an analyst's sandbox (the hub asks, with its secret)."""
-        with self.store.read() as conn:
-            row = conn.execute(select(t.users).where(t.users.c.username == username)).first()
-        if row is None or row.disabled or row.role not in ANALYST_ROLES:
-            raise Forbidden("sandbox tokens are only for active researcher and enterprise accounts")
+        with self.refusals(None, "auth.sandbox_token", detail={"username": username[:64]}):
+            if not hub_secret_ok:
+                raise Unauthenticated("this endpoint is for the hub; a valid X-Hub-Secret is "
+                                      "required")
+            with self.store.reading() as tx:
+                row = tx.users.get(username)
+            if row is None or row.disabled or row.role not in ANALYST_ROLES:
+                raise Forbidden("sandbox tokens are only for active researcher and enterprise "
+                                "accounts")
         session_end = int(time.time()) + self.settings.sandbox_session_max_seconds
         token, ttl = self.tokens.issue(username=row.username, role=row.role, scope="sandbox",
                                        ttl=self.settings.sandbox_token_ttl_seconds,
@@ -219,13 +224,14 @@ class UserService:
                           detail={"token_expires_in": ttl, "issued_to": "jupyterhub"})
         return {"access_token": token, "token_type": "bearer", "expires_in": ttl}
 
-    def refresh(self, claims: TokenClaims) -> dict[str, Any]:
+    def refresh(self, claims: TokenClaims, actor: Principal) -> dict[str, Any]:
         """A fresh token with the same scope, never past the session's end."""
-        actor = self.principal(claims)
         ttl_setting = (self.settings.sandbox_token_ttl_seconds if claims.scope == "sandbox"
                        else self.settings.token_ttl_seconds)
-        if claims.session_expires_at <= int(time.time()) + 5:
-            raise Unauthenticated("the session has reached its maximum length; sign in again")
+        with self.refusals(actor, "auth.refresh"):
+            if claims.session_expires_at <= int(time.time()) + 5:
+                raise Unauthenticated("the session has reached its maximum length; sign in "
+                                      "again")
         token, ttl = self.tokens.issue(username=actor.username, role=actor.role,
                                        scope=claims.scope, ttl=ttl_setting,
                                        session_expires_at=claims.session_expires_at,

@@ -2,8 +2,10 @@
 
 Every console route is a :class:`ConsoleRoute`: whatever a route raises becomes a page,
 not the API's JSON. A domain error (forbidden, not found, conflict, ...) renders a
-friendly page with its code, message and the contract's status, and is audited as a
-refusal; an expired or missing session sends the browser to the sign-in page.
+friendly page with its code, message and the contract's status (the refusal was audited
+where it was raised: in a service, or by :func:`gateway.web.session.console_refusals`); an
+unavailable store says so in words with ``Retry-After``; an expired or missing session sends
+the browser to the sign-in page.
 """
 
 from __future__ import annotations
@@ -22,10 +24,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
-from starlette.concurrency import run_in_threadpool
 
 from gateway.api.errors import INTERNAL_ERROR
-from gateway.domain.errors import STATUS_BY_CODE, DomainError, Unauthenticated
+from gateway.domain.errors import STATUS_BY_CODE, DomainError, Unauthenticated, Unavailable
 from gateway.i18n import N_, _, current_locale, install_jinja, localize
 from gateway.services.common import Principal
 from gateway.web.words import ACTIONS, action_name, role_name, status_name
@@ -56,6 +57,7 @@ ERROR_TITLES = {
     "unsupported_query": N_("Unsupported query"),
     "conflict": N_("This was changed meanwhile"),
     "budget_exhausted": N_("Budget exhausted"),
+    "unavailable": N_("Temporarily unavailable"),
     "internal": N_("Internal error"),
 }
 
@@ -152,21 +154,6 @@ def to_login(request: Request, *, ended: bool) -> Response:
     return response
 
 
-def audit_refusal(request: Request, exc: DomainError) -> None:
-    """Audit a refusal shown to the console's user (unless the service already did)."""
-    if exc.audited:
-        return
-    session = getattr(request.state, "console", None)
-    route = request.scope.get("route")
-    action = f"console {request.method} {getattr(route, 'path', request.url.path)}"[:48]
-    try:
-        request.app.state.services.audit.denied(
-            session.principal if session else None, action, exc,
-            detail={"path": request.url.path[:200]})
-    except Exception:  # an audit failure must not hide the refusal itself
-        log.exception("could not audit a refused console request")
-
-
 def validation_message(exc: RequestValidationError) -> str:
     parts = []
     for err in exc.errors()[:5]:
@@ -186,10 +173,11 @@ class ConsoleRoute(APIRoute):
                 response = await inner(request)
             except Unauthenticated:
                 response = to_login(request, ended=SESSION_COOKIE in request.cookies)
-            except DomainError as exc:
-                await run_in_threadpool(audit_refusal, request, exc)
+            except DomainError as exc:  # audited where it was raised; here only shown
                 response = error_page(request, exc.code, exc.localized(),
                                       STATUS_BY_CODE.get(exc.code, 500))
+                if isinstance(exc, Unavailable):
+                    response.headers["Retry-After"] = str(exc.retry_after_seconds)
             except RequestValidationError as exc:
                 response = error_page(request, "invalid_request", validation_message(exc), 422)
             except Exception:  # a page that says "bug", never a traceback

@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -85,10 +87,22 @@ def remember_login_csrf(request: Request, response: Response, services: Services
                         samesite="strict", secure=is_secure(request, services))
 
 
+@contextmanager
+def console_refusals(request: Request, actor: Principal | None) -> Iterator[None]:
+    """Audit a refusal the console makes itself (before any service runs), through the
+    services' one refusal helper, as ``console <METHOD> <route>``."""
+    route = request.scope.get("route")
+    action = f"console {request.method} {getattr(route, 'path', request.url.path)}"
+    with request.app.state.services.audit.refusals(actor, action,
+                                                   detail={"path": request.url.path[:200]}):
+        yield
+
+
 def check_login_csrf(request: Request, sent: str) -> None:
     expected = request.cookies.get(LOGIN_CSRF_COOKIE)
-    if not expected or not sent or not hmac.compare_digest(expected, sent):
-        raise CsrfRefused()
+    with console_refusals(request, None):
+        if not expected or not sent or not hmac.compare_digest(expected, sent):
+            raise CsrfRefused()
 
 
 def read_session(request: Request, services: ServicesDep) -> ConsoleSession:
@@ -114,25 +128,32 @@ def console_user(session: Session) -> Principal:
     return session.principal
 
 
-def form_user(session: Session, csrf_token: Annotated[str, Form(max_length=128)] = "") -> Principal:
+def form_user(request: Request, session: Session,
+              csrf_token: Annotated[str, Form(max_length=128)] = "") -> Principal:
     """The signed-in user of a POSTed form, once its CSRF token matches the session's."""
-    if not csrf_token or not hmac.compare_digest(csrf_token, session.csrf):
-        raise CsrfRefused()
+    with console_refusals(request, session.principal):
+        if not csrf_token or not hmac.compare_digest(csrf_token, session.csrf):
+            raise CsrfRefused()
     return session.principal
 
 
-def admin_user(actor: Annotated[Principal, Depends(console_user)]) -> Principal:
-    actor.require("admin", full_scope=True)
+def admin_user(request: Request, actor: Annotated[Principal, Depends(console_user)]) -> Principal:
+    with console_refusals(request, actor):
+        actor.require("admin", full_scope=True)
     return actor
 
 
-def audit_reader(actor: Annotated[Principal, Depends(console_user)]) -> Principal:
-    actor.require("auditor", "admin", full_scope=True)
+def audit_reader(request: Request,
+                 actor: Annotated[Principal, Depends(console_user)]) -> Principal:
+    with console_refusals(request, actor):
+        actor.require("auditor", "admin", full_scope=True)
     return actor
 
 
-def auditor_user(actor: Annotated[Principal, Depends(console_user)]) -> Principal:
-    actor.require("auditor", full_scope=True)
+def auditor_user(request: Request,
+                 actor: Annotated[Principal, Depends(console_user)]) -> Principal:
+    with console_refusals(request, actor):
+        actor.require("auditor", full_scope=True)
     return actor
 
 

@@ -399,6 +399,30 @@ def test_restricted_query_waits_for_review(gateway_env: GatewayEnv, spy: SpyEngi
     assert again.status_code == 409
 
 
+def test_review_decisions_are_audited_under_the_admin_with_the_note(
+        gateway_env: GatewayEnv) -> None:
+    """Issue 14: the admin who releases or rejects is the actor; the analyst is in detail."""
+    env = gateway_env
+    env.services.users.create(ADMIN, username="wynn", role="researcher", password=PASSWORD)
+    restricted_grant(env, "wynn")
+    held = query(env, "wynn", "credit", select=[{"agg": "count"}]).json()
+    env.post("admin2", f"/v1/queries/{held['id']}/release", {"note": "aggregate, fine"})
+    mine = env.get("audrey", f"/v1/audit?actor=admin2&query_id={held['id']}").json()["entries"]
+    assert {e["action"] for e in mine} == {"query.charge", "query.release"}
+    assert {(e["role"], e["detail"]["analyst"], e["detail"]["note"]) for e in mine} == {
+        ("admin", "wynn", "aggregate, fine")}
+    by_admin = env.get("audrey", "/v1/audit?actor=admin2&action=query.release").json()
+    assert held["id"] in {e["query_id"] for e in by_admin["entries"]}
+    assert env.get("audrey", "/v1/audit?actor=wynn&action=query.release").json()["total"] == 0
+
+    other = query(env, "wynn", "credit", select=[{"agg": "mean", "column": "age"}]).json()
+    env.post("root_admin", f"/v1/queries/{other['id']}/reject", {"note": "too fine"})
+    [decision] = env.get("audrey", f"/v1/audit?query_id={other['id']}&action=query.review"
+                         ).json()["entries"]
+    assert (decision["actor"], decision["role"]) == ("root_admin", "admin")
+    assert decision["detail"] == {"decision": "rejected", "note": "too fine", "analyst": "wynn"}
+
+
 def test_restricted_reject_charges_nothing(gateway_env: GatewayEnv, spy: SpyEngine) -> None:
     env = gateway_env
     grant_id = restricted_grant(env, "rita")

@@ -104,29 +104,40 @@ def test_no_raw_value_reaches_a_response_or_the_audit_log(gateway_env: GatewayEn
     assert f":{exact_count}," not in log_text and f"[{exact_count}]" not in text
 
 
+@pytest.mark.parametrize(("fault", "status", "code"), [
+    ("operational", 503, "unavailable"),  # disk full, read-only, server gone: try again
+    ("integrity", 500, "internal"),       # a statement the code should never send: a bug
+])
 def test_a_release_the_store_cannot_record_is_not_returned(gateway_env: GatewayEnv,
-                                                           monkeypatch: Any) -> None:
+                                                           monkeypatch: Any, fault: str,
+                                                           status: int, code: str) -> None:
     """Fail closed: a result that is not stored and audited never reaches the analyst."""
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import IntegrityError, OperationalError
 
     env = gateway_env
     if not env.get("rita", "/v1/grants").json():
         env.grant("rita", "flights", 1.0)
     real_append = env.services.audit.append
+    error = OperationalError if fault == "operational" else IntegrityError
 
-    def failing_append(conn: Any, **fields: Any) -> int:
+    def failing_append(tx: Any, **fields: Any) -> int:
         if fields.get("action") == "query.release" and fields.get("outcome") == "ok":
-            raise OperationalError("INSERT INTO audit", {}, Exception("disk I/O error"))
-        return real_append(conn, **fields)
+            raise error("INSERT INTO audit", {}, Exception("disk I/O error"))
+        return real_append(tx, **fields)
 
     monkeypatch.setattr(env.services.audit, "append", failing_append)
+    month = 1 if fault == "operational" else 2
     body = {"dataset": "flights", "select": [{"agg": "count"}], "group_by": ["month"],
-            "epsilon": 0.05}
+            "where": [{"column": "month", "op": "!=", "value": month}], "epsilon": 0.05}
     resp = env.post("rita", "/v1/queries", body)
-    assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal"
+    assert resp.status_code == status and resp.json()["error"]["code"] == code
     assert "rows" not in resp.json()
+    if fault == "operational":
+        assert resp.headers["Retry-After"].isdigit()
+        assert resp.json()["error"]["message"] == "the store is unavailable; try again shortly"
     monkeypatch.undo()
-    failed = [q for q in env.get("rita", "/v1/queries").json() if q["spec"]["group_by"] == ["month"]]
+    failed = [q for q in env.get("rita", "/v1/queries").json() if q["spec"]["where"] and
+              q["spec"]["where"][0]["value"] == month]
     assert failed and failed[0]["status"] == "error" and "rows" not in failed[0]
     errors, _ = env.services.audit.page(AuditFilter(query_id=failed[0]["id"], outcome="error"),
                                         page=1, size=5)

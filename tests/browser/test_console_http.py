@@ -98,7 +98,7 @@ def test_pages_carry_security_headers_and_errors_are_pages(gateway_env: GatewayE
 
 
 def test_a_sandbox_token_cannot_open_the_console(gateway_env: GatewayEnv) -> None:
-    token = gateway_env.services.users.sandbox_token("rita")["access_token"]
+    token = gateway_env.services.users.sandbox_token("rita", hub_secret_ok=True)["access_token"]
     client = fresh(gateway_env)
     client.cookies.set("dps_console", token, path="/console")
     response = client.get("/console", follow_redirects=False)

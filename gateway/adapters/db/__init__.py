@@ -1,5 +1,14 @@
-"""The database adapter: SQLAlchemy tables (:mod:`.tables`), the store (:mod:`.store`)."""
+"""The database adapter: tables, the store, and one repository per aggregate.
 
-from gateway.adapters.db.store import Store, StoreUnavailable, translate
+    store.writing() as tx:   tx.users  tx.tokens  tx.datasets  tx.grants
+                             tx.applications  tx.queries  tx.audit
 
-__all__ = ["Store", "StoreUnavailable", "translate"]
+Repositories return frozen values from :mod:`gateway.domain.records`, never rows.
+SQLAlchemy's errors become :class:`StoreUnavailable` (503) or :class:`StoreError` (500)
+in :mod:`.store`, once.
+"""
+
+from gateway.adapters.db.store import Store, StoreError, StoreUnavailable
+from gateway.adapters.db.unit import Tx
+
+__all__ = ["Store", "StoreError", "StoreUnavailable", "Tx"]

@@ -1,9 +1,18 @@
-"""The store: SQLAlchemy engine, serialised write transactions, migrations.
+"""The store: SQLAlchemy engine, serialised write transactions, migrations, one error map.
 
 SQLite (embedded default) runs in WAL mode and takes ``BEGIN IMMEDIATE`` for every
 write transaction; PostgreSQL takes a transaction-scoped advisory lock. Either way
 write transactions (budget charges and audit appends) are serialised, which keeps the
 audit chain linear and every check-then-charge race-free.
+
+SQLAlchemy's errors are translated here, once, the way httpx maps transport errors::
+
+    SQLAlchemyError
+     ├── an operational fault (OperationalError, InterfaceError, a dropped connection:
+     │   disk full, read-only file, server down, lock timeout)  -> StoreUnavailable (503)
+     └── anything else (a constraint, bad SQL: a bug)           -> StoreError (500)
+
+Errors raised by the caller inside a transaction (refusals) roll it back and pass unchanged.
 """
 
 from __future__ import annotations
@@ -15,18 +24,42 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import QueuePool
 
-from gateway.domain.errors import InternalError
+from gateway.adapters.db.unit import Tx
+from gateway.domain.errors import InternalError, Unavailable
 
 log = logging.getLogger(__name__)
 WRITE_LOCK_KEY = 735_210_001
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
 
-class StoreUnavailable(InternalError):
-    """The database refused or failed a transaction; nothing was released."""
+class StoreUnavailable(Unavailable):
+    """The database cannot be used right now; nothing was charged or released."""
+
+
+class StoreError(InternalError):
+    """The database refused a statement the code should never have sent (a bug)."""
+
+
+def _map(exc: SQLAlchemyError) -> Exception:
+    operational = isinstance(exc, OperationalError | InterfaceError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated)
+    if operational:
+        log.warning("store unavailable: %s", str(exc).splitlines()[0][:300])
+        return StoreUnavailable()
+    log.exception("store failure")
+    return StoreError(f"the store failed ({type(exc).__name__})")
+
+
+@contextmanager
+def translated() -> Iterator[None]:
+    """Map SQLAlchemy's errors raised inside to the store's own (see the module docstring)."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        raise _map(exc) from exc
 
 
 def _sqlite_engine(url: str) -> Engine:
@@ -57,18 +90,19 @@ def _sqlite_engine(url: str) -> Engine:
 
 
 class Store:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, connect_timeout: int = 10) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
             self.engine = _sqlite_engine(url)
         else:
-            self.engine = create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+            self.engine = create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True,
+                                        connect_args={"connect_timeout": connect_timeout})
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A serialised read-write transaction; commits on success, rolls back on error."""
-        with self.engine.connect() as conn:
+        with translated(), self.engine.connect() as conn:
             if self.is_sqlite:
                 conn.info["write"] = True
             with conn.begin():
@@ -78,8 +112,19 @@ class Store:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn, conn.begin():
+        with translated(), self.engine.connect() as conn, conn.begin():
             yield conn
+
+    @contextmanager
+    def writing(self) -> Iterator[Tx]:
+        """A serialised write transaction, seen through the repositories."""
+        with self.write() as conn:
+            yield Tx(conn)
+
+    @contextmanager
+    def reading(self) -> Iterator[Tx]:
+        with self.read() as conn:
+            yield Tx(conn)
 
     def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision."""
@@ -89,14 +134,9 @@ class Store:
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
-        with self.engine.begin() as conn:
+        with translated(), self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
 
     def dispose(self) -> None:
         self.engine.dispose()
-
-
-def translate(exc: SQLAlchemyError) -> StoreUnavailable:
-    log.exception("store failure")
-    return StoreUnavailable(f"the store failed ({type(exc).__name__})")

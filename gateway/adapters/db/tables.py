@@ -43,6 +43,7 @@ datasets = Table(
     Column("file_name", String(255), nullable=False),
     Column("row_count", BigInteger, nullable=False),
     Column("epsilon_spent_units", BigInteger, nullable=False, default=0),
+    Column("delta_spent_units", BigInteger, nullable=False, default=0, server_default="0"),
     Column("registered_at", String(40), nullable=False),
     Column("registered_by", String(64), nullable=True),
 )

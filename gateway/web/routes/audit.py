@@ -9,7 +9,6 @@ from fastapi import APIRouter, Query, Request, Response
 
 from gateway.api.deps import ServicesDep
 from gateway.api.params import AuditSeq
-from gateway.domain.errors import NotFound
 from gateway.i18n import _
 from gateway.services.audit import AuditFilter
 from gateway.web.charts import RANGES, spend_charts
@@ -52,17 +51,13 @@ def log_page(
 
 @router.get("/audit/entries/{seq}")
 def entry(seq: AuditSeq, request: Request, actor: AuditReader, svc: ServicesDep) -> Response:
-    found = svc.audit.entry(seq)
-    if found is None:
-        raise NotFound(f"no audit entry {seq}")
+    found = svc.audit.entry(seq, actor)
     return page(request, "audit_entry.html", title=_("Audit entry %(seq)s") % {"seq": seq}, entry=found)
 
 
 @router.get("/audit/export.{fmt}")
 def export(fmt: Literal["csv", "jsonl"], actor: AuditorUser, svc: ServicesDep) -> Response:
-    body = svc.audit.export(fmt)
-    svc.audit.record(action="audit.export", outcome="ok", actor=actor,
-                     detail={"format": fmt, "via": "console"})
+    body = svc.audit.export(fmt, actor, via="console")
     media = "text/csv" if fmt == "csv" else "application/x-ndjson"
     return Response(body, media_type=media, headers={
         "Content-Disposition": f'attachment; filename="dpsandbox-audit.{fmt}"',

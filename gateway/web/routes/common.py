@@ -11,7 +11,6 @@ from fastapi.responses import RedirectResponse
 from gateway.domain.errors import Conflict, InvalidRequest, NotFound
 from gateway.i18n import N_, _
 from gateway.web.forms import Form
-from gateway.web.render import audit_refusal
 
 T = TypeVar("T")
 
@@ -46,13 +45,13 @@ def notice(request: Request) -> str | None:
 
 
 def attempt(request: Request, form: Form, change: Callable[[], T]) -> T | None:
-    """Make a checked form's change; a refusal (bad value, conflict, gone) is audited and
-    shown at the top of the form, the input kept. Anything else is an error page."""
+    """Make a checked form's change; a refusal (bad value, conflict, gone), audited by the
+    service that refused, is shown at the top of the form, the input kept. Anything else is
+    an error page."""
     if not form.ok:
         return None
     try:
         return change()
     except (InvalidRequest, Conflict, NotFound) as exc:
-        audit_refusal(request, exc)
         form.refused(exc)
         return None

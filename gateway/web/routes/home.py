@@ -17,6 +17,7 @@ from gateway.web.session import (
     FormUser,
     Session,
     check_login_csrf,
+    console_refusals,
     end_session,
     is_secure,
     login_csrf,
@@ -114,12 +115,14 @@ def switch_language(request: Request, svc: ServicesDep,
 
 
 @router.get("/static/{name}", include_in_schema=False)
-def static(name: Annotated[str, Path(max_length=64)]) -> Response:
-    if name not in STATIC_FILES:
-        raise NotFound(f"no file {name}")
+def static(name: Annotated[str, Path(max_length=64)], request: Request) -> Response:
+    with console_refusals(request, None):
+        if name not in STATIC_FILES:
+            raise NotFound(f"no file {name}")
     return FileResponse(STATIC / name, media_type=STATIC_FILES[name],
                         headers={"Cache-Control": "max-age=300"})
 
 
-def not_found(rest: str) -> Response:
-    raise NotFound(_l("there is no console page at /console/%(rest)s", rest=rest[:100]))
+def not_found(rest: str, request: Request) -> Response:
+    with console_refusals(request, None):
+        raise NotFound(_l("there is no console page at /console/%(rest)s", rest=rest[:100]))

@@ -1,0 +1,86 @@
+"""Grants of privacy budget; spending is added in SQL so concurrent charges never lose one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
+
+from gateway.adapters.db import tables as t
+from gateway.domain.budget import Budget
+from gateway.domain.records import Grant
+
+G = t.grants.c
+
+
+def _grant(row: Any) -> Grant:
+    return Grant(
+        id=row.id, username=row.username, org=row.org, dataset=row.dataset,
+        total=Budget(row.epsilon_total_units, row.delta_total_units),
+        spent=Budget(row.epsilon_spent_units, row.delta_spent_units), status=row.status,
+        created_at=row.created_at, expires_at=row.expires_at, created_by=row.created_by,
+        request_id=row.request_id, revoked_by=row.revoked_by, revoked_at=row.revoked_at)
+
+
+def _holder(username: str, org: str | None) -> Any:
+    mine = G.username == username
+    return or_(mine, G.org == org) if org else mine
+
+
+class GrantRepo:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def get(self, grant_id: str | None) -> Grant | None:
+        if grant_id is None:
+            return None
+        row = self.conn.execute(select(t.grants).where(G.id == grant_id)).first()
+        return _grant(row) if row else None
+
+    def by_ids(self, ids: list[str]) -> dict[str, Grant]:
+        if not ids:
+            return {}
+        return {r.id: _grant(r) for r in self.conn.execute(select(t.grants).where(G.id.in_(ids)))}
+
+    def held_by(self, username: str, org: str | None = None, *, dataset: str | None = None
+                ) -> list[Grant]:
+        """Grants a user holds (and, with ``org``, their org's), newest first."""
+        cond = _holder(username, org)
+        if dataset is not None:
+            cond = and_(cond, G.dataset == dataset)
+        return [_grant(r) for r in self.conn.execute(
+            select(t.grants).where(cond).order_by(G.created_at.desc()))]
+
+    def all(self) -> list[Grant]:
+        return [_grant(r) for r in self.conn.execute(select(t.grants).order_by(G.created_at.desc()))]
+
+    def count_active(self, dataset: str) -> int:
+        return int(self.conn.execute(select(func.count()).select_from(t.grants).where(
+            and_(G.dataset == dataset, G.status == "active"))).scalar() or 0)
+
+    def add(self, *, grant_id: str, dataset: str, budget: Budget, username: str | None,
+            org: str | None, created_at: str, expires_at: str, created_by: str,
+            request_id: str | None) -> Grant:
+        self.conn.execute(insert(t.grants).values(
+            id=grant_id, username=username, org=org, dataset=dataset,
+            epsilon_total_units=budget.epsilon_units, epsilon_spent_units=0,
+            delta_total_units=budget.delta_units, delta_spent_units=0, status="active",
+            created_at=created_at, expires_at=expires_at, created_by=created_by,
+            request_id=request_id))
+        grant = self.get(grant_id)
+        assert grant is not None
+        return grant
+
+    def revoke(self, grant_id: str, *, by: str, at: str) -> None:
+        self.conn.execute(update(t.grants).where(G.id == grant_id).values(
+            status="revoked", revoked_by=by, revoked_at=at))
+
+    def extend(self, grant_id: str, *, total: Budget, expires_at: str) -> None:
+        self.conn.execute(update(t.grants).where(G.id == grant_id).values(
+            epsilon_total_units=total.epsilon_units, delta_total_units=total.delta_units,
+            expires_at=expires_at))
+
+    def spend(self, grant_id: str, cost: Budget) -> None:
+        self.conn.execute(update(t.grants).where(G.id == grant_id).values(
+            epsilon_spent_units=G.epsilon_spent_units + cost.epsilon_units,
+            delta_spent_units=G.delta_spent_units + cost.delta_units))

@@ -1,0 +1,67 @@
+"""Query records: held for review, running, released (with the stored answer) or failed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, and_, insert, select, update
+
+from gateway.adapters.db import tables as t
+from gateway.domain.budget import Budget
+from gateway.domain.records import QueryRecord
+
+Q = t.queries.c
+
+
+def _query(row: Any) -> QueryRecord:
+    return QueryRecord(
+        id=row.id, username=row.username, dataset=row.dataset,
+        dataset_version=row.dataset_version, grant_id=row.grant_id, query_key=row.query_key,
+        spec_json=row.spec_json, sql_text=row.sql_text, status=row.status,
+        cost=Budget(row.epsilon_units, row.delta_units), created_at=row.created_at,
+        result_json=row.result_json, accuracy_json=row.accuracy_json,
+        finished_at=row.finished_at, reviewed_by=row.reviewed_by, review_note=row.review_note,
+        error=row.error)
+
+
+class QueryRepo:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def get(self, query_id: str) -> QueryRecord | None:
+        row = self.conn.execute(select(t.queries).where(Q.id == query_id)).first()
+        return _query(row) if row else None
+
+    def released(self, grant_id: str, key: str) -> QueryRecord | None:
+        """The first answer released under this grant for this query key (the cache)."""
+        row = self.conn.execute(select(t.queries).where(and_(
+            Q.grant_id == grant_id, Q.query_key == key, Q.status == "released"))
+            .order_by(Q.created_at)).first()
+        return _query(row) if row else None
+
+    def list(self, *, username: str | None = None, status: str | None = None,
+             dataset: str | None = None, limit: int = 200) -> list[QueryRecord]:
+        conds = []
+        for column, value in ((Q.username, username), (Q.status, status), (Q.dataset, dataset)):
+            if value:
+                conds.append(column == value)
+        return [_query(r) for r in self.conn.execute(
+            select(t.queries).where(*conds).order_by(Q.created_at.desc()).limit(limit))]
+
+    def add(self, record: QueryRecord) -> None:
+        self.conn.execute(insert(t.queries).values(
+            id=record.id, username=record.username, dataset=record.dataset,
+            dataset_version=record.dataset_version, grant_id=record.grant_id,
+            query_key=record.query_key, spec_json=record.spec_json, sql_text=record.sql_text,
+            status=record.status, epsilon_units=record.cost.epsilon_units,
+            delta_units=record.cost.delta_units, created_at=record.created_at))
+
+    def move(self, query_id: str, *, was: str, status: str, **values: Any) -> bool:
+        """Move a query from ``was`` to ``status`` (setting result, reviewer, note, error...);
+        False if it was not ``was`` (decided meanwhile)."""
+        return bool(self.conn.execute(update(t.queries).where(and_(
+            Q.id == query_id, Q.status == was)).values(status=status, **values)).rowcount)
+
+    def annotate(self, query_id: str, *, review_note: str) -> None:
+        self.conn.execute(update(t.queries).where(Q.id == query_id)
+                          .values(review_note=review_note))

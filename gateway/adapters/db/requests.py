@@ -1,0 +1,68 @@
+"""Data-use applications."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, and_, insert, select, update
+
+from gateway.adapters.db import tables as t
+from gateway.domain.budget import Budget
+from gateway.domain.records import Application
+
+A = t.applications.c
+
+
+def _application(row: Any) -> Application:
+    return Application(
+        id=row.id, applicant=row.applicant, org=row.org, dataset=row.dataset,
+        purpose=row.purpose, epsilon=Budget(row.epsilon_units), days=row.days, status=row.status,
+        auto_approved=bool(row.auto_approved), created_at=row.created_at,
+        decided_by=row.decided_by, decided_at=row.decided_at, note=row.note,
+        grant_id=row.grant_id)
+
+
+class ApplicationRepo:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def get(self, request_id: str | None) -> Application | None:
+        if request_id is None:
+            return None
+        row = self.conn.execute(select(t.applications).where(A.id == request_id)).first()
+        return _application(row) if row else None
+
+    def list(self, *, applicant: str | None = None, status: str | None = None,
+             exclude: str | None = None, limit: int | None = None) -> list[Application]:
+        conds = []
+        if applicant is not None:
+            conds.append(A.applicant == applicant)
+        if status is not None:
+            conds.append(A.status == status)
+        if exclude is not None:
+            conds.append(A.id != exclude)
+        query = select(t.applications).where(*conds).order_by(A.created_at.desc())
+        return [_application(r) for r in self.conn.execute(
+            query.limit(limit) if limit else query)]
+
+    def pending(self, applicant: str, dataset: str) -> Application | None:
+        row = self.conn.execute(select(t.applications).where(and_(
+            A.applicant == applicant, A.dataset == dataset, A.status == "pending"))).first()
+        return _application(row) if row else None
+
+    def add(self, application: Application) -> None:
+        self.conn.execute(insert(t.applications).values(
+            id=application.id, applicant=application.applicant, org=application.org,
+            dataset=application.dataset, purpose=application.purpose,
+            epsilon_units=application.epsilon.epsilon_units, days=application.days,
+            status=application.status, auto_approved=application.auto_approved,
+            created_at=application.created_at, decided_by=application.decided_by,
+            decided_at=application.decided_at, note=application.note,
+            grant_id=application.grant_id))
+
+    def decide(self, request_id: str, *, was: str, status: str, by: str, at: str,
+               note: str | None, grant_id: str | None = None) -> bool:
+        """Move an application from ``was`` to ``status``; False if it was not ``was``."""
+        return bool(self.conn.execute(update(t.applications).where(and_(
+            A.id == request_id, A.status == was)).values(
+            status=status, decided_by=by, decided_at=at, note=note, grant_id=grant_id)).rowcount)

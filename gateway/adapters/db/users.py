@@ -1,0 +1,63 @@
+"""Accounts and signed-out tokens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select, update
+
+from gateway.adapters.db import tables as t
+from gateway.domain.records import User
+
+R = t.revoked_tokens.c
+
+
+def _user(row: Any) -> User:
+    return User(username=row.username, role=row.role, org=row.org, disabled=bool(row.disabled),
+                created_at=row.created_at, password_hash=row.password_hash,
+                failed_logins=row.failed_logins or 0, locked_until=row.locked_until, id=row.id)
+
+
+class UserRepo:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def get(self, username: str) -> User | None:
+        row = self.conn.execute(select(t.users).where(t.users.c.username == username)).first()
+        return _user(row) if row else None
+
+    def all(self) -> list[User]:
+        return [_user(r) for r in self.conn.execute(select(t.users).order_by(t.users.c.username))]
+
+    def add(self, *, username: str, role: str, org: str | None, password_hash: str,
+            created_at: str, created_by: str) -> User:
+        self.conn.execute(insert(t.users).values(
+            username=username, role=role, org=org, password_hash=password_hash, disabled=False,
+            failed_logins=0, created_at=created_at, created_by=created_by))
+        user = self.get(username)
+        assert user is not None
+        return user
+
+    def update(self, username: str, **values: Any) -> bool:
+        """Set columns (role, org, disabled, failed_logins, locked_until); False if no such user."""
+        return bool(self.conn.execute(update(t.users).where(t.users.c.username == username)
+                                      .values(**values)).rowcount)
+
+
+class TokenRepo:
+    """Tokens signed out before they expire (refused wherever they are presented)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def is_revoked(self, *jtis: str) -> bool:
+        return self.conn.execute(select(R.jti).where(R.jti.in_(set(jtis)))).first() is not None
+
+    def revoke(self, *, jti: str, username: str, expires_at: int, revoked_at: str,
+               forget_before: int) -> None:
+        """Refuse ``jti`` from now on (again is a no-op); forget rows expired before
+        ``forget_before`` (their tokens are refused by their own expiry)."""
+        self.conn.execute(delete(t.revoked_tokens).where(R.expires_at < forget_before))
+        if not self.is_revoked(jti):
+            self.conn.execute(insert(t.revoked_tokens).values(
+                jti=jti, username=username, expires_at=expires_at, revoked_at=revoked_at))

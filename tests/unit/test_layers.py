@@ -1,0 +1,52 @@
+"""The layout keeps its promises: services speak to the store only through repositories,
+budget units are converted in one place, refusals carry no flag, the CLI has no cycle."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+GATEWAY = Path(__file__).resolve().parents[2] / "gateway"
+
+
+def _imports(path: Path) -> list[str]:
+    names: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.append(node.module)
+    return names
+
+
+def test_services_import_no_sqlalchemy_and_no_tables() -> None:
+    for path in (GATEWAY / "services").glob("*.py"):
+        for name in _imports(path):
+            assert name.split(".")[0] != "sqlalchemy", f"{path.name} imports {name}"
+            assert name != "gateway.adapters.db.tables", f"{path.name} imports the tables"
+
+
+def test_only_budget_converts_units_to_numbers() -> None:
+    """No hand-written 1e9 / 1e18 factors or unit constants outside gateway/domain/budget.py."""
+    factor = re.compile(r"[*/]\s*(1e9|1e18|10\s*\*\*\s*(9|18))\b|\b(EPSILON|DELTA)_(SCALE|UNIT)\b")
+    for path in GATEWAY.rglob("*.py"):
+        if path == GATEWAY / "domain" / "budget.py" or "migrations" in path.parts:
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            assert not factor.search(line), f"{path.relative_to(GATEWAY)}:{number}: {line.strip()}"
+
+
+def test_refusals_carry_no_audited_flag() -> None:
+    for path in GATEWAY.rglob("*.py"):
+        assert not re.search(r"\.audited\b|\baudited\s*=", path.read_text()), path
+
+
+def test_cli_modules_do_not_import_each_other_in_a_cycle() -> None:
+    cli = GATEWAY / "cli"
+    for path in cli.glob("*.py"):
+        text = path.read_text()
+        assert "except ImportError" not in text, path.name
+        if path.name not in ("__init__.py", "__main__.py"):
+            assert "gateway.cli import" not in text.replace("gateway.cli.common import", ""), \
+                f"{path.name} imports the cli package"
