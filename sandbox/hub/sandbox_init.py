@@ -16,25 +16,30 @@ no network but its loopback, so this process:
 
 Nothing a process of the sandbox binds is visible outside, and whatever it
 binds (the gateway's port included) touches nothing outside.
+
+The forwarding sockets listen before the server starts (connections wait in
+their backlog), and asyncio is imported only after the server was started: its
+import is then hidden behind the server's own start-up rather than added to it.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import contextlib
+import os
 import signal
 import socket
-import subprocess
 import sys
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from asyncio import StreamReader, StreamWriter
 
 CHUNK = 256 * 1024
-Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+Stream = tuple["StreamReader", "StreamWriter"]
+Handler = Callable[["StreamReader", "StreamWriter"], Awaitable[None]]
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pipe(reader: StreamReader, writer: StreamWriter) -> None:
     """Copy one direction until end of file; the other direction goes on (half-close)."""
     try:
         while data := await reader.read(CHUNK):
@@ -48,6 +53,9 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 
 async def splice(client: Stream, opener: Callable[[], Awaitable[Stream]]) -> None:
     """Connect ``client`` to what ``opener`` opens and copy both ways until both end."""
+    import asyncio
+    import contextlib
+
     reader, writer = client
     try:
         up_reader, up_writer = await opener()
@@ -60,57 +68,93 @@ async def splice(client: Stream, opener: Callable[[], Awaitable[Stream]]) -> Non
             w.close()
 
 
-def _forward_to_unix(path: str) -> Handler:
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+class Plan(NamedTuple):
+    listen_fd: int
+    port: int
+    forwards: tuple[tuple[int, str], ...]
+    command: tuple[str, ...]
+
+
+def parse(argv: list[str]) -> Plan:
+    """``--listen-fd N --port P [--forward PORT=SOCKET]... -- command...``"""
+    if "--" not in argv:
+        raise SystemExit("sandbox_init: no command after --")
+    split = argv.index("--")
+    options, command = argv[:split], tuple(argv[split + 1 :])
+    values: dict[str, list[str]] = {"--listen-fd": [], "--port": [], "--forward": []}
+    for flag, value in zip(options[::2], options[1::2], strict=True):
+        if flag not in values:
+            raise SystemExit(f"sandbox_init: unknown option {flag}")
+        values[flag].append(value)
+    forwards = tuple((int(p), path) for p, path in (v.split("=", 1) for v in values["--forward"]))
+    if not command or len(values["--listen-fd"]) != 1 or len(values["--port"]) != 1:
+        raise SystemExit("sandbox_init: needs --listen-fd, --port and a command")
+    return Plan(int(values["--listen-fd"][0]), int(values["--port"][0]), forwards, command)
+
+
+def _forward(path: str) -> Handler:
+    async def handle(reader: StreamReader, writer: StreamWriter) -> None:
+        import asyncio
+
         await splice((reader, writer), lambda: asyncio.open_unix_connection(path))
 
     return handle
 
 
-def _forward_to_port(port: int) -> Handler:
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+def _to_server(port: int) -> Handler:
+    async def handle(reader: StreamReader, writer: StreamWriter) -> None:
+        import asyncio
+
         await splice((reader, writer), lambda: asyncio.open_connection("127.0.0.1", port))
 
     return handle
 
 
-async def _listening(port: int, server: subprocess.Popen[bytes]) -> bool:
-    while server.poll() is None:
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            await asyncio.sleep(0.02)
-            continue
-        writer.close()
-        return True
-    return False
+def _exit_status(pid: int) -> int | None:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done == 0:
+        return None
+    return os.waitstatus_to_exitcode(status)
 
 
-async def main(args: argparse.Namespace) -> int:
-    for spec in args.forward:
-        port, path = spec.split("=", 1)
-        await asyncio.start_server(_forward_to_unix(path), "127.0.0.1", int(port))
-    server = subprocess.Popen(args.command)
+async def serve(plan: Plan, server: int, forwards: list[tuple[socket.socket, str]]) -> int:
+    import asyncio
+
+    for sock, path in forwards:
+        await asyncio.start_server(_forward(path), sock=sock)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, server.send_signal, signum)
-    if await _listening(args.port, server):
-        door = socket.socket(fileno=args.listen_fd)
-        door.listen(128)
-        await asyncio.start_server(_forward_to_port(args.port), sock=door)
-    while server.poll() is None:
+        loop.add_signal_handler(signum, os.kill, server, signum)
+    door_open = False
+    while (status := _exit_status(server)) is None:
+        if not door_open:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", plan.port)
+            except OSError:
+                await asyncio.sleep(0.02)
+                continue
+            writer.close()
+            door = socket.socket(fileno=plan.listen_fd)
+            door.listen(128)
+            await asyncio.start_server(_to_server(plan.port), sock=door)
+            door_open = True
         await asyncio.sleep(0.1)
-    return server.returncode
+    return status if status >= 0 else 128 - status  # killed by a signal: 128 + its number
 
 
-def parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="sandbox_init")
-    parser.add_argument("--listen-fd", type=int, required=True)
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--forward", action="append", default=[], metavar="PORT=SOCKET")
-    parser.add_argument("command", nargs="+")
-    return parser.parse_args(argv)
+def main(argv: list[str]) -> int:
+    plan = parse(argv)
+    forwards = []
+    for port, path in plan.forwards:
+        sock = socket.create_server(("127.0.0.1", port), backlog=128)
+        forwards.append((sock, path))
+    os.set_inheritable(plan.listen_fd, False)  # the host socket stays with this process
+    server = os.posix_spawnp(plan.command[0], list(plan.command), dict(os.environ))
+
+    import asyncio
+
+    return asyncio.run(serve(plan, server, forwards))
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main(parse(sys.argv[1:]))))
+    sys.exit(main(sys.argv[1:]))
