@@ -11,7 +11,7 @@ SYS_STAMP := /var/lib/dpsandbox-system-packages.stamp
 SANDBOX_ENV ?= /opt/dpsandbox/sandbox-env
 export DPSANDBOX_SANDBOX_ENV := $(SANDBOX_ENV)
 
-.PHONY: demo test bench install system-packages sandbox-env lint clean i18n
+.PHONY: demo test bench install system-packages sandbox-env docker-engine sandbox-image lint clean i18n
 
 install: $(STAMP)
 
@@ -34,6 +34,10 @@ system-packages:
 	/usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
 	command -v useradd >/dev/null 2>&1 || missing="$$missing passwd"; \
 	[ -n "$$(fc-list :lang=zh 2>/dev/null)" ] || missing="$$missing fonts-noto-cjk"; \
+	command -v dockerd >/dev/null 2>&1 || missing="$$missing docker.io"; \
+	command -v mmdebstrap >/dev/null 2>&1 || command -v debootstrap >/dev/null 2>&1 || missing="$$missing mmdebstrap"; \
+	command -v mkfs.ext4 >/dev/null 2>&1 || missing="$$missing e2fsprogs"; \
+	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
@@ -42,16 +46,26 @@ system-packages:
 sandbox-env: install system-packages
 	$(BIN)/python -m sandbox.hub.build_env --prefix $(SANDBOX_ENV)
 
-demo: install system-packages sandbox-env
+# Docker isolation (the default as root): start dockerd when it is not running, and build
+# the sandbox image from Debian packages and wheels when its inputs changed (no registry).
+docker-engine: system-packages
+	@sh sandbox/image/start-dockerd.sh
+
+sandbox-image: install docker-engine
+	@if docker version >/dev/null 2>&1; then $(BIN)/dpsandbox image build; \
+	else echo "no Docker engine: sandboxes use bubblewrap"; fi
+
+demo: install system-packages sandbox-env sandbox-image
 	$(BIN)/dpsandbox demo
 
-test: install system-packages sandbox-env
+test: install system-packages sandbox-env sandbox-image
 	$(BIN)/pytest -n 2 --dist loadfile tests
 
-bench: install system-packages sandbox-env
+bench: install system-packages sandbox-env sandbox-image
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/zcdp.py
 	$(BIN)/python bench/hub.py
+	$(BIN)/python bench/hub_docker.py
 
 # Translations (docs/i18n.md): re-extract marked strings, merge them into the .po catalogs,
 # compile the .mo files (committed). Translate the new empty msgstr entries, then run again.

@@ -4,7 +4,8 @@ Administrative commands act directly on the local store as ``cli:<os user>`` (ro
 whoever can run them can already read the gateway's files. Every action is audited.
 
 Modules: :mod:`.common` (consoles, services, the acting admin), :mod:`.commands` (gateway,
-hub, demo, user, dataset, grant, audit), :mod:`.requests` (data-use applications).
+hub, demo, user, dataset, grant, audit), :mod:`.requests` (data-use applications),
+:mod:`.image` (the sandbox image of Docker isolation).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ os.environ["RUST_BACKTRACE"] = "0"
 
 from gateway.cli.commands import add_admin_commands
 from gateway.cli.common import err
+from gateway.cli.image import add_image_commands
 from gateway.cli.requests import add_request_commands
 from gateway.domain.errors import DomainError
 from gateway.i18n import locale_from_env, use_locale
@@ -28,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     add_admin_commands(sub)
     add_request_commands(sub)
+    add_image_commands(sub)
     return parser
 
 

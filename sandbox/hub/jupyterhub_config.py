@@ -8,7 +8,10 @@
 #   DPSANDBOX_HUB_API_PORT      hub's internal API port (default 8081)
 #   DPSANDBOX_PROXY_API_PORT    proxy's API port (default 8001)
 #   DPSANDBOX_SANDBOX_ENV       the sandboxes' Python env (default /opt/dpsandbox/sandbox-env)
-#   DPSANDBOX_SANDBOX_ISOLATION bubblewrap (default) or none (development only, logged loudly)
+#   DPSANDBOX_ISOLATION         docker, bubblewrap or none (development only, logged loudly);
+#                               default: docker where the engine answers (root), else bubblewrap
+#                               (sandbox/hub/modes.py; DPSANDBOX_SANDBOX_ISOLATION is the older name)
+#   DPSANDBOX_SANDBOX_HOME_SIZE size of each analyst's home under Docker (default 5G)
 #   DPSANDBOX_SANDBOX_MEM_LIMIT / _CPU_LIMIT / _PIDS_LIMIT   per-sandbox limits
 #                               (default 4G, 1 CPU, 1024 processes and threads)
 #   DPSANDBOX_IDLE_TIMEOUT      seconds before an idle server is culled (default 3600)
@@ -20,6 +23,7 @@ import sys
 from pathlib import Path
 
 from sandbox.hub import pages
+from sandbox.hub.modes import choose_isolation
 from sandbox.hub.quiet import quiet_hub_log
 from sandbox.hub.settings import HubSettings
 
@@ -66,16 +70,25 @@ c.JupyterHub.authenticator_class = "gateway"
 c.GatewayAuthenticator.gateway_url = settings.gateway_url
 c.Authenticator.admin_users = set()  # hub administration is not an analyst's business
 
-# -- the sandboxes ----------------------------------------------------------------
-c.JupyterHub.spawner_class = "sandbox"
+# -- the sandboxes: Docker wherever the engine answers, bubblewrap otherwise -------
+isolation = choose_isolation(c.SandboxSpawner.isolation if "isolation" in c.SandboxSpawner else None)
+c.JupyterHub.spawner_class = isolation.spawner_class
 c.SandboxSpawner.gateway_url = settings.gateway_url
 c.SandboxSpawner.dpsandbox_home = str(settings.home)
 c.SandboxSpawner.hub_state_dir = str(state_dir)
 c.SandboxSpawner.sandbox_env = str(settings.sandbox_env)
-c.SandboxSpawner.isolation = os.environ.get("DPSANDBOX_SANDBOX_ISOLATION", "bubblewrap")
+if isolation.mode != "docker":
+    c.SandboxSpawner.isolation = isolation.mode
 c.SandboxSpawner.mem_limit = os.environ.get("DPSANDBOX_SANDBOX_MEM_LIMIT", "4G")
 c.SandboxSpawner.cpu_limit = float(os.environ.get("DPSANDBOX_SANDBOX_CPU_LIMIT", "1"))
 c.SandboxSpawner.pids_limit = int(os.environ.get("DPSANDBOX_SANDBOX_PIDS_LIMIT", "1024"))
+c.DockerSandboxSpawner.gateway_url = settings.gateway_url
+c.DockerSandboxSpawner.dpsandbox_home = str(settings.home)
+c.DockerSandboxSpawner.hub_state_dir = str(state_dir)
+c.DockerSandboxSpawner.mem_limit = os.environ.get("DPSANDBOX_SANDBOX_MEM_LIMIT", "4G")
+c.DockerSandboxSpawner.cpu_limit = float(os.environ.get("DPSANDBOX_SANDBOX_CPU_LIMIT", "1"))
+c.DockerSandboxSpawner.home_size = os.environ.get("DPSANDBOX_SANDBOX_HOME_SIZE", "5G")
+c.DockerSandboxSpawner.pids_limit = int(os.environ.get("DPSANDBOX_SANDBOX_PIDS_LIMIT", "1024"))
 c.Spawner.default_url = "/lab"
 c.Spawner.start_timeout = 60
 c.Spawner.http_timeout = 60
@@ -102,7 +115,14 @@ c.JupyterHub.services = [
     }
 ]
 
-if c.SandboxSpawner.isolation == "none":
+if isolation.mode == "docker":
+    print(
+        f"[dpsandbox] isolation: docker ({isolation.reason}): one container per analyst from the "
+        "locally built sandbox image; read-only, no capabilities, seccomp, limits, "
+        "size-limited home, internal network reaching only the gateway and the hub",
+        file=sys.stderr,
+    )
+elif isolation.mode == "none":
     print(
         "[dpsandbox] WARNING: sandbox isolation is DISABLED (DPSANDBOX_SANDBOX_ISOLATION=none): "
         "analysts' servers can read whatever their user can. Never use this with real data.",
@@ -117,7 +137,8 @@ elif os.geteuid() != 0:
     )
 else:
     print(
-        "[dpsandbox] isolation: bubblewrap as root (one system user per analyst, allow-listed "
-        "files, own network/PID/IPC/UTS/cgroup namespaces, seccomp, cgroup limits)",
+        f"[dpsandbox] isolation: bubblewrap as root ({isolation.reason}; one system user per "
+        "analyst, allow-listed files, own network/PID/IPC/UTS/cgroup namespaces, seccomp, "
+        "cgroup limits)",
         file=sys.stderr,
     )

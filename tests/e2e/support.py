@@ -195,16 +195,19 @@ def running_hub(
 ) -> Iterator[Hub]:
     """The real hub with the real configuration, talking to ``gateway``; stopped at the end.
 
-    ``env`` adds to (and overrides) this process's environment; the hub secret and the
-    isolation mode are always the configuration's own defaults.
+    ``env`` adds to (and overrides) this process's environment; the hub secret is always
+    the configuration's own. The isolation is bubblewrap unless ``env`` names another
+    (``DPSANDBOX_ISOLATION``): the Docker tests pass theirs.
     """
     from sandbox.hub.run import start_hub, stop_hub
 
     port, hub_api_port, proxy_api_port = free_port(), free_port(), free_port()
     log_path = run_dir / f"hub-{port}.log"
-    full_env = {**os.environ, **(env or {})}
-    for name in ("DPSANDBOX_HUB_SECRET", "DPSANDBOX_SANDBOX_ISOLATION"):
+    full_env = dict(os.environ)
+    for name in ("DPSANDBOX_HUB_SECRET", "DPSANDBOX_SANDBOX_ISOLATION", "DPSANDBOX_ISOLATION"):
         full_env.pop(name, None)
+    full_env["DPSANDBOX_ISOLATION"] = "bubblewrap"
+    full_env.update(env or {})
     with open(log_path, "wb") as log:
         proc = start_hub(
             gateway.home,

@@ -12,15 +12,20 @@ import yaml
 from traitlets.config import Config
 
 from sandbox.hub import run
-from sandbox.hub.tokens import add_sandbox_token, revoke_added_sandbox_token
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "docs" / "deploy"
 
 
-def load_hub_config(path: Path, monkeypatch: pytest.MonkeyPatch, home: Path) -> Config:
-    """Execute a JupyterHub config file the way JupyterHub does (get_config, load_subconfig)."""
+def load_hub_config(
+    path: Path, monkeypatch: pytest.MonkeyPatch, home: Path, *, isolation: str = "bubblewrap"
+) -> Config:
+    """Execute a JupyterHub config file the way JupyterHub does (get_config, load_subconfig).
+
+    ``isolation`` is set, not left to what this machine would pick (Docker where it runs).
+    """
     monkeypatch.setenv("DPSANDBOX_HOME", str(home))
+    monkeypatch.setenv("DPSANDBOX_ISOLATION", isolation)
     monkeypatch.setenv("DPSANDBOX_GATEWAY_URL", "http://127.0.0.1:8600")
     for name in ("DPSANDBOX_SANDBOX_ISOLATION", "DPSANDBOX_IDLE_TIMEOUT", "DPSANDBOX_HUB_PORT"):
         monkeypatch.delenv(name, raising=False)
@@ -58,31 +63,17 @@ def test_embedded_config_wires_gateway_login_sandboxes_and_culler(
     assert {"delete:servers", "read:users:activity"} <= set(c.JupyterHub.load_roles[0]["scopes"])
 
 
-def test_dockerspawner_profile_puts_servers_on_the_internal_network(
+def test_embedded_config_runs_docker_sandboxes_when_asked(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    c = load_hub_config(DEPLOY / "dockerspawner_config.py", monkeypatch, tmp_path / "home")
-    assert c.JupyterHub.spawner_class == "docker"
-    assert c.JupyterHub.authenticator_class == "gateway"  # from the shared configuration
-    assert c.DockerSpawner.network_name == "dpsandbox-sandboxes"
-    assert c.DockerSpawner.use_internal_ip is True
-    assert c.DockerSpawner.remove is True
-    assert "ALL" in c.DockerSpawner.extra_host_config["cap_drop"]
-    assert c.DockerSpawner.env_keep == []
-    assert c.Spawner.pre_spawn_hook is add_sandbox_token
-    assert c.Spawner.post_stop_hook is revoke_added_sandbox_token
-
-
-def test_compose_sandbox_network_is_internal_with_hub_and_gateway_only() -> None:
-    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
-    network = compose["networks"]["sandboxes"]
-    assert network == {"name": "dpsandbox-sandboxes", "internal": True}
-    members = {name for name, svc in compose["services"].items() if "sandboxes" in svc["networks"]}
-    assert members == {"hub", "gateway"}
-    assert compose["networks"]["store"]["internal"] is True
-    assert compose["services"]["db"]["networks"] == ["store"]
-    hub_env = compose["services"]["hub"]["environment"]
-    assert hub_env["DPSANDBOX_SANDBOX_NETWORK"] == network["name"]
+    monkeypatch.setenv("DPSANDBOX_SANDBOX_HOME_SIZE", "2G")
+    home = tmp_path / "home"
+    c = load_hub_config(run.CONFIG_FILE, monkeypatch, home, isolation="docker")
+    assert c.JupyterHub.spawner_class == "sandbox-docker"
+    assert c.DockerSandboxSpawner.hub_state_dir == str(home / "hub")
+    assert c.DockerSandboxSpawner.home_size == "2G"
+    assert c.DockerSandboxSpawner.mem_limit == "4G"
+    assert "isolation" not in c.SandboxSpawner
 
 
 def test_z2jh_values_allow_user_pods_egress_to_the_gateway_only() -> None:

@@ -1,0 +1,402 @@
+"""Each analyst's Jupyter server in a container of its own (DockerSpawner, hardened).
+
+What one sandbox is under Docker (design.md, "Isolation"; docs/deploy/README.md):
+
+- the image ``dpsandbox/sandbox:<hash>`` built on this machine (``sandbox/hub/image.py``),
+  never pulled; the server runs as the image's unprivileged ``analyst`` (uid 61000);
+- a read-only root filesystem, every capability dropped, ``no-new-privileges``,
+  Docker's default seccomp profile with ``ptrace`` and ``process_vm_*`` also refused,
+  a private cgroup namespace, memory (no swap), CPU and pids limits, a size-limited
+  tmpfs ``/tmp``, ``docker-init`` as PID 1;
+- a home of its own with a size the kernel enforces (a loop-mounted ext4 image,
+  ``sandbox/hub/homes.py``, 5 GiB by default), given the scenario notebooks on
+  first use;
+- the hub's internal network (``sandbox/hub/docker_network.py``): no route out, no
+  other container, and on the host only the hub's forwarders to the gateway and the
+  hub API, on the bridge's own address;
+- the gateway URL and a short-lived ``scope: sandbox`` token, which the hub revokes
+  at the gateway as soon as the server stops, is culled or dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+from dockerspawner import DockerSpawner
+from traitlets import Bool, Integer, List, Unicode, default
+
+from .docker_network import DockerNetworkError, SandboxNetwork, drop_default_route, network_names
+from .forwarder import TcpForwarder
+from .homes import HomeVolumeError, HomeVolumes, parse_size
+from .image import IMAGE_DIR, ImageBuildError, image_exists, sandbox_image_tag
+from .isolation import SandboxError
+from .settings import HubSettings
+from .tokens import SandboxTokenError, revoke_sandbox_token, sandbox_token_for, token_id
+
+__all__ = ["DockerSandboxSpawner"]
+
+SANDBOX_HOME = "/home/analyst"
+SANDBOX_ENV_BIN = "/opt/sandbox-env/bin"
+
+
+def _port_of(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80)
+
+
+class DockerSandboxSpawner(DockerSpawner):
+    """DockerSpawner with dp-sandbox's image, limits, home, network and token."""
+
+    # -- shared by every spawner of this hub process
+    _networks: ClassVar[dict[str, SandboxNetwork]] = {}
+    _forwarders: ClassVar[dict[tuple[str, int], TcpForwarder]] = {}
+    _setup_lock: ClassVar[asyncio.Lock] = asyncio.Lock()
+    _announced: ClassVar[set[str]] = set()
+    _engine: ClassVar[Any] = None  # docker.DockerClient (DockerSpawner.client is the low-level API)
+
+    # -- this sandbox's state; what stop() needs is kept by get_state() across hub restarts
+    sandbox_token = Unicode("", help="The token given to the running server (not saved).")
+    token_jti = Unicode("", help="jti of that token, revoked at the gateway on stop (saved).")
+    home_name = Unicode("", help="The analyst's mounted home volume (saved).")
+    needs_cleanup = Bool(False, help="From start() until the sandbox is cleaned up (saved).")
+
+    gateway_url = Unicode(help="The gateway's URL as the hub reaches it (DPSANDBOX_GATEWAY_URL).").tag(
+        config=True
+    )
+    dpsandbox_home = Unicode(help="The gateway's private directory (DPSANDBOX_HOME).").tag(config=True)
+    hub_state_dir = Unicode(help="The hub's private state (default $DPSANDBOX_HOME/hub).").tag(config=True)
+    hub_secret_file = Unicode(
+        help="File with the secret for POST /v1/auth/sandbox-token (DPSANDBOX_HUB_SECRET first)."
+    ).tag(config=True)
+    home_size = Unicode(
+        "5G",
+        help="""Size of each analyst's home (a loop-mounted ext4 image: writes past it fail
+        with ENOSPC). K, M, G, T suffixes. A bigger size grows existing homes.""",
+    ).tag(config=True)
+    homes_dir = Unicode(
+        help="Where the home images live and are mounted (default <hub state>/docker-homes)."
+    ).tag(config=True)
+    tmp_size = Unicode("1G", help="Size of the container's private tmpfs /tmp.").tag(config=True)
+    pids_limit = Integer(1024, help="Most processes and threads in one container (pids.max).").tag(
+        config=True
+    )
+    sandbox_uid = Integer(61000, help="uid and gid the server runs as (the image's analyst).").tag(
+        config=True
+    )
+    refused_syscalls = List(
+        Unicode(),
+        ["ptrace", "process_vm_readv", "process_vm_writev"],
+        help="Syscalls refused on top of Docker's default seccomp profile.",
+    ).tag(config=True)
+    templates_dir = Unicode(
+        str(Path(__file__).resolve().parents[2] / "notebooks_templates"),
+        help="Scenario notebooks copied into a new home (as ~/templates); empty: none.",
+    ).tag(config=True)
+
+    @default("gateway_url")
+    def _gateway_url_default(self) -> str:
+        return HubSettings.from_env().gateway_url
+
+    @default("dpsandbox_home")
+    def _dpsandbox_home_default(self) -> str:
+        return str(HubSettings.from_env().home)
+
+    @default("hub_state_dir")
+    def _hub_state_dir_default(self) -> str:
+        return str(Path(self.dpsandbox_home) / "hub")
+
+    @default("hub_secret_file")
+    def _hub_secret_file_default(self) -> str:
+        return str(HubSettings.from_env().hub_secret_file)
+
+    @default("homes_dir")
+    def _homes_dir_default(self) -> str:
+        return str(Path(self.hub_state_dir) / "docker-homes")
+
+    @default("image")
+    def _image_default(self) -> str:
+        try:
+            return sandbox_image_tag()
+        except ImageBuildError:
+            return "dpsandbox/sandbox:missing"
+
+    @default("pull_policy")
+    def _pull_policy_default(self) -> str:
+        return "never"  # there is no registry: the image is built here
+
+    @default("remove")
+    def _remove_default(self) -> bool:
+        return True
+
+    @default("network_name")
+    def _network_name_default(self) -> str:
+        return network_names(self.hub_state_dir).network
+
+    @default("prefix")
+    def _prefix_default(self) -> str:
+        return network_names(self.hub_state_dir).container_prefix
+
+    @default("cmd")
+    def _cmd_default(self) -> list[str]:
+        return [f"{SANDBOX_ENV_BIN}/jupyterhub-singleuser"]
+
+    @default("notebook_dir")
+    def _notebook_dir_default(self) -> str:
+        return SANDBOX_HOME
+
+    @default("default_url")
+    def _default_url_default(self) -> str:
+        return "/lab"
+
+    # ------------------------------------------------------------------ configuration
+
+    def _seccomp_profile(self) -> str:
+        """Docker's default profile, less the syscalls this spawner also refuses."""
+        profile = json.loads((IMAGE_DIR / "seccomp-docker-default.json").read_text())
+        refused = set(self.refused_syscalls)
+        for rule in profile["syscalls"]:
+            if rule.get("action") == "SCMP_ACT_ALLOW":
+                rule["names"] = [n for n in rule["names"] if n not in refused]
+        profile["syscalls"] = [r for r in profile["syscalls"] if r["names"]]
+        return json.dumps(profile, separators=(",", ":"))
+
+    def _host_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {
+            "read_only": True,
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges:true", f"seccomp={self._seccomp_profile()}"],
+            "cgroupns": "private",
+            "ipc_mode": "private",
+            "pids_limit": self.pids_limit,
+            "tmpfs": {"/tmp": f"rw,nosuid,nodev,size={parse_size(self.tmp_size)}"},  # noqa: S108
+            "init": True,  # docker-init reaps kernels' children and forwards SIGTERM
+        }
+        if self.mem_limit:
+            config["memswap_limit"] = int(self.mem_limit)  # no swap on top of the memory
+        return config
+
+    def get_env(self) -> dict[str, Any]:
+        env: dict[str, Any] = super().get_env()
+        for key in [k for k in env if k.startswith("DPSANDBOX_")]:
+            del env[key]
+        network = self._networks.get(self.network_name)
+        if network is not None and network.address:
+            env["DPSANDBOX_GATEWAY_URL"] = f"http://{network.address}:{_port_of(self.gateway_url)[1]}"
+        if self.sandbox_token:
+            env["DPSANDBOX_TOKEN"] = self.sandbox_token
+        env["HOME"] = SANDBOX_HOME
+        env["JUPYTER_RUNTIME_DIR"] = "/tmp/jupyter-runtime"  # noqa: S108
+        return env
+
+    def get_args(self) -> list[str]:
+        return [*super().get_args(), "--KernelManager.transport=ipc"]
+
+    # ------------------------------------------------------------------ preparation
+
+    @classmethod
+    def engine(cls) -> Any:
+        """The Docker SDK's high-level client (networks, images), one per hub process."""
+        if cls._engine is None:
+            import docker
+
+            cls._engine = docker.from_env(timeout=120)
+        return cls._engine
+
+    def _announce(self) -> None:
+        if "docker" not in self._announced:
+            self._announced.add("docker")
+            self.log.info(
+                "Sandboxes: Docker containers from %s (read-only, no capabilities, seccomp, "
+                "cgroup namespace, limits, %s homes, internal network)",
+                self.image,
+                self.home_size,
+            )
+
+    async def _ensure_network(self) -> SandboxNetwork:
+        """The hub's network, its host filter and the two forwarders (once per hub)."""
+        async with self._setup_lock:
+            network = self._networks.get(self.network_name)
+            if network is None:
+                network = SandboxNetwork(self.engine(), self.hub_state_dir)
+            address = await asyncio.to_thread(network.ensure)
+            gateway, hub = _port_of(self.gateway_url), _port_of(self.hub.api_url)
+            await asyncio.to_thread(network.install_filter, [gateway[1], hub[1]])
+            for target in (gateway, hub):
+                listen = (address, target[1])
+                forwarder = self._forwarders.get(listen)
+                if forwarder is None or forwarder.target != target:
+                    forwarder = self._forwarders[listen] = TcpForwarder(listen, target)
+                await forwarder.start()
+            self._networks[self.network_name] = network
+            self.hub_connect_url = f"http://{address}:{hub[1]}"
+            return network
+
+    def _homes(self) -> HomeVolumes:
+        return HomeVolumes(Path(self.homes_dir), size_bytes=parse_size(self.home_size))
+
+    def _provide_templates(self, home: Path) -> None:
+        """Give a new home the scenario notebooks (every folder of them); never overwrite."""
+        source = Path(self.templates_dir) if self.templates_dir else None
+        target = home / "templates"
+        if source is None or not source.is_dir() or target.exists():
+            return
+        uid = self.sandbox_uid
+        for notebook in sorted(source.rglob("*.ipynb")):
+            if ".ipynb_checkpoints" in notebook.parts:
+                continue
+            dest = target / notebook.relative_to(source)
+            dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            shutil.copyfile(notebook, dest)
+        if target.exists():
+            for path in (target, *target.rglob("*")):
+                shutil.chown(path, uid, uid)
+            self.log.info("Copied the scenario notebooks to %s's home", self.user.name)
+
+    async def _prepare(self) -> None:
+        self._announce()
+        if not await asyncio.to_thread(image_exists, self.image, self.engine()):
+            raise SandboxError(f"The sandbox image {self.image} is not built: run `dpsandbox image build`")
+        await self._ensure_network()
+        self.home_name = self.escaped_name
+        home = await asyncio.to_thread(
+            self._homes().mount, self.home_name, uid=self.sandbox_uid, gid=self.sandbox_uid
+        )
+        await asyncio.to_thread(self._provide_templates, home)
+        self.volumes = {str(home): {"bind": SANDBOX_HOME, "mode": "rw"}}
+        self.extra_host_config = self._host_config()
+        self.extra_create_kwargs = {
+            "user": f"{self.sandbox_uid}:{self.sandbox_uid}",
+            "hostname": "sandbox",
+            "working_dir": SANDBOX_HOME,
+        }
+        try:
+            self.sandbox_token = await sandbox_token_for(
+                self.user.name, gateway_url=self.gateway_url, hub_secret_file=Path(self.hub_secret_file)
+            )
+        except SandboxTokenError as exc:
+            raise SandboxError(str(exc)) from exc
+        self.token_jti = token_id(self.sandbox_token)
+
+    async def _seal(self) -> None:
+        """Take the container's default route away before anything of the analyst runs."""
+        info = await self.docker("inspect_container", self.container_id)
+        await asyncio.to_thread(drop_default_route, int(info["State"]["Pid"]))
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> tuple[str, int]:
+        self.needs_cleanup = True
+        try:
+            await self._prepare()
+            ip, port = await super().start()
+            await self._seal()
+        except (SandboxError, DockerNetworkError, HomeVolumeError) as exc:
+            await self._cleanup(remove_container=True)
+            raise SandboxError(str(exc)) from exc
+        except BaseException:
+            await self._cleanup(remove_container=True)
+            raise
+        self.log.info("Sandbox of %s: container %s at %s:%s", self.user.name, self.object_name, ip, port)
+        await self._wait_listening((ip, port))
+        return ip, port
+
+    async def _wait_listening(self, address: tuple[str, int]) -> None:
+        """Return once the server accepts connections, so the hub's first check succeeds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.start_timeout
+        tries = 0
+        while loop.time() < deadline:
+            try:
+                _reader, writer = await asyncio.open_connection(*address)
+            except OSError:
+                tries += 1
+                if tries % 40 == 0 and await super().poll() is not None:
+                    return  # it died: the hub's own checks report it
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            return
+
+    async def poll(self) -> int | str | None:
+        status = await super().poll()
+        if status is not None and self.needs_cleanup:
+            await self._cleanup()  # it ended by itself: the hub will not call stop()
+        return status
+
+    async def stop(self, now: bool = False) -> None:
+        jti, home = self.token_jti, self.home_name  # DockerSpawner.stop() clears the state
+        try:
+            await super().stop(now)
+        finally:
+            self.token_jti, self.home_name = jti, home
+            await self._cleanup()
+
+    async def _cleanup(self, *, remove_container: bool = False) -> None:
+        """End the token, remove a half-started container, unmount the home."""
+        self.needs_cleanup = False
+        await self._revoke_token()
+        if remove_container and self.object_id:
+            try:
+                await self.remove_object()
+            except Exception as exc:  # noqa: BLE001 (cleanup goes on)
+                self.log.warning("Could not remove container %s: %s", self.object_name, exc)
+        name, self.home_name = self.home_name, ""
+        if name:
+            await self._unmount(name)
+
+    async def _unmount(self, name: str) -> None:
+        homes = self._homes()
+        for _ in range(40):  # the engine may still be tearing the container down
+            try:
+                await asyncio.to_thread(homes.unmount, name)
+                return
+            except HomeVolumeError as exc:
+                last = exc
+            await asyncio.sleep(0.25)
+        self.log.warning("Home of %s stays mounted: %s", self.user.name, last)
+
+    async def _revoke_token(self) -> None:
+        jti, self.token_jti, self.sandbox_token = self.token_jti, "", ""
+        if not jti:
+            return
+        try:
+            await revoke_sandbox_token(
+                jti,
+                username=self.user.name,
+                gateway_url=self.gateway_url,
+                hub_secret_file=Path(self.hub_secret_file),
+            )
+        except SandboxTokenError as exc:
+            self.log.warning("%s: it expires on its own", exc)
+        else:
+            self.log.info("Revoked the sandbox token of %s", self.user.name)
+
+    # ------------------------------------------------------------------ state
+
+    def get_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = super().get_state()
+        if self.token_jti:
+            state["token_jti"] = self.token_jti
+        if self.home_name:
+            state["home_name"] = self.home_name
+        if self.needs_cleanup:
+            state["needs_cleanup"] = True
+        return state
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)
+        self.token_jti = state.get("token_jti", "")
+        self.home_name = state.get("home_name", "")
+        self.needs_cleanup = bool(state.get("needs_cleanup", False))
+
+    def clear_state(self) -> None:
+        super().clear_state()
+        self.token_jti = ""
+        self.sandbox_token = ""
+        self.home_name = ""
+        self.needs_cleanup = False
