@@ -357,17 +357,28 @@ def build_image(*, force: bool = False, say: Progress = _say, repo: Path = REPO_
         _build_base(client, inputs, cache, say)
         wheels = _wheels(inputs, cache, say)
         _build_sandbox(client, inputs, wheels, cache, say)
+        _remove_older(client, keep={inputs.tag, inputs.base_tag}, say=say)
         say(f"sandbox image ready in {time.monotonic() - started:.0f} s: {inputs.tag}")
     return inputs.tag
 
 
-def _remove(client: Any, tag: str) -> None:
+def _remove_older(client: Any, *, keep: set[str], say: Progress) -> None:
+    """Earlier builds' tags (a running container keeps its image: the engine refuses)."""
+    for repository in (REPOSITORY, BASE_REPOSITORY):
+        for image in client.images.list(name=repository):
+            for tag in image.tags:
+                if tag.startswith(f"{repository}:") and tag not in keep and _remove(client, tag):
+                    say(f"removed the earlier image {tag}")
+
+
+def _remove(client: Any, tag: str) -> bool:
     import docker
 
     try:
         client.images.remove(tag)
     except docker.errors.DockerException:
-        pass
+        return False
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
