@@ -35,6 +35,7 @@ from .forwarder import TcpForwarder
 from .homes import HomeVolumeError, HomeVolumes, parse_size
 from .image import IMAGE_DIR, ImageBuildError, image_exists, sandbox_image_tag
 from .isolation import SandboxError
+from .language import sandbox_language, templates_source
 from .settings import HubSettings
 from .tokens import SandboxTokenError, revoke_sandbox_token, sandbox_token_for, token_id
 
@@ -95,7 +96,8 @@ class DockerSandboxSpawner(DockerSpawner):
     ).tag(config=True)
     templates_dir = Unicode(
         str(Path(__file__).resolve().parents[2] / "notebooks_templates"),
-        help="Scenario notebooks copied into a new home (as ~/templates); empty: none.",
+        help="""Scenario notebooks copied into a new home (as ~/templates): the folder of the
+        analyst's language (zh/, en/) when there is one; empty: none.""",
     ).tag(config=True)
 
     @default("gateway_url")
@@ -190,6 +192,7 @@ class DockerSandboxSpawner(DockerSpawner):
         if self.sandbox_token:
             env["DPSANDBOX_TOKEN"] = self.sandbox_token
         env["HOME"] = SANDBOX_HOME
+        env["DPSANDBOX_LANG"] = self._language()  # the client library's messages
         env["JUPYTER_RUNTIME_DIR"] = "/tmp/jupyter-runtime"  # noqa: S108
         return env
 
@@ -239,9 +242,13 @@ class DockerSandboxSpawner(DockerSpawner):
     def _homes(self) -> HomeVolumes:
         return HomeVolumes(Path(self.homes_dir), size_bytes=parse_size(self.home_size))
 
+    def _language(self) -> str:
+        """The browser's language of the request that spawns this server (language.py)."""
+        return sandbox_language(self.handler)
+
     def _provide_templates(self, home: Path) -> None:
-        """Give a new home the scenario notebooks (every folder of them); never overwrite."""
-        source = Path(self.templates_dir) if self.templates_dir else None
+        """Give a new home the scenario notebooks of its language; never overwrite."""
+        source = templates_source(Path(self.templates_dir), self._language()) if self.templates_dir else None
         target = home / "templates"
         if source is None or not source.is_dir() or target.exists():
             return

@@ -25,6 +25,7 @@ import httpx
 import pytest
 
 from sandbox.hub.docker_network import network_names
+from sandbox.hub.language import templates_source
 from tests.e2e.docker_support import (
     Box,
     bridge_address,
@@ -148,17 +149,14 @@ def test_each_container_is_locked_down(boxes: tuple[Box, Box], own_gateway: Gate
 
 
 def test_scenario_notebooks_wait_in_the_new_home(boxes: tuple[Box, Box]) -> None:
-    expected = sorted(
-        str(p.relative_to(TEMPLATES))
-        for p in TEMPLATES.rglob("*.ipynb")
-        if ".ipynb_checkpoints" not in p.parts
-    )
+    source = templates_source(TEMPLATES, "en")  # no browser language, no DPSANDBOX_LANG: English
+    expected = sorted(p.name for p in source.glob("*.ipynb"))
     seen = boxes[0].run_json(
-        "import json, pathlib\n"
+        "import json, os, pathlib\n"
         "t = pathlib.Path.home() / 'templates'\n"
-        "print(json.dumps(sorted(str(p.relative_to(t)) for p in t.rglob('*.ipynb'))))"
+        "print(json.dumps([sorted(p.name for p in t.glob('*.ipynb')), os.environ['DPSANDBOX_LANG']]))"
     )
-    assert expected and seen == expected
+    assert expected and seen == [expected, "en"]
 
 
 def test_host_files_are_not_there(boxes: tuple[Box, Box], own_gateway: Gateway) -> None:
@@ -403,7 +401,8 @@ def test_scenario_notebook_runs_in_a_container(
     second = boxes[1]
     seen = second.run_json(
         "import json, subprocess, pathlib\n"
-        f"src = pathlib.Path.home() / 'templates' / {notebook!r}\n"
+        "src = pathlib.Path.home() / 'scenario.ipynb'\n"
+        f"src.write_text({(TEMPLATES / notebook).read_text()!r})\n"
         "out = pathlib.Path('/tmp/executed.ipynb')\n"
         "run = subprocess.run(['jupyter', 'nbconvert', '--to', 'notebook', '--execute',\n"
         "    '--ExecutePreprocessor.timeout=600', '--output', str(out), str(src)],\n"
