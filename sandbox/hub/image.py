@@ -22,6 +22,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -83,6 +84,60 @@ def apt_source_files() -> list[Path]:
     return [f for f in files if f.read_text().strip()]
 
 
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def sandbox_closure(packages: tuple[str, ...]) -> set[str]:
+    """The sandbox packages and everything they require, as installed here from the lock.
+
+    Read from this environment's metadata (installed from the same ``requirements.lock``),
+    so the image depends only on the pins of what it holds: a pin of the gateway's alone
+    changing does not rebuild it.
+    """
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    seen: set[str] = set()
+    todo = [_canonical(p) for p in packages]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requires = distribution(name).requires or []
+        except PackageNotFoundError:
+            continue
+        for line in requires:
+            try:
+                requirement = Requirement(line)
+            except InvalidRequirement:
+                continue
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                todo.append(_canonical(requirement.name))
+    return seen
+
+
+def sandbox_pins(lock: bytes, packages: tuple[str, ...]) -> str:
+    """The lock's pins of the sandbox's packages (constraints for ``pip wheel`` and the image)."""
+    closure = sandbox_closure(packages)
+    kept = []
+    for line in _sandbox_constraints_text(lock.decode()).splitlines():
+        name = line.split("==", 1)[0].strip()
+        if name and _canonical(name) in closure:
+            kept.append(line.strip())
+    return "\n".join(kept) + "\n"
+
+
+def _sandbox_constraints_text(lock: str) -> str:
+    with tempfile.NamedTemporaryFile("w", suffix=".lock") as f:
+        f.write(lock)
+        f.flush()
+        return _sandbox_constraints(Path(f.name))
+
+
 def debian_suite() -> str:
     """This machine's Debian release name (``bookworm``), from /etc/os-release."""
     try:
@@ -130,9 +185,16 @@ class ImageInputs:
         return f"{BASE_REPOSITORY}:{_digest(*parts)}"
 
     @property
+    def pins(self) -> str:
+        return sandbox_pins(self.lock, self.packages)
+
+    @property
     def wheels_key(self) -> str:
         return _digest(
-            BUILD_VERSION.encode(), str(self.python).encode(), self.lock, "\n".join(self.packages).encode()
+            BUILD_VERSION.encode(),
+            str(self.python).encode(),
+            self.pins.encode(),
+            "\n".join(self.packages).encode(),
         )
 
     @property
@@ -276,7 +338,7 @@ def _wheels(inputs: ImageInputs, cache: Path, say: Progress) -> Path:
     shutil.rmtree(wheels, ignore_errors=True)
     wheels.mkdir(parents=True)
     constraints = wheels / "constraints.txt"
-    constraints.write_text(_sandbox_constraints(REPO_ROOT / "requirements.lock"))
+    constraints.write_text(inputs.pins)
     _run(
         "pip wheel",
         [

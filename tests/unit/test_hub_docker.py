@@ -72,8 +72,13 @@ def test_image_tag_is_a_hash_of_its_inputs() -> None:
     )
     changed = ImageInputs(**{**inputs.__dict__, "dockerfile": inputs.dockerfile + b"\n# changed\n"})
     assert changed.tag != inputs.tag and changed.base_tag == inputs.base_tag
-    other_lock = ImageInputs(**{**inputs.__dict__, "lock": inputs.lock + b"x==1\n"})
-    assert other_lock.tag != inputs.tag
+    unrelated = ImageInputs(**{**inputs.__dict__, "lock": inputs.lock + b"pyseccomp==9.9\nopendp==9.9\n"})
+    assert unrelated.tag == inputs.tag  # a pin of the gateway's alone does not rebuild the image
+    pandas = next(line for line in inputs.lock.decode().splitlines() if line.startswith("pandas=="))
+    bumped = inputs.lock.decode().replace(pandas, "pandas==0.0.1").encode()
+    other_lock = ImageInputs(**{**inputs.__dict__, "lock": bumped})
+    assert other_lock.tag != inputs.tag and "pandas==0.0.1" in other_lock.pins
+    assert "jupyterlab==" in inputs.pins and "opendp" not in inputs.pins
     other_sources = ImageInputs(**{**inputs.__dict__, "sources": (("/x.list", b"deb http://m/ s main"),)})
     assert other_sources.base_tag != inputs.base_tag and other_sources.tag != inputs.tag
     assert any(name == "client/_gateway.py" for name, _ in inputs.client)
