@@ -58,6 +58,7 @@ class DockerSandboxSpawner(DockerSpawner):
     _forwarders: ClassVar[dict[tuple[str, int], TcpForwarder]] = {}
     _setup_lock: ClassVar[asyncio.Lock] = asyncio.Lock()
     _announced: ClassVar[set[str]] = set()
+    _images_seen: ClassVar[set[str]] = set()  # found in the engine once: not asked again
     _engine: ClassVar[Any] = None  # docker.DockerClient (DockerSpawner.client is the low-level API)
 
     # -- this sandbox's state; what stop() needs is kept by get_state() across hub restarts
@@ -223,12 +224,13 @@ class DockerSandboxSpawner(DockerSpawner):
     async def _ensure_network(self) -> SandboxNetwork:
         """The hub's network, its host filter and the two forwarders (once per hub)."""
         async with self._setup_lock:
-            network = self._networks.get(self.network_name)
-            if network is None:
-                network = SandboxNetwork(self.engine(), self.hub_state_dir)
-            address = await asyncio.to_thread(network.ensure)
             gateway, hub = _port_of(self.gateway_url), _port_of(self.hub.api_url)
-            await asyncio.to_thread(network.install_filter, [gateway[1], hub[1]])
+            network = self._networks.get(self.network_name)
+            if network is None or not network.address:  # set up once per hub process
+                network = SandboxNetwork(self.engine(), self.hub_state_dir)
+                await asyncio.to_thread(network.ensure)
+                await asyncio.to_thread(network.install_filter, [gateway[1], hub[1]])
+            address = network.address
             for target in (gateway, hub):
                 listen = (address, target[1])
                 forwarder = self._forwarders.get(listen)
@@ -266,8 +268,12 @@ class DockerSandboxSpawner(DockerSpawner):
 
     async def _prepare(self) -> None:
         self._announce()
-        if not await asyncio.to_thread(image_exists, self.image, self.engine()):
-            raise SandboxError(f"The sandbox image {self.image} is not built: run `dpsandbox image build`")
+        if self.image not in self._images_seen:
+            if not await asyncio.to_thread(image_exists, self.image, self.engine()):
+                raise SandboxError(
+                    f"The sandbox image {self.image} is not built: run `dpsandbox image build`"
+                )
+            self._images_seen.add(self.image)
         await self._ensure_network()
         self.home_name = self.escaped_name
         home = await asyncio.to_thread(

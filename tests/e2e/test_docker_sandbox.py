@@ -235,7 +235,8 @@ def test_no_way_out_but_the_gateway(boxes: tuple[Box, Box], own_gateway: Gateway
             "postgres": [bridge, 5432],
             "redis": [bridge, 6379],
             "host service on the bridge": [bridge, host_port],
-            "proxy api": [bridge, int(hub.url.rsplit(":", 1)[1])],
+            "proxy api": [bridge, hub.proxy_api_port],
+            "proxy": [bridge, int(hub.url.rsplit(":", 1)[1])],
             "other container": [other_ip, 8888],
         }
         seen = first.run_json(
