@@ -113,6 +113,18 @@ class SyntheticLimits(_Strict):
     max_domain_size: int = Field(default=10_000_000, ge=1)
 
 
+def _check_id_column(name: str, column: Column) -> None:
+    """Every row with a missing id would count as one person, so the bound on what one
+    person contributes would not hold: the id column can hold no missing value, declared
+    (``nullable``, ``null_rate``) or hidden in the type (a float id can be NaN)."""
+    if column.nullable or column.null_rate:
+        raise ValueError(f"privacy_unit.id_column {name} is nullable: rows without an id "
+                         "would all count as one person; make it nullable: false")
+    if column.type == "float":
+        raise ValueError(f"privacy_unit.id_column {name} is a float column, which can hold "
+                         "NaN (a hidden missing id); use an int or str id")
+
+
 class Policy(_Strict):
     name: str = Field(pattern=NAME_PATTERN)
     title: str = Field(min_length=1)
@@ -144,6 +156,8 @@ class Policy(_Strict):
         unit = self.privacy_unit.id_column
         if unit is not None and unit not in self.columns:
             raise ValueError(f"privacy_unit.id_column {unit} is not among the columns")
+        if unit is not None:
+            _check_id_column(unit, self.columns[unit])
         if not any(not c.hidden for c in self.columns.values()):
             raise ValueError("every column is hidden: nothing could be queried")
         if self.accounting == "zcdp" and self.budget.delta <= 0:

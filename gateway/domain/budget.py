@@ -95,7 +95,7 @@ class Budget:
         if loss.epsilon_units <= 0:
             raise InvalidRequest(f"epsilon must be greater than 0 (at least 1e-9), got {epsilon}")
         if loss.epsilon_units > MAX_EPSILON * EPSILON_SCALE:
-            raise InvalidRequest(f"epsilon must be at most {MAX_EPSILON}")
+            raise InvalidRequest(_l("epsilon must be at most %(max)s", max=MAX_EPSILON))
         if loss.delta_units < 0 or loss.delta_units >= DELTA_SCALE:
             raise InvalidRequest(f"delta must be in [0, 1), got {delta}")
         return loss

@@ -62,12 +62,17 @@ def conform(frame: pl.DataFrame, policy: Policy, origin: str) -> pl.DataFrame:
         raise PolicyError(f"{origin}: columns.{missing[0]}: not present in the data "
                           f"(data has {', '.join(frame.columns[:20])})")
     out = {}
+    unit = policy.privacy_unit.id_column
     for name, col in policy.columns.items():
         try:
             out[name] = frame[name].cast(POLARS_TYPES[col.type], strict=True)
         except pl.exceptions.PolarsError as exc:
             raise PolicyError(f"{origin}: columns.{name}.type: values cannot be cast to "
                               f"{col.type} ({str(exc).splitlines()[0]})") from exc
+        if name == unit and out[name].null_count():
+            raise PolicyError(f"{origin}: privacy_unit.id_column: the data has "
+                              f"{out[name].null_count()} rows without an id in {name}; each "
+                              "person needs one (rows without would all count as one person)")
         if not col.nullable and out[name].null_count():
             raise PolicyError(f"{origin}: columns.{name}.nullable: the data has "
                               f"{out[name].null_count()} nulls but the policy says nullable: false")

@@ -263,9 +263,10 @@ class Ledger:
                                   "queries can be answered on it")
         delta_cap = Budget.of(0, budget.delta_cap).delta_units
         if cost.delta_units and (spent + cost).delta_units > delta_cap:
-            raise BudgetExhausted(f"dataset {dataset.name} has reached its dataset-wide delta cap "
-                                  f"({budget.delta_cap:g}); no more queries that spend delta "
-                                  "can be answered on it")
+            raise BudgetExhausted(_l("dataset %(dataset)s has reached its dataset-wide delta cap "
+                                     "(%(cap)s); no more queries that spend delta can be "
+                                     "answered on it", dataset=dataset.name,
+                                     cap=format(budget.delta_cap, "g")))
         tx.grants.spend(grant.id, cost)
         tx.datasets.spend(dataset.name, cost)
         charged = tx.grants.get(grant.id)

@@ -144,3 +144,40 @@ def test_refused_sql_is_audited_with_its_text(gateway_env: GatewayEnv) -> None:
     entries, _ = env.services.audit.page(AuditFilter(actor="rita", action="query",
                                                      outcome="denied"), page=1, size=1)
     assert entries[0]["detail"]["sql"] == sql
+
+
+@pytest.mark.parametrize(("name", "body"), [
+    ("huge integer epsilon", q(epsilon=10**400)),          # defect c: too big for a float
+    ("huge integer delta", q(delta=10**400)),
+    ("boolean epsilon", q(epsilon=True)),                  # defect d: a boolean is no number
+    ("boolean delta", q(delta=False)),
+    ("boolean limit", q(limit=True)),
+    ("boolean bin edge", q(select=[{"agg": "histogram", "column": "dep_delay",
+                                    "bins": [True, 10, 20]}])),
+    ("boolean filter on a number", q(where=[{"column": "month", "op": ">", "value": True}])),
+])
+def test_numbers_are_numbers_and_fit(gateway_env: GatewayEnv, name: str,
+                                     body: dict[str, Any]) -> None:
+    env = gateway_env
+    spent, denied = _spent(env), _denied(env)
+    resp = env.post("rita", "/v1/queries", body)
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["error"]["code"] == "invalid_request"
+    assert _spent(env) == spent and _denied(env) == denied + 1
+
+
+def test_a_cached_replay_answers_under_its_own_names(gateway_env: GatewayEnv) -> None:
+    """Defect b: the same computation under other aliases is served from the cache,
+    relabelled with the new names before ORDER BY runs on them."""
+    env = gateway_env
+    first = env.post("rita", "/v1/queries", {"sql": "SELECT COUNT(*) AS a FROM flights "
+                                             "WHERE month = 7", "epsilon": 0.05})
+    assert first.status_code == 200, first.text
+    assert first.json()["columns"] == ["a"] and not first.json()["cached"]
+    again = env.post("rita", "/v1/queries", {"sql": "SELECT COUNT(*) AS b FROM flights "
+                                             "WHERE month = 7 ORDER BY b", "epsilon": 0.05})
+    assert again.status_code == 200, again.text
+    body = again.json()
+    assert body["cached"] is True and body["columns"] == ["b"]
+    assert body["rows"] == first.json()["rows"] and body["epsilon_charged"] == 0
+    assert "b" in body["accuracy"] and "a" not in body["accuracy"]

@@ -80,3 +80,16 @@ def test_accounting_defaults_to_pure_and_may_be_zcdp(tmp_path: Path) -> None:
 def test_the_zcdp_variant_of_exam_loads() -> None:
     policy = load_policy(POLICIES / "variants" / "exam_zcdp.yaml")
     assert (policy.name, policy.accounting, policy.source) == ("exam_zcdp", "zcdp", "exam.parquet")
+
+
+@pytest.mark.parametrize(("column", "problem"), [
+    ({"type": "int", "hidden": True, "nullable": True}, "is nullable"),
+    ({"type": "int", "hidden": True, "nullable": True, "null_rate": 0.1}, "is nullable"),
+    ({"type": "float", "hidden": True}, "can hold NaN"),
+])
+def test_a_nullable_or_hidden_nullable_id_column_is_refused(
+        tmp_path: Path, column: dict[str, object], problem: str) -> None:
+    """Defect a: rows without an id would all count as one person."""
+    path = _write(tmp_path, {"privacy_unit.id_column": "tailnum", "columns.tailnum": column})
+    with pytest.raises(PolicyError, match=problem):
+        load_policy(path)
