@@ -35,7 +35,7 @@ from sqlglot.errors import ParseError, TokenError
 
 from gateway.domain.errors import InvalidRequest, UnsupportedQuery
 from gateway.domain.query import Aggregate, Filter, QuerySpec, closest
-from gateway.domain.text import _l
+from gateway.domain.text import Text, _l
 
 # sqlglot logs unparsable statements (analysts' text) at WARNING; keep it out of the logs.
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
@@ -56,20 +56,22 @@ SUPPORTED_AGGREGATES = (
     "QUANTILE_CONT(col, q), PERCENTILE_CONT(q) WITHIN GROUP (ORDER BY col)"
 )
 _SUPPORTED_FILTERS = "= != <> < <= > >= BETWEEN IN (...), combined with AND"
-_IN_PANDAS = "compute with the released values in pandas"
-_SUBQUERY = "subqueries are not supported: a query reads one dataset directly"
+_IN_PANDAS = _l("compute with the released values in pandas")
+_SUBQUERY = _l("subqueries are not supported: a query reads one dataset directly")
 _CLAUSES = ("expressions", "from_", "where", "group", "order", "limit")
 _CLAUSE_REFUSALS = {
-    "with_": "WITH (common table expressions) is not supported; send the inner query on its own",
-    "joins": "JOIN is not supported: a query reads exactly one dataset",
-    "laterals": "LATERAL is not supported: a query reads exactly one dataset",
-    "having": "HAVING filters on released values; filter the result in pandas instead",
-    "distinct": "DISTINCT is not supported; use GROUP BY col with COUNT(*) to see the groups",
-    "windows": "window functions (WINDOW ...) are not supported",
-    "qualify": "QUALIFY (window filters) is not supported; filter the result in pandas instead",
-    "offset": "OFFSET is not supported; use LIMIT n and slice the result in pandas",
-    "into": "SELECT INTO is not supported: queries only read",
-    "sample": "SAMPLE is not supported: DP noise already accounts for every row",
+    "with_": _l("WITH (common table expressions) is not supported; send the inner query on its "
+                "own"),
+    "joins": _l("JOIN is not supported: a query reads exactly one dataset"),
+    "laterals": _l("LATERAL is not supported: a query reads exactly one dataset"),
+    "having": _l("HAVING filters on released values; filter the result in pandas instead"),
+    "distinct": _l("DISTINCT is not supported; use GROUP BY col with COUNT(*) to see the groups"),
+    "windows": _l("window functions (WINDOW ...) are not supported"),
+    "qualify": _l("QUALIFY (window filters) is not supported; filter the result in pandas "
+                  "instead"),
+    "offset": _l("OFFSET is not supported; use LIMIT n and slice the result in pandas"),
+    "into": _l("SELECT INTO is not supported: queries only read"),
+    "sample": _l("SAMPLE is not supported: DP noise already accounts for every row"),
 }
 _COMPARISONS: dict[type[exp.Expr], str] = {
     exp.EQ: "=",
@@ -133,15 +135,19 @@ def compile_sql(text: str, *, columns: Callable[[str], Sequence[str]] | None = N
 
 def _checked_text(text: object) -> str:
     if not isinstance(text, str):
-        raise InvalidRequest("sql must be a string")
+        raise InvalidRequest(_l("sql must be a string"))
     if len(text) > MAX_SQL_CHARS:
-        raise InvalidRequest(f"sql is {len(text)} characters long; at most {MAX_SQL_CHARS} accepted")
+        raise InvalidRequest(_l(
+            "sql is %(length)s characters long; at most %(max_sql_chars)s accepted",
+            length=len(text), max_sql_chars=MAX_SQL_CHARS))
     if not text.strip():
-        raise InvalidRequest("sql is empty; send one SELECT statement")
+        raise InvalidRequest(_l("sql is empty; send one SELECT statement"))
     for position, char in enumerate(text):
         if unicodedata.category(char) in ("Cc", "Cf") and char not in "\t\n\r":
-            raise InvalidRequest(f"sql contains the control character U+{ord(char):04X} at "
-                                 f"position {position}; remove it")
+            raise InvalidRequest(_l(
+                "sql contains the control character U+%(char)s at position %(position)s; "
+                "remove it",
+                char=format(ord(char), "04X"), position=position))
     return text
 
 
@@ -153,24 +159,29 @@ def _parse(text: str) -> list[exp.Expr]:
     except TokenError as exc:
         raise InvalidRequest(_token_error_message(text, exc)) from exc
     except RecursionError as exc:
-        raise UnsupportedQuery("sql is nested too deeply; remove redundant parentheses") from exc
+        raise UnsupportedQuery(_l("sql is nested too deeply; remove redundant parentheses")) from exc
     except Exception as exc:  # adversarial text: any parser failure is a refusal, never a 500
-        raise InvalidRequest(f"sql could not be parsed ({type(exc).__name__}: {exc})") from exc
+        raise InvalidRequest(_l(
+            "sql could not be parsed (%(name)s: %(exc)s)",
+            name=type(exc).__name__, exc=exc)) from exc
     return [s for s in statements if isinstance(s, exp.Expr)]
 
 
-def _parse_error_message(exc: ParseError) -> str:
+def _parse_error_message(exc: ParseError) -> Text:
     if not exc.errors:
-        return f"SQL syntax error: {_strip_ansi(str(exc))}"
+        return _l("SQL syntax error: %(problem)s", problem=_strip_ansi(str(exc)))
     first = exc.errors[0]
     description = re.sub(
         r"<class '[\w.]*?(\w+)'>", lambda m: m.group(1).upper(), str(first.get("description"))
     )
-    near = f" (near {first['highlight']!r})" if first.get("highlight") else ""
-    return f"SQL syntax error at line {first.get('line')}, column {first.get('col')}: {description}{near}"
+    where = {"line": first.get("line"), "column": first.get("col"), "problem": description}
+    if first.get("highlight"):
+        return _l("SQL syntax error at line %(line)s, column %(column)s: %(problem)s (near "
+                  "%(near)s)", near=repr(first["highlight"]), **where)
+    return _l("SQL syntax error at line %(line)s, column %(column)s: %(problem)s", **where)
 
 
-def _token_error_message(text: str, exc: TokenError) -> str:
+def _token_error_message(text: str, exc: TokenError) -> Text:
     cause = f": {exc.__cause__}" if exc.__cause__ is not None else ""
     # sqlglot quotes text[start:end], 50 characters either side of where it stopped.
     if exc.start:
@@ -178,10 +189,12 @@ def _token_error_message(text: str, exc: TokenError) -> str:
     elif exc.end is not None and exc.end < len(text) - 1:
         offset = max(exc.end - 50, 0)
     else:
-        return f"SQL could not be read (unterminated string, comment or bad character){cause}"
+        return _l("SQL could not be read (unterminated string, comment or bad character)%(cause)s",
+                  cause=cause)
     line = text.count("\n", 0, offset) + 1
     column = offset - (text.rfind("\n", 0, offset) + 1) + 1
-    return f"SQL could not be read at line {line}, column {column}{cause}"
+    return _l("SQL could not be read at line %(line)s, column %(column)s%(cause)s", line=line,
+              column=column, cause=cause)
 
 
 def _strip_ansi(message: str) -> str:
@@ -190,22 +203,29 @@ def _strip_ansi(message: str) -> str:
 
 def _single_select(statements: list[exp.Expr]) -> exp.Select:
     if not statements:
-        raise InvalidRequest("sql holds no statement (only comments?); send one SELECT")
+        raise InvalidRequest(_l("sql holds no statement (only comments?); send one SELECT"))
     if len(statements) > 1:
         kinds = "; ".join(_statement_kind(s) for s in statements[:5])
         raise UnsupportedQuery(
-            f"sql holds {len(statements)} statements ({kinds}); send exactly one SELECT per query"
+            _l(
+                "sql holds %(statements)s statements (%(kinds)s); send exactly one SELECT per"
+                " query",
+                statements=len(statements), kinds=kinds)
         )
     statement = statements[0]
     _check_nesting(statement)
     if isinstance(statement, exp.SetOperation):
         raise UnsupportedQuery(
-            f"{_statement_kind(statement)} is not supported; send each SELECT as its own query"
+            _l(
+                "%(statement)s is not supported; send each SELECT as its own query",
+                statement=_statement_kind(statement))
         )
     if isinstance(statement, exp.Subquery):
-        raise UnsupportedQuery(f"{_SUBQUERY}; remove the outer parentheses")
+        raise UnsupportedQuery(_l("%(subquery)s; remove the outer parentheses", subquery=_SUBQUERY))
     if not isinstance(statement, exp.Select):
-        raise UnsupportedQuery(f"only SELECT statements are accepted, not {_statement_kind(statement)}")
+        raise UnsupportedQuery(_l(
+            "only SELECT statements are accepted, not %(statement)s",
+            statement=_statement_kind(statement)))
     return statement
 
 
@@ -221,7 +241,9 @@ def _check_nesting(root: exp.Expr) -> None:
     while stack:
         node, depth = stack.pop()
         if depth > MAX_NESTING:
-            raise UnsupportedQuery(f"sql is nested too deeply (at most {MAX_NESTING} levels)")
+            raise UnsupportedQuery(_l(
+                "sql is nested too deeply (at most %(max_nesting)s levels)",
+                max_nesting=MAX_NESTING))
         stack.extend((child, depth + 1) for child in node.iter_expressions())
 
 
@@ -229,9 +251,8 @@ def _check_clauses(select: exp.Select) -> None:
     for key, value in select.args.items():
         if key in _CLAUSES or not _present(value):
             continue
-        raise UnsupportedQuery(
-            _CLAUSE_REFUSALS.get(key, f"the {key.rstrip('_').upper()} clause is not supported")
-        )
+        raise UnsupportedQuery(_CLAUSE_REFUSALS.get(key) or _l(
+            "the %(clause)s clause is not supported", clause=key.rstrip("_").upper()))
 
 
 def _present(value: object) -> bool:
@@ -243,31 +264,39 @@ def _present(value: object) -> bool:
 
 def _identifier(node: object, role: str) -> str:
     if not isinstance(node, exp.Identifier) or not isinstance(node.this, str) or not node.this:
-        raise UnsupportedQuery(f"{role} must be a plain name, not {_snippet(node)}")
+        raise UnsupportedQuery(_l(
+            "%(role)s must be a plain name, not %(node)s",
+            role=role, node=_snippet(node)))
     return node.this
 
 
 def _dataset(select: exp.Select) -> tuple[str, _Scope]:
     source = select.args.get("from_")
     if source is None:
-        raise UnsupportedQuery("the query needs FROM <dataset>")
+        raise UnsupportedQuery(_l("the query needs FROM <dataset>"))
     table = _unparen(source.this)
     if isinstance(table, exp.Subquery | exp.Query):
-        raise UnsupportedQuery(f"{_SUBQUERY}; put its filters in WHERE")
+        raise UnsupportedQuery(_l("%(subquery)s; put its filters in WHERE", subquery=_SUBQUERY))
     if not isinstance(table, exp.Table) or not isinstance(table.this, exp.Identifier):
-        raise UnsupportedQuery(f"FROM takes one dataset name, not {_snippet(table)}")
+        raise UnsupportedQuery(_l("FROM takes one dataset name, not %(table)s", table=_snippet(table)))
     if table.args.get("db") or table.args.get("catalog"):
         raise UnsupportedQuery(
-            f"FROM takes a bare dataset name; {_snippet(table)} is qualified with a schema"
+            _l(
+                "FROM takes a bare dataset name; %(table)s is qualified with a schema",
+                table=_snippet(table))
         )
     _only_args(table, {"this", "alias"}, "FROM")
     name = _identifier(table.this, "the dataset")
     if _DATASET.fullmatch(name.lower()) and not _DATASET.fullmatch(name):
-        raise UnsupportedQuery(f"FROM {name}: dataset names are lowercase; use {name.lower()}")
+        raise UnsupportedQuery(_l(
+            "FROM %(name)s: dataset names are lowercase; use %(lower)s",
+            name=name, lower=name.lower()))
     if not _DATASET.fullmatch(name):
         raise UnsupportedQuery(
-            f"FROM {name!r}: not a dataset name (lowercase letters, digits and _); "
-            "files and paths cannot be read"
+            _l(
+                "FROM %(name)s: not a dataset name (lowercase letters, digits and _); files "
+                "and paths cannot be read",
+                name=repr(name))
         )
     qualifiers = {name}
     alias = table.args.get("alias")
@@ -280,16 +309,20 @@ def _dataset(select: exp.Select) -> tuple[str, _Scope]:
 def _column(node: exp.Expr | None, scope: _Scope, clause: str | None = None) -> str:
     """The column's name; with ``clause``, it must be one of the dataset's columns."""
     if not isinstance(node, exp.Column):
-        raise UnsupportedQuery(f"expected a column name, not {_snippet(node)}")
+        raise UnsupportedQuery(_l("expected a column name, not %(node)s", node=_snippet(node)))
     if isinstance(node.this, exp.Star):
-        raise UnsupportedQuery(f"SELECT * is not supported; list aggregates ({SUPPORTED_AGGREGATES})")
+        raise UnsupportedQuery(_l(
+            "SELECT * is not supported; list aggregates (%(supported_aggregates)s)",
+            supported_aggregates=SUPPORTED_AGGREGATES))
     if node.args.get("db") or node.args.get("catalog"):
-        raise UnsupportedQuery(f"column {_snippet(node)}: write the column name alone")
+        raise UnsupportedQuery(_l("column %(node)s: write the column name alone", node=_snippet(node)))
     _only_args(node, {"this", "table"}, "a column")
     table = node.args.get("table")
     if table is not None and _identifier(table, "a column qualifier") not in scope.qualifiers:
         raise UnsupportedQuery(
-            f"column {_snippet(node)} refers to {table.name}, which is not the dataset in FROM"
+            _l(
+                "column %(node)s refers to %(name)s, which is not the dataset in FROM",
+                node=_snippet(node), name=table.name)
         )
     name = _identifier(node.this, "a column")
     return name if clause is None else scope.known(name, clause)
@@ -298,7 +331,9 @@ def _column(node: exp.Expr | None, scope: _Scope, clause: str | None = None) -> 
 def _only_args(node: exp.Expr, allowed: set[str], where: str) -> None:
     for key, value in node.args.items():
         if key not in allowed and _present(value):
-            raise UnsupportedQuery(f"{_snippet(node)}: {key} is not supported in {where}")
+            raise UnsupportedQuery(_l(
+                "%(node)s: %(key)s is not supported in %(where)s",
+                node=_snippet(node), key=key, where=where))
 
 
 def _unparen(node: Any) -> Any:
@@ -326,15 +361,18 @@ def _group_by(select: exp.Select, scope: _Scope) -> tuple[str, ...]:
         return ()
     if any(_present(v) for k, v in group.args.items() if k != "expressions"):
         raise UnsupportedQuery(
-            "GROUP BY ALL / ROLLUP / CUBE / GROUPING SETS are not supported; list the columns "
-            "(one query per grouping)"
+            _l(
+                "GROUP BY ALL / ROLLUP / CUBE / GROUPING SETS are not supported; list the "
+                "columns (one query per grouping)")
         )
     names = []
     for item in group.expressions:
         item = _unparen(item)
         if not isinstance(item, exp.Column):
             raise UnsupportedQuery(
-                f"GROUP BY {_snippet(item)}: GROUP BY takes column names, not positions or expressions"
+                _l(
+                    "GROUP BY %(item)s: GROUP BY takes column names, not positions or expressions",
+                    item=_snippet(item))
             )
         names.append(_column(item, scope, "GROUP BY"))
     return tuple(names)
@@ -355,10 +393,13 @@ def _select_list(select: exp.Select, group_by: tuple[str, ...], scope: _Scope) -
             aggregates.append(_aggregate(item, scope, alias))
     twice = sorted({k for k in keys if keys.count(k) > 1})
     if twice:
-        raise InvalidRequest(f"output column named twice: {', '.join(twice)}")
+        raise InvalidRequest(_l("output column named twice: %(twice)s", twice=', '.join(twice)))
     if not aggregates:
         raise UnsupportedQuery(
-            f"SELECT needs at least one aggregate ({SUPPORTED_AGGREGATES}); group keys alone are not released"
+            _l(
+                "SELECT needs at least one aggregate (%(supported_aggregates)s); group keys "
+                "alone are not released",
+                supported_aggregates=SUPPORTED_AGGREGATES)
         )
     return tuple(aggregates)
 
@@ -367,7 +408,10 @@ def _alias(node: exp.Alias) -> str:
     alias = _identifier(node.args.get("alias"), "an alias")
     if not _ALIAS.fullmatch(alias):
         raise InvalidRequest(
-            f"alias {alias!r}: an alias is a letter or _ then letters, digits or _ (at most 63)"
+            _l(
+                "alias %(alias)s: an alias is a letter or _ then letters, digits or _ (at "
+                "most 63)",
+                alias=repr(alias))
         )
     return alias
 
@@ -376,12 +420,17 @@ def _group_key(node: exp.Column, alias: str | None, group_by: tuple[str, ...], s
     name = _column(node, scope, "SELECT")
     if name not in group_by:
         raise UnsupportedQuery(
-            f"column {name} is selected but not grouped: add GROUP BY {name}, or use it inside "
-            f"an aggregate ({SUPPORTED_AGGREGATES})"
+            _l(
+                "column %(name)s is selected but not grouped: add GROUP BY %(name)s, or use "
+                "it inside an aggregate (%(supported_aggregates)s)",
+                name=name, supported_aggregates=SUPPORTED_AGGREGATES)
         )
     if alias is not None and alias != name:
         raise UnsupportedQuery(
-            f"renaming a group key ({name} AS {alias}) is not supported; select it as {name}"
+            _l(
+                "renaming a group key (%(name)s AS %(alias)s) is not supported; select it as "
+                "%(name)s",
+                name=name, alias=alias)
         )
     return name
 
@@ -399,13 +448,13 @@ _Built = tuple[str, str | None, float | None]
 
 def _count(node: exp.Expr, scope: _Scope) -> _Built:
     if node.args.get("expressions"):
-        raise UnsupportedQuery(f"{_snippet(node)}: COUNT takes * or one column")
+        raise UnsupportedQuery(_l("%(node)s: COUNT takes * or one column", node=_snippet(node)))
     _only_args(node, {"this", "big_int"}, "COUNT")
     target = _unparen(node.this)
     if isinstance(target, exp.Star):
         return "count", None, None
     if target is None:
-        raise UnsupportedQuery("COUNT() needs an argument: COUNT(*) or COUNT(col)")
+        raise UnsupportedQuery(_l("COUNT() needs an argument: COUNT(*) or COUNT(col)"))
     return "count", _aggregate_column(node, scope), None
 
 
@@ -419,7 +468,10 @@ def _quantile(node: exp.Expr, scope: _Scope) -> _Built:
     q_node = node.args.get("quantile") or node.args.get("expression")
     if q_node is None:
         raise UnsupportedQuery(
-            f"{_snippet(node)}: write PERCENTILE_CONT(q) WITHIN GROUP (ORDER BY col) or QUANTILE(col, q)"
+            _l(
+                "%(node)s: write PERCENTILE_CONT(q) WITHIN GROUP (ORDER BY col) or "
+                "QUANTILE(col, q)",
+                node=_snippet(node))
         )
     _only_args(node, {"this", "quantile", "expression"}, "a quantile")
     return "quantile", _aggregate_column(node, scope), _fraction(q_node)
@@ -429,16 +481,21 @@ def _within_group(node: exp.Expr, scope: _Scope) -> _Built:
     """PERCENTILE_CONT(q) WITHIN GROUP (ORDER BY col), also PERCENTILE_DISC."""
     function, order = node.this, node.expression
     if not isinstance(function, exp.PercentileCont | exp.PercentileDisc):
-        raise UnsupportedQuery(f"{_snippet(node)}: WITHIN GROUP is only for PERCENTILE_CONT")
+        raise UnsupportedQuery(_l(
+            "%(node)s: WITHIN GROUP is only for PERCENTILE_CONT",
+            node=_snippet(node)))
     _only_args(function, {"this"}, "PERCENTILE_CONT")
     if not isinstance(order, exp.Order) or len(order.expressions) != 1:
-        raise UnsupportedQuery(f"{_snippet(node)}: WITHIN GROUP needs (ORDER BY one column)")
+        raise UnsupportedQuery(_l(
+            "%(node)s: WITHIN GROUP needs (ORDER BY one column)",
+            node=_snippet(node)))
     ordered = order.expressions[0]
     _only_args(order, {"expressions"}, "WITHIN GROUP")
     if not isinstance(ordered, exp.Ordered) or ordered.args.get("desc"):
         raise UnsupportedQuery(
-            "PERCENTILE_CONT(q) WITHIN GROUP (ORDER BY col DESC) is not supported; "
-            "order ascending and use 1 - q"
+            _l(
+                "PERCENTILE_CONT(q) WITHIN GROUP (ORDER BY col DESC) is not supported; order "
+                "ascending and use 1 - q")
         )
     return "quantile", _column(_unparen(ordered.this), scope, "SELECT"), _fraction(function.this)
 
@@ -448,26 +505,32 @@ def _aggregate_column(node: exp.Expr, scope: _Scope) -> str:
     target = _unparen(node.this)
     if isinstance(target, exp.Distinct):
         raise UnsupportedQuery(
-            f"{name}(DISTINCT ...) is not supported: distinct counts are not released; "
-            f"use GROUP BY col with COUNT(*) instead"
+            _l(
+                "%(name)s(DISTINCT ...) is not supported: distinct counts are not released; "
+                "use GROUP BY col with COUNT(*) instead",
+                name=name)
         )
     if isinstance(target, exp.Star):
-        raise UnsupportedQuery(f"{name}(*) is not supported; name a column: {name}(col)")
+        raise UnsupportedQuery(_l("%(name)s(*) is not supported; name a column: %(name)s(col)", name=name))
     if not isinstance(target, exp.Column):
         raise UnsupportedQuery(
-            f"{_snippet(node)}: aggregates take a plain column, not an expression; {_IN_PANDAS}"
+            _l(
+                "%(node)s: aggregates take a plain column, not an expression; %(in_pandas)s",
+                node=_snippet(node), in_pandas=_IN_PANDAS)
         )
     if node.args.get("expressions"):
-        raise UnsupportedQuery(f"{_snippet(node)}: {name} takes one column")
+        raise UnsupportedQuery(_l("%(node)s: %(name)s takes one column", node=_snippet(node), name=name))
     return _column(target, scope, "SELECT")
 
 
 def _fraction(node: exp.Expr | None) -> float:
     if isinstance(node, exp.Array):
-        raise UnsupportedQuery("one quantile per aggregate: write QUANTILE(col, q) once per q")
+        raise UnsupportedQuery(_l("one quantile per aggregate: write QUANTILE(col, q) once per q"))
     value = _literal(node)
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise UnsupportedQuery(f"a quantile needs a number q between 0 and 1, got {value!r}")
+        raise UnsupportedQuery(_l(
+            "a quantile needs a number q between 0 and 1, got %(value)s",
+            value=repr(value)))
     return float(value)
 
 
@@ -491,32 +554,37 @@ def _function_name(node: object) -> str:
     return node.key.upper() if isinstance(node, exp.Expr) else repr(node)
 
 
-def _refusal(node: exp.Expr, refusals: _Refusals, default: str) -> UnsupportedQuery:
-    """The first matching entry words the refusal: {sql} is the construct, {name} its function."""
+def _refusal(node: exp.Expr, refusals: _Refusals, default: Text) -> UnsupportedQuery:
+    """The first matching entry words the refusal: %(sql)s is the construct, %(name)s its
+    function, %(supported)s the aggregates or filters there are."""
     message = next((text for types, text in refusals if isinstance(node, types)), default)
-    return UnsupportedQuery(message.format(sql=_snippet(node), name=_function_name(node)))
+    return UnsupportedQuery(Text(message.msgid, (
+        ("sql", _snippet(node)), ("name", _function_name(node)),
+        ("aggregates", SUPPORTED_AGGREGATES), ("filters", _SUPPORTED_FILTERS),
+        ("in_pandas", _IN_PANDAS), ("subquery", _SUBQUERY))))
 
 
-_Refusals = tuple[tuple[tuple[type[exp.Expr], ...], str], ...]
+_Refusals = tuple[tuple[tuple[type[exp.Expr], ...], Text], ...]
 _SELECT_REFUSALS: _Refusals = (
-    ((exp.Star,), f"SELECT * is not supported; list aggregates: {SUPPORTED_AGGREGATES}"),
-    ((exp.Window,), "window functions ({sql}) are not supported; use GROUP BY"),
-    ((exp.Filter,), "FILTER (WHERE ...) on an aggregate is not supported; move it to WHERE"),
+    ((exp.Star,), _l("SELECT * is not supported; list aggregates: %(aggregates)s")),
+    ((exp.Window,), _l("window functions (%(sql)s) are not supported; use GROUP BY")),
+    ((exp.Filter,), _l("FILTER (WHERE ...) on an aggregate is not supported; move it to WHERE")),
     ((exp.Subquery, exp.Query, exp.Exists), _SUBQUERY),
-    ((exp.Binary, exp.Neg), "arithmetic in SELECT ({sql}) is not supported; " + _IN_PANDAS),
-    ((exp.Literal, exp.Boolean, exp.Null), "constant {sql} in SELECT is not supported"),
+    ((exp.Binary, exp.Neg), _l("arithmetic in SELECT (%(sql)s) is not supported; %(in_pandas)s")),
+    ((exp.Literal, exp.Boolean, exp.Null), _l("constant %(sql)s in SELECT is not supported")),
     (
         (exp.Min, exp.Max),
-        "{name} is not supported; use a high or low quantile, e.g. QUANTILE(col, 0.99)",
+        _l("%(name)s is not supported; use a high or low quantile, e.g. QUANTILE(col, 0.99)"),
     ),
     (
         (exp.Anonymous,),
-        "unknown function {name}: user-defined and unknown functions are not "
-        f"supported; supported aggregates: {SUPPORTED_AGGREGATES}",
+        _l("unknown function %(name)s: user-defined and unknown functions are not supported; "
+           "supported aggregates: %(aggregates)s"),
     ),
-    ((exp.Func,), f"{{name}} is not a supported aggregate; supported: {SUPPORTED_AGGREGATES}"),
+    ((exp.Func,), _l("%(name)s is not a supported aggregate; supported: %(aggregates)s")),
 )
-_SELECT_DEFAULT = "{sql} in SELECT is not supported; SELECT lists group keys and aggregates"
+_SELECT_DEFAULT = _l("%(sql)s in SELECT is not supported; SELECT lists group keys and "
+                     "aggregates")
 
 
 # --- WHERE ---------------------------------------------------------------------------------
@@ -535,7 +603,7 @@ def _where(select: exp.Select, scope: _Scope) -> tuple[Filter, ...]:
         else:
             conditions.append(node)
     if len(conditions) > MAX_FILTERS:
-        raise InvalidRequest(f"WHERE takes at most {MAX_FILTERS} conditions")
+        raise InvalidRequest(_l("WHERE takes at most %(max_filters)s conditions", max_filters=MAX_FILTERS))
     return tuple(_filter(node, scope) for node in conditions)
 
 
@@ -545,14 +613,16 @@ def _filter(node: exp.Expr, scope: _Scope) -> Filter:
         return _comparison(node, op, scope)
     if isinstance(node, exp.Between):
         if node.args.get("symmetric"):
-            raise UnsupportedQuery("BETWEEN SYMMETRIC is not supported; write BETWEEN low AND high")
+            raise UnsupportedQuery(_l("BETWEEN SYMMETRIC is not supported; write BETWEEN low AND high"))
         _only_args(node, {"this", "low", "high"}, "BETWEEN")
         column = _column(_unparen(node.this), scope, "WHERE")
         low, high = _literal(node.args.get("low")), _literal(node.args.get("high"))
         return Filter(column, "between", (low, high))
     if isinstance(node, exp.In):
         if node.args.get("query") is not None:
-            raise UnsupportedQuery(f"{_SUBQUERY}; IN takes a list of literal values")
+            raise UnsupportedQuery(_l(
+                "%(subquery)s; IN takes a list of literal values",
+                subquery=_SUBQUERY))
         _only_args(node, {"this", "expressions"}, "IN")
         column = _column(_unparen(node.this), scope, "WHERE")
         return Filter(column, "in", tuple(_literal(v) for v in node.expressions))
@@ -564,39 +634,44 @@ def _filter(node: exp.Expr, scope: _Scope) -> Filter:
 def _comparison(node: exp.Expr, op: str, scope: _Scope) -> Filter:
     left, right = _unparen(node.this), _unparen(node.expression)
     if isinstance(left, exp.Column) and isinstance(right, exp.Column):
-        raise UnsupportedQuery(f"{_snippet(node)} compares two columns; compare a column with a constant")
+        raise UnsupportedQuery(_l(
+            "%(node)s compares two columns; compare a column with a constant",
+            node=_snippet(node)))
     if isinstance(right, exp.Column):  # 5 < month  ->  month > 5
         left, right, op = right, left, _FLIPPED[op]
     if not isinstance(left, exp.Column):
-        raise UnsupportedQuery(f"{_snippet(node)}: a filter compares a column with a constant")
+        raise UnsupportedQuery(_l(
+            "%(node)s: a filter compares a column with a constant",
+            node=_snippet(node)))
     return Filter(_column(left, scope, "WHERE"), op, _literal(right))
 
 
 _FILTER_REFUSALS: _Refusals = (
     (
         (exp.Or,),
-        "OR is not supported ({sql}); split into separate queries, or use col IN (...) "
-        "for several values of one column",
+        _l("OR is not supported (%(sql)s); split into separate queries, or use col IN (...) "
+           "for several values of one column"),
     ),
-    ((exp.Is,), "IS is not supported ({sql}); nulls follow the policy; use = TRUE or = FALSE"),
+    ((exp.Is,), _l("IS is not supported (%(sql)s); nulls follow the policy; use = TRUE or = "
+                   "FALSE")),
     (
         (exp.Like, exp.ILike, exp.SimilarTo, exp.RegexpLike),
-        "pattern matching ({sql}) is not supported; use = or IN (...) with exact values",
+        _l("pattern matching (%(sql)s) is not supported; use = or IN (...) with exact values"),
     ),
     ((exp.Subquery, exp.Query, exp.Exists), _SUBQUERY),
 )
-_FILTER_DEFAULT = f"{{sql}} is not a supported filter; supported: {_SUPPORTED_FILTERS}"
+_FILTER_DEFAULT = _l("%(sql)s is not a supported filter; supported: %(filters)s")
 
 
 def _not_refusal(node: exp.Not) -> UnsupportedQuery:
     inner = _unparen(node.this)
     if isinstance(inner, exp.In):
-        return UnsupportedQuery("NOT IN is not supported; list the values wanted with IN (...)")
+        return UnsupportedQuery(_l("NOT IN is not supported; list the values wanted with IN (...)"))
     if isinstance(inner, exp.Between):
         return UnsupportedQuery(
-            "NOT BETWEEN is not supported; send col < low and col > high as separate queries"
+            _l("NOT BETWEEN is not supported; send col < low and col > high as separate queries")
         )
-    return UnsupportedQuery(f"NOT is not supported ({_snippet(node)}); use != or IN (...)")
+    return UnsupportedQuery(_l("NOT is not supported (%(node)s); use != or IN (...)", node=_snippet(node)))
 
 
 def _literal(node: exp.Expr | None) -> str | int | float | bool:
@@ -605,7 +680,7 @@ def _literal(node: exp.Expr | None) -> str | int | float | bool:
     if negative:
         node = _unparen(node.this)
         if not isinstance(node, exp.Literal) or node.is_string:
-            raise UnsupportedQuery(f"-{_snippet(node)}: only a number can be negated")
+            raise UnsupportedQuery(_l("-%(node)s: only a number can be negated", node=_snippet(node)))
     if isinstance(node, exp.Literal):
         if node.is_string:
             return str(node.this)
@@ -614,23 +689,27 @@ def _literal(node: exp.Expr | None) -> str | int | float | bool:
     if isinstance(node, exp.Boolean):
         return bool(node.this)
     if isinstance(node, exp.Null):
-        raise UnsupportedQuery("comparing with NULL is not supported (it is never true in SQL)")
+        raise UnsupportedQuery(_l("comparing with NULL is not supported (it is never true in SQL)"))
     if isinstance(node, exp.Cast):
         raise UnsupportedQuery(
-            f"casts and typed literals ({_snippet(node)}) are not supported; write a plain value"
+            _l(
+                "casts and typed literals (%(node)s) are not supported; write a plain value",
+                node=_snippet(node))
         )
     if isinstance(node, exp.Subquery | exp.Query):
         raise UnsupportedQuery(_SUBQUERY)
-    raise UnsupportedQuery(f"{_snippet(node)} is not a constant; write a number, a 'string', TRUE or FALSE")
+    raise UnsupportedQuery(_l(
+        "%(node)s is not a constant; write a number, a 'string', TRUE or FALSE",
+        node=_snippet(node)))
 
 
 def _number(text: str) -> int | float:
     try:
         value: int | float = int(text) if _is_whole(text.replace("_", "")) else float(text)
     except (ValueError, OverflowError) as exc:
-        raise InvalidRequest(f"number {text[:30]} is not valid or out of range") from exc
+        raise InvalidRequest(_l("number %(value)s is not valid or out of range", value=text[:30])) from exc
     if not math.isfinite(value) or abs(value) > _MAX_INT:
-        raise InvalidRequest(f"number {text[:30]} is out of range")
+        raise InvalidRequest(_l("number %(value)s is out of range", value=text[:30]))
     return value
 
 
@@ -652,13 +731,15 @@ def _order_by(
     keys = []
     for ordered in order.expressions:
         if not isinstance(ordered, exp.Ordered):
-            raise UnsupportedQuery(f"ORDER BY {_snippet(ordered)} is not supported")
+            raise UnsupportedQuery(_l("ORDER BY %(ordered)s is not supported", ordered=_snippet(ordered)))
         _only_args(ordered, {"this", "desc", "nulls_first"}, "ORDER BY")
         name = _order_key(_unparen(ordered.this), aggregates, scope)
         if name not in outputs:
             raise UnsupportedQuery(
-                f"ORDER BY {name}: not an output column; order by one of {', '.join(outputs)} "
-                "(sorting applies to the released rows)"
+                _l(
+                    "ORDER BY %(name)s: not an output column; order by one of %(outputs)s "
+                    "(sorting applies to the released rows)",
+                    name=name, outputs=', '.join(outputs))
             )
         keys.append((name, bool(ordered.args.get("desc"))))
     return tuple(keys)
@@ -673,8 +754,10 @@ def _order_key(node: exp.Expr, aggregates: tuple[Aggregate, ...], scope: _Scope)
             if agg.canonical() == wanted:
                 return agg.name
     raise UnsupportedQuery(
-        f"ORDER BY {_snippet(node)}: order by the name or alias of an output column "
-        "(positions and expressions are not supported)"
+        _l(
+            "ORDER BY %(node)s: order by the name or alias of an output column (positions"
+            " and expressions are not supported)",
+            node=_snippet(node))
     )
 
 
@@ -683,17 +766,19 @@ def _limit(select: exp.Select) -> int | None:
     if limit is None:
         return None
     if not isinstance(limit, exp.Limit):
-        raise UnsupportedQuery(f"{_snippet(limit)} is not supported; use LIMIT n")
+        raise UnsupportedQuery(_l("%(limit)s is not supported; use LIMIT n", limit=_snippet(limit)))
     if limit.args.get("limit_options") or limit.args.get("offset"):
-        raise UnsupportedQuery("LIMIT takes a number of rows only (no PERCENT, WITH TIES, OFFSET)")
+        raise UnsupportedQuery(_l("LIMIT takes a number of rows only (no PERCENT, WITH TIES, OFFSET)"))
     _only_args(limit, {"expression"}, "LIMIT")
     count = limit.expression
     if not isinstance(count, exp.Literal) or count.is_string or not _is_whole(str(count.this)):
         raise UnsupportedQuery(
-            f"LIMIT {_snippet(count)} is not supported; LIMIT takes a non-negative whole number"
+            _l(
+                "LIMIT %(count)s is not supported; LIMIT takes a non-negative whole number",
+                count=_snippet(count))
         )
     digits = str(count.this).lstrip("0") or "0"
     # Length first: int() refuses strings of more than 4300 digits with a ValueError.
     if len(digits) > len(str(MAX_LIMIT)) or int(digits) > MAX_LIMIT:
-        raise InvalidRequest(f"LIMIT takes at most {MAX_LIMIT} rows")
+        raise InvalidRequest(_l("LIMIT takes at most %(max_limit)s rows", max_limit=MAX_LIMIT))
     return int(digits)

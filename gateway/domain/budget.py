@@ -31,15 +31,16 @@ MAX_EPSILON = 10**6  # far above any sensible loss; bigger values cannot even be
 
 def _to_units(value: float | str | Decimal, unit: Decimal, what: str) -> int:
     if isinstance(value, bool):
-        raise InvalidRequest(f"{what} must be a number, not a boolean")
+        raise InvalidRequest(_l("%(what)s must be a number, not a boolean", what=what))
     if isinstance(value, float) and not math.isfinite(value):
-        raise InvalidRequest(f"{what} must be a finite number, got {value}")
+        raise InvalidRequest(_l("%(what)s must be a finite number, got %(value)s", what=what, value=value))
     try:
         exact = Decimal(str(value))
     except (InvalidOperation, ValueError) as exc:
-        raise InvalidRequest(f"{what} must be a number, got {value!r}") from exc
+        raise InvalidRequest(_l("%(what)s must be a number, got %(value)s", what=what,
+                                value=repr(value))) from exc
     if not exact.is_finite():
-        raise InvalidRequest(f"{what} must be a finite number, got {value}")
+        raise InvalidRequest(_l("%(what)s must be a finite number, got %(value)s", what=what, value=value))
     return int((exact / unit).to_integral_value(rounding=ROUND_HALF_EVEN))
 
 
@@ -88,16 +89,18 @@ class Budget:
     def query_loss(cls, epsilon: object, delta: object = 0) -> Budget:
         """The loss a query asks to spend: epsilon > 0 and finite, delta in [0, 1)."""
         if not isinstance(epsilon, int | float | str | Decimal):
-            raise InvalidRequest("epsilon must be a number")
+            raise InvalidRequest(_l("epsilon must be a number"))
         if not isinstance(delta, int | float | str | Decimal):
-            raise InvalidRequest("delta must be a number")
+            raise InvalidRequest(_l("delta must be a number"))
         loss = cls.of(epsilon, delta)
         if loss.epsilon_units <= 0:
-            raise InvalidRequest(f"epsilon must be greater than 0 (at least 1e-9), got {epsilon}")
+            raise InvalidRequest(_l(
+                "epsilon must be greater than 0 (at least 1e-9), got %(epsilon)s",
+                epsilon=epsilon))
         if loss.epsilon_units > MAX_EPSILON * EPSILON_SCALE:
             raise InvalidRequest(_l("epsilon must be at most %(max)s", max=MAX_EPSILON))
         if loss.delta_units < 0 or loss.delta_units >= DELTA_SCALE:
-            raise InvalidRequest(f"delta must be in [0, 1), got {delta}")
+            raise InvalidRequest(_l("delta must be in [0, 1), got %(delta)s", delta=delta))
         return loss
 
     @property

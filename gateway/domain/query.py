@@ -61,20 +61,22 @@ class Aggregate:
     def __post_init__(self) -> None:
         if self.agg not in AGGREGATES:
             raise UnsupportedQuery(
-                f"unknown aggregate {self.agg!r}; supported: {', '.join(AGGREGATES)}"
+                _l(
+                    "unknown aggregate %(agg)s; supported: %(aggregates)s",
+                    agg=repr(self.agg), aggregates=', '.join(AGGREGATES))
             )
         if self.agg != "count" and not self.column:
-            raise InvalidRequest(f"aggregate {self.agg} needs a column")
+            raise InvalidRequest(_l("aggregate %(agg)s needs a column", agg=self.agg))
         if self.agg == "quantile":
             if (self.q is None or isinstance(self.q, bool) or not isinstance(self.q, int | float)
                     or not 0 <= self.q <= 1):
-                raise InvalidRequest(f"quantile needs q between 0 and 1, got {self.q!r}")
+                raise InvalidRequest(_l("quantile needs q between 0 and 1, got %(q)s", q=repr(self.q)))
         elif self.q is not None:
-            raise InvalidRequest(f"q is only for quantile, not {self.agg}")
+            raise InvalidRequest(_l("q is only for quantile, not %(agg)s", agg=self.agg))
         if self.agg == "histogram":
             _check_bins(self.bins)
         elif self.bins is not None:
-            raise InvalidRequest(f"bins are only for histogram, not {self.agg}")
+            raise InvalidRequest(_l("bins are only for histogram, not %(agg)s", agg=self.agg))
 
     @property
     def name(self) -> str:
@@ -100,15 +102,17 @@ class Aggregate:
 
 def _check_bins(bins: tuple[float, ...] | None) -> None:
     if not bins or len(bins) < 2:
-        raise InvalidRequest("histogram needs at least two bin edges")
+        raise InvalidRequest(_l("histogram needs at least two bin edges"))
     if len(bins) > MAX_BINS + 1:
-        raise InvalidRequest(f"histogram takes at most {MAX_BINS} bins")
+        raise InvalidRequest(_l("histogram takes at most %(max_bins)s bins", max_bins=MAX_BINS))
     for edge in bins:
         if (isinstance(edge, bool) or not isinstance(edge, int | float)
                 or abs(edge) > MAX_FILTER_MAGNITUDE or not math.isfinite(edge)):
-            raise InvalidRequest(f"histogram bin edges must be finite numbers, got {edge!r}")
+            raise InvalidRequest(_l(
+                "histogram bin edges must be finite numbers, got %(edge)s",
+                edge=repr(edge)))
     if any(b >= a for a, b in zip(bins[1:], bins[:-1], strict=False)):
-        raise InvalidRequest("histogram bin edges must be strictly increasing")
+        raise InvalidRequest(_l("histogram bin edges must be strictly increasing"))
 
 
 def _edge(value: float) -> str:
@@ -130,18 +134,24 @@ class Filter:
     def __post_init__(self) -> None:
         if self.op not in OPERATORS:
             raise UnsupportedQuery(
-                f"unknown filter operator {self.op!r}; supported: {' '.join(OPERATORS)}"
+                _l(
+                    "unknown filter operator %(op)s; supported: %(operators)s",
+                    op=repr(self.op), operators=' '.join(OPERATORS))
             )
         if self.op == "between":
             if not isinstance(self.value, list | tuple) or len(self.value) != 2:
-                raise InvalidRequest(f"between on {self.column} needs [low, high]")
+                raise InvalidRequest(_l("between on %(column)s needs [low, high]", column=self.column))
         elif self.op == "in":
             if not isinstance(self.value, list | tuple) or not self.value:
-                raise InvalidRequest(f"in on {self.column} needs a non-empty list")
+                raise InvalidRequest(_l("in on %(column)s needs a non-empty list", column=self.column))
             if len(self.value) > MAX_IN_VALUES:
-                raise InvalidRequest(f"in takes at most {MAX_IN_VALUES} values")
+                raise InvalidRequest(_l(
+                    "in takes at most %(max_in_values)s values",
+                    max_in_values=MAX_IN_VALUES))
         elif isinstance(self.value, list | tuple | dict) or self.value is None:
-            raise InvalidRequest(f"{self.op} on {self.column} needs a single value")
+            raise InvalidRequest(_l(
+                "%(op)s on %(column)s needs a single value",
+                op=self.op, column=self.column))
 
     def canonical(self) -> dict[str, Any]:
         value = list(self.value) if isinstance(self.value, list | tuple) else self.value
@@ -161,23 +171,27 @@ class QuerySpec:
 
     def __post_init__(self) -> None:
         if not self.select:
-            raise InvalidRequest("a query needs at least one aggregate in select")
+            raise InvalidRequest(_l("a query needs at least one aggregate in select"))
         if len(self.select) > MAX_AGGREGATES:
-            raise InvalidRequest(f"a query takes at most {MAX_AGGREGATES} aggregates")
+            raise InvalidRequest(_l(
+                "a query takes at most %(max_aggregates)s aggregates",
+                max_aggregates=MAX_AGGREGATES))
         if len(self.group_by) > MAX_GROUP_BY:
-            raise UnsupportedQuery(f"group_by takes at most {MAX_GROUP_BY} columns")
+            raise UnsupportedQuery(_l(
+                "group_by takes at most %(max_group_by)s columns",
+                max_group_by=MAX_GROUP_BY))
         if len(set(self.group_by)) != len(self.group_by):
-            raise InvalidRequest("group_by names a column twice")
+            raise InvalidRequest(_l("group_by names a column twice"))
         names = [*self.group_by, *(a.name for a in self.select)]
         outputs = self.output_columns
         dupes = sorted({n for n in outputs if outputs.count(n) > 1})
         if dupes:
-            raise InvalidRequest(f"output column named twice: {', '.join(dupes)}")
+            raise InvalidRequest(_l("output column named twice: %(dupes)s", dupes=', '.join(dupes)))
         if self.limit is not None and (isinstance(self.limit, bool) or self.limit < 0):
-            raise InvalidRequest("limit must be a non-negative integer")
+            raise InvalidRequest(_l("limit must be a non-negative integer"))
         for column, _desc in self.order_by:
             if column not in names:
-                raise InvalidRequest(f"order by {column}: not an output column")
+                raise InvalidRequest(_l("order by %(column)s: not an output column", column=column))
 
     @property
     def output_columns(self) -> list[str]:
@@ -282,7 +296,9 @@ def queryable_column(policy: PolicyView, name: str, role: str) -> Any:
 def validate(spec: QuerySpec, policy: PolicyView) -> None:
     """Refuse, before any data is read, every spec the policy does not allow."""
     if spec.dataset != policy.name:
-        raise InvalidRequest(f"spec is for {spec.dataset}, policy is {policy.name}")
+        raise InvalidRequest(_l(
+            "spec is for %(dataset)s, policy is %(name)s",
+            dataset=spec.dataset, name=policy.name))
     for agg in spec.select:
         if agg.column is None:
             continue
@@ -290,14 +306,18 @@ def validate(spec: QuerySpec, policy: PolicyView) -> None:
         if agg.agg == "count":
             continue
         if col.type not in ("int", "float"):
-            raise UnsupportedQuery(
-                f"{agg.agg} needs a numeric column; {agg.column} is {col.type}"
-                + (" (use count with group_by instead)" if agg.agg != "histogram" else "")
-            )
+            if agg.agg == "histogram":
+                raise UnsupportedQuery(_l("%(agg)s needs a numeric column; %(column)s is %(type)s",
+                                          agg=agg.agg, column=agg.column, type=col.type))
+            raise UnsupportedQuery(_l("%(agg)s needs a numeric column; %(column)s is %(type)s (use "
+                                      "count with group_by instead)", agg=agg.agg,
+                                      column=agg.column, type=col.type))
         if agg.agg in ("sum", "mean", "quantile") and col.bounds is None:
             raise UnsupportedQuery(
-                f"column {agg.column} has no bounds in policy {policy.name}, so {agg.agg} "
-                "cannot be released"
+                _l(
+                    "column %(column)s has no bounds in policy %(name)s, so %(agg)s cannot be "
+                    "released",
+                    column=agg.column, name=policy.name, agg=agg.agg)
             )
     for name in spec.group_by:
         queryable_column(policy, name, "group_by")
@@ -309,23 +329,34 @@ def _check_filter(flt: Filter, col: Any) -> None:
     values = list(flt.value) if isinstance(flt.value, list | tuple) else [flt.value]
     for value in values:
         if col.type == "str" and not isinstance(value, str):
-            raise InvalidRequest(f"filter on {flt.column} (str) needs text values, got {value!r}")
+            raise InvalidRequest(_l(
+                "filter on %(column)s (str) needs text values, got %(value)s",
+                column=flt.column, value=repr(value)))
         if col.type in ("int", "float"):
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise InvalidRequest(
-                    f"filter on {flt.column} ({col.type}) needs numbers, got {value!r}"
+                    _l(
+                        "filter on %(column)s (%(type)s) needs numbers, got %(value)s",
+                        column=flt.column, type=col.type, value=repr(value))
                 )
             if isinstance(value, float) and not math.isfinite(value):
-                raise InvalidRequest(f"filter on {flt.column} needs finite numbers")
+                raise InvalidRequest(_l("filter on %(column)s needs finite numbers", column=flt.column))
             if abs(value) > MAX_FILTER_MAGNITUDE:
-                raise InvalidRequest(f"filter values must be at most {MAX_FILTER_MAGNITUDE:.0e} "
-                                     "in magnitude")
+                raise InvalidRequest(_l(
+                    "filter values must be at most %(max_filter_magnitude)s in magnitude",
+                    max_filter_magnitude=format(MAX_FILTER_MAGNITUDE, ".0e")))
         if col.type == "bool" and not isinstance(value, bool):
-            raise InvalidRequest(f"filter on {flt.column} (bool) needs true/false, got {value!r}")
+            raise InvalidRequest(_l(
+                "filter on %(column)s (bool) needs true/false, got %(value)s",
+                column=flt.column, value=repr(value)))
     if col.type == "str" and flt.op in ("<", "<=", ">", ">=", "between"):
-        raise UnsupportedQuery(f"{flt.op} is not supported on text column {flt.column}; use = or in")
+        raise UnsupportedQuery(_l(
+            "%(op)s is not supported on text column %(column)s; use = or in",
+            op=flt.op, column=flt.column))
     if flt.op == "between" and values[0] > values[1]:
-        raise InvalidRequest(f"between on {flt.column}: low {values[0]} is above high {values[1]}")
+        raise InvalidRequest(_l(
+            "between on %(column)s: low %(value)s is above high %(value2)s",
+            column=flt.column, value=values[0], value2=values[1]))
 
 
 def resolve_loss(
@@ -356,14 +387,19 @@ def _check_delta(spec: QuerySpec, policy: PolicyView, loss: Budget, need: bool) 
     private = [c for c in spec.group_by if public_keys(policy.columns[c]) is None]
     if need and loss.delta_units == 0:
         raise InvalidRequest(
-            f"group_by {', '.join(private)} has no public categories, so its keys are released "
-            f"only above a noisy threshold, which needs delta > 0 (policy {policy.name} allows "
-            f"{policy.delta:g})"
+            _l(
+                "group_by %(private)s has no public categories, so its keys are released only"
+                " above a noisy threshold, which needs delta > 0 (policy %(name)s allows "
+                "%(delta)s)",
+                private=', '.join(private), name=policy.name, delta=format(policy.delta, "g"))
         )
     if not need and loss.delta_units != 0:
-        raise InvalidRequest("this query needs no delta; send delta 0 (or leave it out)")
+        raise InvalidRequest(_l("this query needs no delta; send delta 0 (or leave it out)"))
     if need and loss.delta_float > policy.delta * (1 + 1e-12):
         raise InvalidRequest(
-            f"delta {loss.delta_float:g} is above the per-query delta of policy {policy.name} "
-            f"({policy.delta:g})"
+            _l(
+                "delta %(delta_float)s is above the per-query delta of policy %(name)s "
+                "(%(delta)s)",
+                delta_float=format(loss.delta_float, "g"), name=policy.name,
+                delta=format(policy.delta, "g"))
         )

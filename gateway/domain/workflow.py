@@ -29,17 +29,30 @@ QUERY_TRANSITIONS: dict[str, dict[str, str]] = {
 }
 
 
+# The words the two refusals below put into their sentences, translatable one by one.
+WORDS: dict[str, Text] = {
+    "approve": _l("approve"), "reject": _l("reject"), "withdraw": _l("withdraw"),
+    "release": _l("release"), "finish": _l("finish"), "fail": _l("fail"),
+    "application": _l("application"), "data-use application": _l("data-use application"),
+    "query": _l("query"), "pending": _l("pending"), "approved": _l("approved"),
+    "rejected": _l("rejected"), "withdrawn": _l("withdrawn"), "released": _l("released"),
+    "pending_review": _l("pending review"), "running": _l("running"), "error": _l("error"),
+}
+
+
 def next_state(table: dict[str, dict[str, str]], current: str, action: str, what: str) -> str:
     target = table.get(current, {}).get(action)
     if target is None:
-        raise Conflict(f"cannot {action} this {what}: it is {current}")
+        raise Conflict(_l("cannot %(action)s this %(what)s: it is %(current)s",
+                          action=WORDS.get(action, action), what=WORDS.get(what, what),
+                          current=WORDS.get(current, current)))
     return target
 
 
 def check_not_own(*, actor: str, owner: str, what: str) -> None:
     """Separation of duties: nobody decides on their own application or query."""
     if actor == owner:
-        raise Forbidden(f"you cannot decide on your own {what}")
+        raise Forbidden(_l("you cannot decide on your own %(what)s", what=WORDS.get(what, what)))
 
 
 REVOKE_NEEDS_REASON = _l("revoking a grant needs a reason: the analyst sees it")

@@ -48,3 +48,26 @@ def test_catalog_titles_follow_the_readers_language(gateway_env: GatewayEnv) -> 
     one = gateway_env.client.get("/v1/datasets/exam",
                                  headers={**gateway_env.headers("rita"), **ZH}).json()
     assert one["title"] == "伦敦中学生考试成绩" and one["policy"]["title"] == "伦敦中学生考试成绩"
+
+
+def test_query_refusals_in_chinese_with_the_same_code(gateway_env: GatewayEnv) -> None:
+    """Messages raised in the domain (query validation, budgets) and in DP SQL."""
+    env = gateway_env
+    env.grant("ron", "flights", 1.0)
+    cases = [
+        ({"dataset": "flights", "select": [{"agg": "count"}], "epsilon": -1},
+         "invalid_request", "epsilon 必须大于 0"),
+        ({"dataset": "flights", "select": [{"agg": "sum", "column": "sched_dep_time"}],
+          "epsilon": 0.1}, "unsupported_query", "列 sched_dep_time 在策略 flights 中没有取值范围"),
+        ({"sql": "SELECT origin, COUNT(*) FROM flights JOIN exam ON 1 = 1 GROUP BY origin",
+          "epsilon": 0.1}, "unsupported_query", "不支持 JOIN"),
+        ({"sql": "SELECT COUNT(*) FROM flights WHERE month = 1 OR month = 2", "epsilon": 0.1},
+         "unsupported_query", "不支持 OR（month = 1 OR month = 2）"),
+    ]
+    for body, code, chinese in cases:
+        english = env.post("ron", "/v1/queries", body)
+        zh = env.client.post("/v1/queries", json=body, headers={**env.headers("ron"), **ZH})
+        assert zh.status_code == english.status_code, zh.text
+        assert zh.json()["error"]["code"] == english.json()["error"]["code"] == code
+        assert chinese in zh.json()["error"]["message"], zh.json()
+        assert not any("\u4e00" <= ch <= "\u9fff" for ch in english.json()["error"]["message"])
