@@ -92,8 +92,10 @@ class QueryBody(Body):
     order_by: list[OrderBody] = Field(default_factory=list)
     limit: StrictInt | None = None
     sql: str | None = Field(default=None, max_length=10_000)
-    epsilon: StrictFloat | StrictInt  # strict: a boolean is not a number
+    # strict: a boolean is not a number. A zCDP dataset takes rho instead of epsilon
+    epsilon: StrictFloat | StrictInt | None = None
     delta: StrictFloat | StrictInt | None = None
+    rho: StrictFloat | StrictInt | None = None
 
     @model_validator(mode="after")
     def _one_form(self) -> QueryBody:
@@ -103,14 +105,16 @@ class QueryBody(Body):
             raise ValueError("a structured query needs dataset")
         if self.sql is not None and (self.dataset or self.where or self.group_by or self.order_by
                                      or self.limit is not None):
-            raise ValueError("with sql, send only sql, epsilon and delta")
+            raise ValueError("with sql, send only sql, epsilon (or rho) and delta")
         return self
 
     def to_request(self) -> QueryRequest:
         """The request as the service takes it (which builds and checks the spec, so that
         a refused spec is audited with it)."""
         if self.sql is not None:
-            return QueryRequest(spec=None, epsilon=self.epsilon, delta=self.delta, sql=self.sql)
+            return QueryRequest(spec=None, epsilon=self.epsilon, delta=self.delta, sql=self.sql,
+                                rho=self.rho)
         body = self.model_dump(include={"dataset", "select", "where", "group_by", "order_by",
                                         "limit"}, exclude_none=True)
-        return QueryRequest(spec=None, body=body, epsilon=self.epsilon, delta=self.delta)
+        return QueryRequest(spec=None, body=body, epsilon=self.epsilon, delta=self.delta,
+                            rho=self.rho)

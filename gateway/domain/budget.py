@@ -134,6 +134,10 @@ class Budget:
         return _plain(Decimal(self.delta_units) * DELTA_UNIT)
 
     @property
+    def rho_text(self) -> str:
+        return _plain(Decimal(self.rho_units) * RHO_UNIT)
+
+    @property
     def epsilon_float(self) -> float:
         return self.epsilon_units / EPSILON_SCALE
 

@@ -5,7 +5,7 @@ Budgets are :class:`~gateway.domain.budget.Budget` values, times are ISO 8601 te
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from gateway.domain.budget import Budget
@@ -52,6 +52,12 @@ class Grant:
     request_id: str | None = None
     revoked_by: str | None = None
     revoked_at: str | None = None
+    # zCDP grants (total.rho_units > 0): the delta at which their rho is shown as epsilon
+    conversion_delta: Budget = field(default_factory=Budget)
+
+    @property
+    def zcdp(self) -> bool:
+        return self.total.rho_units > 0
 
     @property
     def remaining(self) -> Budget:

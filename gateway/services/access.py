@@ -35,6 +35,7 @@ from gateway.domain.workflow import (
     check_not_own,
     next_state,
 )
+from gateway.services import accounting
 from gateway.services.audit import AuditLog
 from gateway.services.catalog import Catalog, DatasetRecord
 from gateway.services.common import READERS, Principal, iso, new_id, now
@@ -185,8 +186,20 @@ class AccessService:
                 "dataset_epsilon_cap": budget.dataset_epsilon_cap,
                 "epsilon_spent": rec.spent.epsilon_float,
                 "active_grants": tx.grants.count_active(rec.name),
+                **self._zcdp_context(app, rec),
             },
         }
+
+    @staticmethod
+    def _zcdp_context(app: Application, rec: DatasetRecord) -> dict[str, Any]:
+        """On a zCDP dataset: the rho the asked epsilon becomes, the cap and spending in rho."""
+        if not accounting.is_zcdp(rec.policy):
+            return {"accounting": "pure"}
+        return {"accounting": "zcdp", "conversion_delta": rec.policy.delta,
+                "rho_asked": accounting.rho_of_epsilon(rec.policy, app.epsilon.epsilon_float
+                                                       ).rho_float,
+                "dataset_rho_cap": accounting.dataset_cap(rec.policy).rho_float,
+                "rho_spent": rec.spent.rho_float}
 
     # -- deciding ------------------------------------------------------------------------
 
@@ -228,7 +241,8 @@ class AccessService:
                     grant = self._extend_instead(tx, actor, app, extend_grant, budget=budget,
                                                  days=days, note=note)
                 else:
-                    budget += default_delta_total(rec.policy)
+                    budget = accounting.grant_budget(rec.policy, epsilon=budget,
+                                                     delta=default_delta_total(rec.policy))
                     grant = self.ledger.insert_grant(
                         tx, actor=actor, dataset=rec, budget=budget, days=days,
                         username=None if app.org else app.applicant, org=app.org,

@@ -46,7 +46,10 @@ class AuditLog:
         detail: dict[str, Any] | None = None, actor_name: str | None = None,
     ) -> int:
         """Append one entry inside ``tx``'s (serialised) write transaction. ``cost`` states
-        epsilon and delta (``epsilon_only``: delta is left empty)."""
+        epsilon and delta (``epsilon_only``: delta is left empty); a zCDP cost's rho goes into
+        the detail (``rho``, ``accounting: zcdp``), its epsilon column stays 0."""
+        if cost is not None and cost.rho_units:
+            detail = {**(detail or {}), "rho": cost.rho_text, "accounting": "zcdp"}
         head = tx.audit.head()
         entry: dict[str, Any] = {
             "seq": head[0] + 1 if head else 1,

@@ -3,6 +3,9 @@
 A charge runs inside a serialised write transaction (SQLite ``BEGIN IMMEDIATE``,
 PostgreSQL advisory lock): the grant's remaining budget and the dataset-wide caps are
 checked and the cost is added in the same transaction that writes the audit entry.
+
+A zCDP dataset's grants hold rho instead of epsilon (:mod:`gateway.services.accounting`):
+grant sizes are still asked in epsilon and converted, charges add rho, the cap is in rho.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from gateway.domain.text import N_
 from gateway.domain.text import lazy_gettext as _l
 from gateway.domain.workflow import REVOKE_NEEDS_REASON, require_reason
 from gateway.policy import Policy
+from gateway.services import accounting
 from gateway.services.audit import AuditLog
 from gateway.services.catalog import Catalog, DatasetRecord
 from gateway.services.common import (
@@ -64,10 +68,11 @@ class Ledger:
         self, tx: Tx, *, actor: Principal, dataset: DatasetRecord, budget: Budget, days: int,
         username: str | None = None, org: str | None = None, request_id: str | None = None,
     ) -> Grant:
+        conversion = Budget.of(0, dataset.policy.delta) if budget.rho_units else Budget()
         return tx.grants.add(grant_id=new_id(), dataset=dataset.name, budget=budget,
                              username=username, org=org, created_at=iso(now()),
                              expires_at=in_days(days), created_by=actor.username,
-                             request_id=request_id)
+                             request_id=request_id, conversion_delta=conversion)
 
     def check_grant_size(self, policy: Policy, epsilon: Any, days: Any) -> Budget:
         budget = Budget.query_loss(epsilon, 0)
@@ -83,15 +88,15 @@ class Ledger:
                    days: int | None = None) -> Grant:
         """An open dataset: record an auto-approved application and its grant (default budget)."""
         policy = rec.policy
-        budget = Budget.of(epsilon if epsilon is not None else policy.budget.default_epsilon)
-        budget += default_delta_total(policy)
+        asked = Budget.of(epsilon if epsilon is not None else policy.budget.default_epsilon)
+        budget = accounting.grant_budget(policy, epsilon=asked, delta=default_delta_total(policy))
         days = days or DEFAULT_GRANT_DAYS
         request_id, stamp = new_id(), iso(now())
         grant = self.insert_grant(tx, actor=SYSTEM, dataset=rec, budget=budget, days=days,
                                   username=actor.username, request_id=request_id)
         tx.applications.add(Application(
             id=request_id, applicant=actor.username, org=None, dataset=rec.name,
-            purpose=purpose, epsilon=Budget(budget.epsilon_units), days=days, status="approved",
+            purpose=purpose, epsilon=asked, days=days, status="approved",
             auto_approved=True, created_at=stamp, decided_by=SYSTEM.username, decided_at=stamp,
             note=N_("open dataset: approved automatically"), grant_id=grant.id))
         self.audit.append(tx, action="request.auto_approve", outcome="ok", actor=actor,
@@ -111,8 +116,9 @@ class Ledger:
                 raise InvalidRequest("name exactly one of user or org")
             rec = self.catalog.record(dataset)
             days = days or DEFAULT_GRANT_DAYS
-            budget = self.check_grant_size(rec.policy, epsilon, days)
-            budget += Budget.of(0, delta) if delta is not None else default_delta_total(rec.policy)
+            budget = accounting.grant_budget(
+                rec.policy, epsilon=self.check_grant_size(rec.policy, epsilon, days),
+                delta=Budget.of(0, delta) if delta is not None else default_delta_total(rec.policy))
             if not budget.within_bounds():
                 raise InvalidRequest("delta must be in [0, 1)")
             with self.store.writing() as tx:
@@ -186,10 +192,14 @@ class Ledger:
         and make it last at least ``days`` from now; audited in ``tx``."""
         policy = self.catalog.record(grant.dataset, tx).policy
         added = self.check_grant_size(policy, epsilon, days or 1)
-        total = Budget(grant.total.epsilon_units) + added
+        before = Budget(grant.total.epsilon_units)
+        if grant.zcdp:  # in epsilon as shown, then back to rho
+            before = Budget.of(accounting.epsilon_at(Budget(rho_units=grant.total.rho_units),
+                                                     grant.conversion_delta.delta_float))
+        total = before + added
         most = Budget.of(policy.budget.max_epsilon_per_grant)
         if total.epsilon_units > most.epsilon_units:
-            room = Budget(max(0, most.epsilon_units - grant.total.epsilon_units))
+            room = Budget(max(0, most.epsilon_units - before.epsilon_units))
             raise InvalidRequest(_l(
                 "the grant would hold epsilon %(total)s, above the policy's maximum of %(max)s "
                 "per grant: extend it by at most %(room)s", total=total.epsilon_text,
@@ -197,14 +207,17 @@ class Ledger:
         expires = grant.expires_at
         if days is not None and parse_iso(in_days(days)) > parse_iso(grant.expires_at):
             expires = in_days(days)
-        tx.grants.extend(grant.id, total=Budget(total.epsilon_units, grant.total.delta_units),
-                         expires_at=expires)
+        new_total = Budget(total.epsilon_units, grant.total.delta_units)
+        if grant.zcdp:
+            rho = accounting.rho_of_epsilon(policy, total.epsilon_float).rho_units
+            new_total = Budget(0, grant.total.delta_units, max(rho, grant.total.rho_units))
+        tx.grants.extend(grant.id, total=new_total, expires_at=expires)
         self.audit.append(tx, action="grant.extend", outcome="ok", actor=actor,
                           dataset=grant.dataset, grant_id=grant.id,
                           request_id=request_id or grant.request_id, cost=added,
                           epsilon_only=True,
                           detail={"note": note.strip(), "days": days, "expires_at": expires,
-                                  "epsilon_total_before": grant.total.epsilon_text,
+                                  "epsilon_total_before": before.epsilon_text,
                                   "epsilon_total_after": total.epsilon_text,
                                   "application": request_id})
         return added
@@ -217,7 +230,8 @@ class Ledger:
         moment = now()
         live = [g for g in held if g.usable(moment)]
         if live:
-            live.sort(key=lambda g: (g.username is None, -g.remaining.epsilon_units))
+            live.sort(key=lambda g: (g.username is None, -g.remaining.epsilon_units,
+                                     -g.remaining.rho_units))
             return live[0]
         if any(g.status == "active" for g in held):
             raise GrantExpired(f"your grant on {dataset} has expired; apply again")
@@ -249,7 +263,19 @@ class Ledger:
             raise GrantRequired(f"grant {grant_id} was {status}; nothing was charged")
         if grant.expired():
             raise GrantExpired(f"grant {grant_id} has expired; nothing was charged")
+        if grant.zcdp != (cost.rho_units > 0):
+            raise GrantRequired(_l(
+                "grant %(grant)s holds %(held)s and cannot pay a cost in %(asked)s on dataset "
+                "%(dataset)s; nothing was charged (apply for a new grant if the dataset's "
+                "accounting changed)", grant=grant_id,
+                held="rho (zCDP)" if grant.zcdp else "epsilon", dataset=dataset.name,
+                asked="rho (zCDP)" if cost.rho_units else "epsilon"))
         left = grant.remaining
+        if cost.rho_units and not left.covers(cost):
+            raise BudgetExhausted(_l(
+                "this query costs rho %(rho)s and delta %(delta)s; the grant has rho %(rho_left)s "
+                "and delta %(delta_left)s left", rho=cost.rho_text, delta=cost.delta_text,
+                rho_left=left.rho_text, delta_left=left.delta_text))
         if not left.covers(cost):
             raise BudgetExhausted(
                 f"this query costs epsilon {cost.epsilon_text}"
@@ -257,6 +283,12 @@ class Ledger:
                 + f"; the grant has epsilon {left.epsilon_text} and delta "
                 f"{left.delta_float:g} left")
         spent, budget = tx.datasets.spent(dataset.name), dataset.policy.budget
+        if cost.rho_units and (spent + cost).rho_units > accounting.dataset_cap(
+                dataset.policy).rho_units:
+            raise BudgetExhausted(_l(
+                "dataset %(dataset)s has reached its dataset-wide rho cap (%(cap)s); no more "
+                "queries can be answered on it", dataset=dataset.name,
+                cap=accounting.dataset_cap(dataset.policy).rho_text))
         if (spent + cost).epsilon_units > Budget.of(budget.dataset_epsilon_cap).epsilon_units:
             raise BudgetExhausted(f"dataset {dataset.name} has reached its dataset-wide epsilon cap "
                                   f"({budget.dataset_epsilon_cap:g}); no more "

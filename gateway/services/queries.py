@@ -28,9 +28,10 @@ from gateway.domain.errors import (
     InvalidRequest,
     NotFound,
 )
-from gateway.domain.query import QuerySpec, public_columns, query_key, resolve_loss, validate
+from gateway.domain.query import QuerySpec, public_columns, query_key, validate
 from gateway.domain.records import Grant, QueryRecord
 from gateway.domain.workflow import ANALYST_ROLES, QUERY_TRANSITIONS, next_state
+from gateway.services import accounting
 from gateway.services.audit import AuditLog
 from gateway.services.catalog import Catalog, DatasetRecord
 from gateway.services.common import READERS, Principal
@@ -65,6 +66,7 @@ class QueryRequest:
     delta: Any = None
     sql: str | None = None
     body: dict[str, Any] | None = None
+    rho: Any = None  # zCDP datasets: the loss in rho instead of epsilon
 
     def audit_fields(self) -> dict[str, Any]:
         detail: dict[str, Any] = {}
@@ -137,7 +139,8 @@ class QueryService:
             spec = compile_sql(request.sql or "", columns=self._public_columns)
         rec = self.catalog.record(spec.dataset)
         validate(spec, rec.policy)
-        loss = resolve_loss(spec, rec.policy, epsilon=request.epsilon, delta=request.delta)
+        loss = accounting.query_loss(spec, rec.policy, epsilon=request.epsilon,
+                                     delta=request.delta, rho=request.rho)
         return Prepared(spec, request.sql, rec, loss)
 
     def _public_columns(self, dataset: str) -> list[str]:
@@ -193,6 +196,7 @@ class QueryService:
         return {
             "dataset": prepared.dataset.name, "columns": prepared.spec.output_columns,
             "epsilon": prepared.loss.epsilon_float, "delta": prepared.loss.delta_float,
+            **accounting.loss_fields(prepared.loss, prepared.dataset.policy.delta),
             "accuracy": {"alpha": ALPHA, **accuracy},
             "access": prepared.dataset.policy.access, "budget": budget,
         }
@@ -259,7 +263,18 @@ class QueryService:
             "rows": post_process(prepared.spec, result.columns, result.rows),
             "accuracy": result.accuracy, "epsilon_charged": charged.epsilon_float,
             "delta_charged": charged.delta_float, "budget": budget_view(grant),
+            **self._zcdp_charged(record.cost, charged, grant),
         }
+
+    @staticmethod
+    def _zcdp_charged(cost: Budget, charged: Budget, grant: Grant) -> dict[str, Any]:
+        """A zCDP answer's charge in rho, and the epsilon it implies at the grant's delta."""
+        if not cost.rho_units:
+            return {"accounting": "pure"}
+        delta = grant.conversion_delta.delta_float or None
+        epsilon = accounting.epsilon_at(charged, delta) if delta and charged.rho_units else 0.0
+        return {"accounting": "zcdp", "rho_charged": charged.rho_float,
+                "epsilon_charged": epsilon, "conversion_delta": delta}
 
     @staticmethod
     def _visible(actor: Principal, record: QueryRecord | None, query_id: str) -> QueryRecord:
@@ -270,8 +285,9 @@ class QueryService:
     def _stored(self, record: QueryRecord) -> Prepared:
         """The held query as a request again (checked against today's policy and data)."""
         request = QueryRequest(spec=spec_from_json(json.loads(record.spec_json)),
-                               epsilon=record.cost.epsilon, delta=record.cost.delta,
-                               sql=record.sql_text)
+                               epsilon=None if record.cost.rho_units else record.cost.epsilon,
+                               delta=record.cost.delta, sql=record.sql_text,
+                               rho=record.cost.rho if record.cost.rho_units else None)
         prepared = self.prepare(request)
         if prepared.dataset.version != record.dataset_version:
             raise Conflict("the dataset changed since this query was submitted; reject it and "
@@ -298,6 +314,8 @@ class QueryService:
             "epsilon": record.cost.epsilon_float, "delta": record.cost.delta_float,
             "purpose": application.get("purpose"), "accuracy": None, "problem": None,
         }
+        if record.cost.rho_units:
+            preview["rho"] = record.cost.rho_float
         try:
             preview["accuracy"] = {"alpha": ALPHA,
                                    **self.plan(self._stored(record)).accuracy(ALPHA)}

@@ -7,9 +7,12 @@ from typing import Any
 
 from gateway.adapters.db import Tx
 from gateway.domain.records import Application, Grant, QueryRecord
+from gateway.services.accounting import loss_fields, remaining_fields, total_fields
 
 
 def grant_view(grant: Grant) -> dict[str, Any]:
+    """A grant; a zCDP grant also shows its rho, and epsilon_* are then OpenDP's conversions
+    of rho_* at its conversion_delta (docs/zcdp.md)."""
     total, spent, left = grant.total, grant.spent, grant.remaining
     return {
         "id": grant.id, "user": grant.username, "org": grant.org, "dataset": grant.dataset,
@@ -20,6 +23,7 @@ def grant_view(grant: Grant) -> dict[str, Any]:
         "created_at": grant.created_at, "expires_at": grant.expires_at,
         "status": grant.shown_status, "created_by": grant.created_by,
         "request_id": grant.request_id,
+        **total_fields(total, spent, grant.conversion_delta.delta_float),
     }
 
 
@@ -27,7 +31,8 @@ def budget_view(grant: Grant) -> dict[str, Any]:
     """What is left on the grant a query drew on (shown with every answer)."""
     left = grant.remaining
     return {"grant_id": grant.id, "epsilon_remaining": left.epsilon_float,
-            "delta_remaining": left.delta_float}
+            "delta_remaining": left.delta_float,
+            **remaining_fields(grant.total, grant.spent, grant.conversion_delta.delta_float)}
 
 
 def application_view(app: Application, grant: Grant | None = None) -> dict[str, Any]:
@@ -45,9 +50,12 @@ def application_view(app: Application, grant: Grant | None = None) -> dict[str, 
 
 
 def query_summary(record: QueryRecord) -> dict[str, Any]:
-    return {"id": record.id, "user": record.username, "status": record.status,
-            "epsilon": record.cost.epsilon_float, "grant_id": record.grant_id,
-            "created_at": record.created_at}
+    out = {"id": record.id, "user": record.username, "status": record.status,
+           "epsilon": record.cost.epsilon_float, "grant_id": record.grant_id,
+           "created_at": record.created_at}
+    if record.cost.rho_units:
+        out["rho"] = record.cost.rho_float
+    return out
 
 
 def query_view(record: QueryRecord, grant: Grant | None = None) -> dict[str, Any]:
@@ -60,6 +68,10 @@ def query_view(record: QueryRecord, grant: Grant | None = None) -> dict[str, Any
         "reviewed_by": record.reviewed_by, "review_note": record.review_note,
         "dataset_version": record.dataset_version,
     }
+    if record.cost.rho_units:  # zCDP: rho, and its epsilon when the grant's delta is known
+        out.update(accounting="zcdp", rho=record.cost.rho_float, conversion_delta=None)
+        if grant is not None and grant.conversion_delta.delta_units:
+            out.update(loss_fields(record.cost, grant.conversion_delta.delta_float))
     if record.status == "released" and record.result_json:
         result = json.loads(record.result_json)
         out.update(columns=result["columns"], rows=result["rows"],

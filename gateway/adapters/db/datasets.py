@@ -16,7 +16,8 @@ D = t.datasets.c
 def _dataset(row: Any) -> DatasetRow:
     return DatasetRow(name=row.name, version=row.version, policy_json=row.policy_json,
                       file_name=row.file_name, row_count=row.row_count,
-                      spent=Budget(row.epsilon_spent_units, row.delta_spent_units),
+                      spent=Budget(row.epsilon_spent_units, row.delta_spent_units,
+                                   row.rho_spent_units),
                       registered_at=row.registered_at)
 
 
@@ -40,11 +41,13 @@ class DatasetRepo:
             self.conn.execute(update(t.datasets).where(D.name == name).values(**values))
 
     def spent(self, name: str) -> Budget:
-        row = self.conn.execute(select(D.epsilon_spent_units, D.delta_spent_units)
+        row = self.conn.execute(select(D.epsilon_spent_units, D.delta_spent_units,
+                                       D.rho_spent_units)
                                 .where(D.name == name)).one()
-        return Budget(row.epsilon_spent_units, row.delta_spent_units)
+        return Budget(row.epsilon_spent_units, row.delta_spent_units, row.rho_spent_units)
 
     def spend(self, name: str, cost: Budget) -> None:
         self.conn.execute(update(t.datasets).where(D.name == name).values(
             epsilon_spent_units=D.epsilon_spent_units + cost.epsilon_units,
-            delta_spent_units=D.delta_spent_units + cost.delta_units))
+            delta_spent_units=D.delta_spent_units + cost.delta_units,
+            rho_spent_units=D.rho_spent_units + cost.rho_units))

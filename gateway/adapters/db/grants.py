@@ -16,8 +16,9 @@ G = t.grants.c
 def _grant(row: Any) -> Grant:
     return Grant(
         id=row.id, username=row.username, org=row.org, dataset=row.dataset,
-        total=Budget(row.epsilon_total_units, row.delta_total_units),
-        spent=Budget(row.epsilon_spent_units, row.delta_spent_units), status=row.status,
+        total=Budget(row.epsilon_total_units, row.delta_total_units, row.rho_total_units),
+        spent=Budget(row.epsilon_spent_units, row.delta_spent_units, row.rho_spent_units),
+        conversion_delta=Budget(0, row.conversion_delta_units), status=row.status,
         created_at=row.created_at, expires_at=row.expires_at, created_by=row.created_by,
         request_id=row.request_id, revoked_by=row.revoked_by, revoked_at=row.revoked_at)
 
@@ -60,11 +61,13 @@ class GrantRepo:
 
     def add(self, *, grant_id: str, dataset: str, budget: Budget, username: str | None,
             org: str | None, created_at: str, expires_at: str, created_by: str,
-            request_id: str | None) -> Grant:
+            request_id: str | None, conversion_delta: Budget = Budget()) -> Grant:
         self.conn.execute(insert(t.grants).values(
             id=grant_id, username=username, org=org, dataset=dataset,
             epsilon_total_units=budget.epsilon_units, epsilon_spent_units=0,
-            delta_total_units=budget.delta_units, delta_spent_units=0, status="active",
+            delta_total_units=budget.delta_units, delta_spent_units=0,
+            rho_total_units=budget.rho_units, rho_spent_units=0,
+            conversion_delta_units=conversion_delta.delta_units, status="active",
             created_at=created_at, expires_at=expires_at, created_by=created_by,
             request_id=request_id))
         grant = self.get(grant_id)
@@ -78,9 +81,10 @@ class GrantRepo:
     def extend(self, grant_id: str, *, total: Budget, expires_at: str) -> None:
         self.conn.execute(update(t.grants).where(G.id == grant_id).values(
             epsilon_total_units=total.epsilon_units, delta_total_units=total.delta_units,
-            expires_at=expires_at))
+            rho_total_units=total.rho_units, expires_at=expires_at))
 
     def spend(self, grant_id: str, cost: Budget) -> None:
         self.conn.execute(update(t.grants).where(G.id == grant_id).values(
             epsilon_spent_units=G.epsilon_spent_units + cost.epsilon_units,
-            delta_spent_units=G.delta_spent_units + cost.delta_units))
+            delta_spent_units=G.delta_spent_units + cost.delta_units,
+            rho_spent_units=G.rho_spent_units + cost.rho_units))

@@ -18,7 +18,7 @@ def _query(row: Any) -> QueryRecord:
         id=row.id, username=row.username, dataset=row.dataset,
         dataset_version=row.dataset_version, grant_id=row.grant_id, query_key=row.query_key,
         spec_json=row.spec_json, sql_text=row.sql_text, status=row.status,
-        cost=Budget(row.epsilon_units, row.delta_units), created_at=row.created_at,
+        cost=Budget(row.epsilon_units, row.delta_units, row.rho_units), created_at=row.created_at,
         result_json=row.result_json, accuracy_json=row.accuracy_json,
         finished_at=row.finished_at, reviewed_by=row.reviewed_by, review_note=row.review_note,
         error=row.error)
@@ -54,7 +54,8 @@ class QueryRepo:
             dataset_version=record.dataset_version, grant_id=record.grant_id,
             query_key=record.query_key, spec_json=record.spec_json, sql_text=record.sql_text,
             status=record.status, epsilon_units=record.cost.epsilon_units,
-            delta_units=record.cost.delta_units, created_at=record.created_at))
+            delta_units=record.cost.delta_units, rho_units=record.cost.rho_units,
+            created_at=record.created_at))
 
     def move(self, query_id: str, *, was: str, status: str, **values: Any) -> bool:
         """Move a query from ``was`` to ``status`` (setting result, reviewer, note, error...);

@@ -44,6 +44,7 @@ datasets = Table(
     Column("row_count", BigInteger, nullable=False),
     Column("epsilon_spent_units", BigInteger, nullable=False, default=0),
     Column("delta_spent_units", BigInteger, nullable=False, default=0, server_default="0"),
+    Column("rho_spent_units", BigInteger, nullable=False, default=0, server_default="0"),  # zCDP, 1e-12
     Column("registered_at", String(40), nullable=False),
     Column("registered_by", String(64), nullable=True),
 )
@@ -78,6 +79,10 @@ grants = Table(
     Column("epsilon_spent_units", BigInteger, nullable=False, default=0),
     Column("delta_total_units", BigInteger, nullable=False),
     Column("delta_spent_units", BigInteger, nullable=False, default=0),
+    Column("rho_total_units", BigInteger, nullable=False, default=0, server_default="0"),  # zCDP, 1e-12
+    Column("rho_spent_units", BigInteger, nullable=False, default=0, server_default="0"),  # zCDP, 1e-12
+    # zCDP: the delta (1e-18 units) at which the grant's rho is shown as epsilon
+    Column("conversion_delta_units", BigInteger, nullable=False, default=0, server_default="0"),
     Column("status", String(16), nullable=False),
     Column("created_at", String(40), nullable=False),
     Column("expires_at", String(40), nullable=False),
@@ -101,6 +106,7 @@ queries = Table(
     Column("status", String(16), nullable=False),
     Column("epsilon_units", BigInteger, nullable=False),
     Column("delta_units", BigInteger, nullable=False),
+    Column("rho_units", BigInteger, nullable=False, default=0, server_default="0"),  # zCDP, 1e-12
     Column("result_json", Text, nullable=True),
     Column("accuracy_json", Text, nullable=True),
     Column("created_at", String(40), nullable=False),
