@@ -7,13 +7,15 @@ from fastapi.responses import Response
 
 from gateway.api.deps import CurrentUser, ServicesDep
 from gateway.api.params import AuditSeq, ExportFormat, FilterText, PageNumber, PageSize
+from gateway.api.responses import AuditEntry, AuditPage, ChainAnswer
 from gateway.services.audit import AuditFilter, report_json
 
 router = APIRouter(tags=["audit"])
 Text = FilterText
 
 
-@router.get("/audit")
+@router.get("/audit", response_model=AuditPage,
+             response_model_exclude_unset=True)
 def list_audit(
     actor: CurrentUser, svc: ServicesDep, actor_name: Annotated[str | None, Query(
         alias="actor", max_length=64)] = None,
@@ -28,12 +30,15 @@ def list_audit(
     return {"entries": entries, "total": total, "page": page, "page_size": page_size}
 
 
-@router.get("/audit/verify")
+@router.get("/audit/verify", response_model=ChainAnswer,
+             response_model_exclude_unset=True)
 def verify(actor: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
     return report_json(svc.audit.verify(actor))
 
 
-@router.get("/audit/export")
+@router.get("/audit/export", response_class=Response, responses={200: {
+    "description": "the whole log, hash chain included (verifiable offline)",
+    "content": {"text/csv": {}, "application/x-ndjson": {}}}})
 def export(actor: CurrentUser, svc: ServicesDep, format: ExportFormat = "jsonl") -> Response:
     body = svc.audit.export(format, actor)
     media = "text/csv" if format == "csv" else "application/x-ndjson"
@@ -41,6 +46,7 @@ def export(actor: CurrentUser, svc: ServicesDep, format: ExportFormat = "jsonl")
         "Content-Disposition": f'attachment; filename="dpsandbox-audit.{format}"'})
 
 
-@router.get("/audit/{seq}")
+@router.get("/audit/{seq}", response_model=AuditEntry,
+             response_model_exclude_unset=True)
 def entry(seq: AuditSeq, actor: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
     return svc.audit.entry(seq, actor)

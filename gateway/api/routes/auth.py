@@ -6,19 +6,22 @@ from fastapi import APIRouter, Header, Request
 
 from gateway.adapters.auth import secrets_equal
 from gateway.api.deps import Claims, CurrentUser, ServicesDep
+from gateway.api.responses import Me, TokenAnswer
 from gateway.api.schemas import SandboxRevokeBody, SandboxTokenBody, TokenBody
 from gateway.bootstrap import Services
 
 router = APIRouter(tags=["auth"])
 
 
-@router.post("/auth/token")
+@router.post("/auth/token", response_model=TokenAnswer,
+             response_model_exclude_unset=True)
 def token(body: TokenBody, svc: ServicesDep, request: Request) -> dict[str, Any]:
     request.state.claimed_user = body.username[:64]
     return svc.users.login(body.username, body.password)
 
 
-@router.post("/auth/sandbox-token")
+@router.post("/auth/sandbox-token", response_model=TokenAnswer,
+             response_model_exclude_unset=True)
 def sandbox_token(
     body: SandboxTokenBody, svc: ServicesDep,
     x_hub_secret: Annotated[str | None, Header()] = None,
@@ -42,7 +45,8 @@ def _hub_secret_ok(svc: Services, secret: str | None) -> bool:
     return bool(secret) and secrets_equal(secret or "", svc.hub_secret)
 
 
-@router.post("/auth/refresh")
+@router.post("/auth/refresh", response_model=TokenAnswer,
+             response_model_exclude_unset=True)
 def refresh(claims: Claims, actor: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
     return svc.users.refresh(claims, actor)
 
@@ -53,7 +57,8 @@ def logout(claims: Claims, actor: CurrentUser, svc: ServicesDep) -> None:
     svc.users.logout(actor, claims, via="api")
 
 
-@router.get("/me")
+@router.get("/me", response_model=Me,
+             response_model_exclude_unset=True)
 def me(actor: CurrentUser) -> dict[str, Any]:
     return {"username": actor.username, "role": actor.role, "org": actor.org,
             "scope": actor.scope}

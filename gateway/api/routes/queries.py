@@ -6,22 +6,26 @@ from fastapi import APIRouter, Query
 
 from gateway.api.deps import CurrentUser, ServicesDep
 from gateway.api.params import RecordId
+from gateway.api.responses import PreviewAnswer, QueryAnswer
 from gateway.api.schemas import NoteBody, QueryBody
 
 router = APIRouter(tags=["queries"])
 
 
-@router.post("/queries/preview")
+@router.post("/queries/preview", response_model=PreviewAnswer,
+             response_model_exclude_unset=True)
 def preview(body: QueryBody, actor: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
     return svc.queries.preview(actor, body.to_request())
 
 
-@router.post("/queries")
+@router.post("/queries", response_model=QueryAnswer,
+             response_model_exclude_unset=True)
 def run_query(body: QueryBody, actor: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
     return svc.queries.run(actor, body.to_request())
 
 
-@router.get("/queries")
+@router.get("/queries", response_model=list[QueryAnswer],
+             response_model_exclude_unset=True)
 def list_queries(
     actor: CurrentUser, svc: ServicesDep,
     status: Annotated[str | None, Query(max_length=20)] = None,
@@ -30,18 +34,21 @@ def list_queries(
     return svc.queries.list(actor, status=status, dataset=dataset)
 
 
-@router.get("/queries/{query_id}")
+@router.get("/queries/{query_id}", response_model=QueryAnswer,
+             response_model_exclude_unset=True)
 def get_query(query_id: RecordId, actor: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
     return svc.queries.get(actor, query_id)
 
 
-@router.post("/queries/{query_id}/release")
+@router.post("/queries/{query_id}/release", response_model=QueryAnswer,
+             response_model_exclude_unset=True)
 def release_query(query_id: RecordId, actor: CurrentUser, svc: ServicesDep,
                   body: NoteBody | None = None) -> dict[str, Any]:
     return svc.queries.release_review(actor, query_id, body.note if body else "")
 
 
-@router.post("/queries/{query_id}/reject")
+@router.post("/queries/{query_id}/reject", response_model=QueryAnswer,
+             response_model_exclude_unset=True)
 def reject_query(query_id: RecordId, body: NoteBody, actor: CurrentUser,
                  svc: ServicesDep) -> dict[str, Any]:
     return svc.queries.reject_review(actor, query_id, body.note)
