@@ -8,15 +8,21 @@ chose. JupyterLab asks for ``v1.kernel.websocket.jupyter.org`` on every kernel c
 Chrome then refuses the handshake ("Sent non-empty 'Sec-WebSocket-Protocol' header but
 no response was received") and JupyterLab reconnects with the legacy protocol: every
 kernel connection first failed. Here the proxy answers with the subprotocol the target
-selected (or none when the target selected none). Options are the proxy's own.
+selected (or none when the target selected none).
+
+Health checks sent before the hub's route is in place are answered 404 by the proxy,
+which logs each at error level ("[E] 404 GET /hub/health"); they are logged at info
+level here: a hub that is still starting is not an error. Options are the proxy's own.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 import sys
 from typing import Any
 
-__all__ = ["MARKER", "install", "select_upstream_subprotocol"]
+__all__ = ["MARKER", "HealthChecksAreNotErrors", "install", "select_upstream_subprotocol"]
 
 MARKER = b"sandbox.hub.proxy"  # in the process's command line (sandbox/hub/run.py)
 
@@ -28,10 +34,23 @@ def select_upstream_subprotocol(handler: Any, subprotocols: list[str]) -> str | 
     return chosen if chosen in subprotocols else None
 
 
+class HealthChecksAreNotErrors(logging.Filter):
+    """The proxy's "404 GET .../hub/health" (no route yet) at info level, not error."""
+
+    PATTERN = re.compile(r"^404 (GET|HEAD) \S*/hub/health/?( |$)")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING and self.PATTERN.match(record.getMessage()):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
 def install() -> None:
     from configurable_http_proxy.handlers import ProxyHandler
 
     ProxyHandler.select_subprotocol = select_upstream_subprotocol  # type: ignore[method-assign]
+    for name in ("configurable_http_proxy", "tornado.access"):  # the proxy's, and tornado's
+        logging.getLogger(name).addFilter(HealthChecksAreNotErrors())
 
 
 if __name__ == "__main__":

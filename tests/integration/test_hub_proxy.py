@@ -95,3 +95,23 @@ def test_a_websocket_without_subprotocol_still_works(proxy_to: tuple[int, int]) 
     port, target = proxy_to
     chosen, echoed = asyncio.run(_handshake(port, target, None))
     assert chosen is None and echoed == "ping"
+
+
+def test_a_health_check_before_the_hubs_route_is_no_error(tmp_path: object) -> None:
+    """No route yet (the hub is starting): 404, logged at info level, not as an error."""
+    port, api = free_port(), free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sandbox.hub.proxy", "--ip", "127.0.0.1", "--port", str(port),
+         "--api-ip", "127.0.0.1", "--api-port", str(api)],
+        env={**os.environ, "CONFIGPROXY_AUTH_TOKEN": "test-token"},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        _wait_port(port)
+        assert httpx.get(f"http://127.0.0.1:{port}/hub/health").status_code == 404
+        assert httpx.get(f"http://127.0.0.1:{port}/elsewhere").status_code == 404
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=10)[0].decode()
+    health = [line for line in out.splitlines() if "/hub/health" in line]
+    assert health and all(line.startswith("[I ") for line in health), out
+    assert any(line.startswith("[E ") and "/elsewhere" in line for line in out.splitlines()), out
