@@ -28,7 +28,7 @@ from sandbox.client._session import (
     read_token_file,
     token_claims,
 )
-from sandbox.client._shapes import Account, Application, BudgetLeft
+from sandbox.client._shapes import Account, Application, BudgetLeft, Grant
 from sandbox.client._spec import check_loss
 from sandbox.client._suggest import did_you_mean
 
@@ -129,7 +129,7 @@ class Gateway:
         account = self.account
         return self.runner.budget_left(dataset, username=account.username, org=account.org)
 
-    def _my_grants(self) -> list[Any]:
+    def _my_grants(self) -> list[Grant]:
         account = self.account
         return [g for g in self.runner.grants()
                 if g.user == account.username or (account.org is not None and g.org == account.org)]
