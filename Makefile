@@ -64,6 +64,7 @@ test: install system-packages sandbox-env sandbox-image
 bench: install system-packages sandbox-env sandbox-image
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/zcdp.py
+	$(BIN)/python bench/synth.py
 	$(BIN)/python bench/hub.py
 	$(BIN)/python bench/hub_docker.py
 

@@ -24,6 +24,7 @@ import multiprocessing as mp
 import resource
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,8 @@ from gateway.demo_data import export_demo_data  # noqa: E402
 from gateway.domain.budget import Budget  # noqa: E402
 from gateway.policy import load_policy  # noqa: E402
 from gateway.services.catalog import synthetic_rows  # noqa: E402
+
+warnings.filterwarnings("ignore", message="epsilon should be")  # OpenDP's advice at epsilon 10
 
 EPSILONS = (1.0, 3.0, 10.0)
 SYNTH_COLUMNS = ["status", "home", "age", "income"]

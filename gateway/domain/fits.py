@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.domain.errors import InvalidRequest, UnsupportedQuery
-from gateway.domain.text import _l
+from gateway.domain.text import Text, _l
 
 METHODS = ("aim", "mst")
 MODEL_KINDS = ("linear_regression", "pca")
@@ -64,10 +64,11 @@ class SyntheticSpec:
         return {"kind": self.kind, "dataset": self.dataset, "columns": list(self.columns),
                 "rows": self.rows, "method": self.method, "bins": self.bins}
 
-    def summary(self) -> str:
+    def summary(self) -> Text:
         """What will leave, for a reviewer."""
-        return (f"{self.rows} synthetic rows of {', '.join(self.columns)} ({self.method.upper()}, "
-                f"numeric columns in {self.bins} bins), plus the noisy marginals measured")
+        return _l("%(rows)s synthetic rows of %(columns)s (%(method)s, numeric columns in %(bins)s "
+                  "bins), plus the noisy marginals measured", rows=self.rows,
+                  columns=", ".join(self.columns), method=self.method.upper(), bins=self.bins)
 
 
 @dataclass(frozen=True)
@@ -101,9 +102,11 @@ class ModelSpec:
         return {"kind": self.kind, "dataset": self.dataset, "columns": list(self.columns),
                 "components": self.components}
 
-    def summary(self) -> str:
+    def summary(self) -> Text:
+        """What will leave, for a reviewer."""
         if self.kind == "linear_regression":
-            return (f"a linear regression of {self.y} on {', '.join(self.x)}: "
-                    f"{len(self.x)} coefficient(s) and an intercept")
-        return (f"a PCA of {', '.join(self.columns)}: {self.components} component(s) of "
-                f"{len(self.columns)} values, their explained variance, and the column means")
+            return _l("a linear regression of %(y)s on %(x)s: %(count)s coefficient(s) and an "
+                      "intercept", y=self.y, x=", ".join(self.x), count=len(self.x))
+        return _l("a PCA of %(columns)s: %(components)s component(s) of %(count)s values, their "
+                  "explained variance, and the column means", columns=", ".join(self.columns),
+                  components=self.components, count=len(self.columns))

@@ -44,7 +44,7 @@ def analyst(live: LiveGateway, base: str, lang: str) -> str:
     name = f"{base}-{lang}"
     if not any(u["username"] == name for u in live.admin("GET", "/v1/users")):
         role, org = {"ron": ("researcher", None), "rita": ("researcher", None),
-                     "erin": ("enterprise", "acme")}[base]
+                     "erin": ("enterprise", "acme"), "eve": ("enterprise", "acme")}[base]
         live.services.users.create(ADMIN, username=name, role=role, password=PASSWORD, org=org)
     return name
 
@@ -190,6 +190,43 @@ def test_credit_risk_restricted(live: LiveGateway, tmp_path: Path, lang: str) ->
                                  dataset="credit") if e["detail"].get("analyst") == erin]
     assert len(submitted) == 3 and len(released) == 3  # a release is the admin's act
     assert {e["detail"]["note"] for e in released} == {"ok"}
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_credit_synthetic_model(live: LiveGateway, tmp_path: Path, lang: str) -> None:
+    """Synthetic credit rows -> a pipeline built on them -> the DP regression -> compared;
+    both releases reviewed by an admin, charged and audited with their kind."""
+    eve = analyst(live, "eve", lang)
+    live.services.ledger.give(ADMIN, user=eve, org=None, dataset="credit", epsilon=3.0,
+                              delta=None, days=30)
+    stop = threading.Event()
+    reviewed: list[str] = []
+
+    def reviewer() -> None:
+        while not stop.wait(0.3):
+            for query in live.admin("GET", "/v1/queries?status=pending_review&dataset=credit"):
+                if query["user"] == eve:
+                    review = live.admin("GET", f"/v1/queries/{query['id']}")["review"]
+                    assert review["summary"]  # what will leave, shown to the reviewer
+                    live.admin("POST", f"/v1/queries/{query['id']}/release", {"note": "ok"})
+                    reviewed.append(query["id"])
+
+    thread = threading.Thread(target=reviewer, daemon=True)
+    thread.start()
+    try:
+        notebook = run_notebook("05_credit_synthetic_model.ipynb", live, eve, tmp_path, lang)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert len(reviewed) == 2
+    text = text_of(notebook)
+    assert "DPLinearRegression" in text and "share_financed" in text
+    kinds = {entry["detail"].get("kind") for entry in audit(live, action="query.charge",
+                                                            dataset="credit")
+             if entry["detail"].get("analyst") == eve}  # charged on release, by the reviewer
+    assert kinds == {"synthetic", "linear_regression"}
+    released = audit(live, action="query.release", dataset="credit")
+    assert {e["query_id"] for e in released} >= set(reviewed)
 
 
 def _error_of(cells: list[str], live: LiveGateway, user: str, workdir: Path,
