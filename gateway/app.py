@@ -15,7 +15,17 @@ from starlette.concurrency import run_in_threadpool
 from gateway.api import docs, errors
 from gateway.api.errors import error_response
 from gateway.api.responses import ERRORS
-from gateway.api.routes import audit, auth, datasets, grants, health, queries, requests, users
+from gateway.api.routes import (
+    audit,
+    auth,
+    datasets,
+    fits,
+    grants,
+    health,
+    queries,
+    requests,
+    users,
+)
 from gateway.bootstrap import Services, bootstrap
 from gateway.domain.errors import InvalidRequest
 from gateway.i18n import LocaleMiddleware, _l
@@ -51,7 +61,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             return error_response(exc.code, exc.localized())
         return await call_next(request)
 
-    for module in (auth, users, datasets, grants, queries, requests, audit):
+    for module in (auth, users, datasets, grants, queries, fits, requests, audit):
         app.include_router(module.router, prefix="/v1", responses=ERRORS)
     app.include_router(console_router)  # the web console under /console (gateway/web)
     app.include_router(health.router)  # /healthz and /readyz for probes

@@ -10,6 +10,7 @@ from gateway.adapters.db import Store
 from gateway.services.access import AccessService
 from gateway.services.audit import AuditLog
 from gateway.services.catalog import Catalog
+from gateway.services.fits import FitService
 from gateway.services.grants import Ledger
 from gateway.services.queries import Engine, QueryService
 from gateway.services.users import UserService
@@ -27,6 +28,7 @@ class Services:
     catalog: Catalog
     ledger: Ledger
     queries: QueryService
+    fits: FitService
     access: AccessService
     extra: dict[str, Any]
 
@@ -57,12 +59,14 @@ def bootstrap(settings: Settings | None = None, *, engine: Engine | None = None,
     audit = AuditLog(store)
     catalog = Catalog(store, audit, settings)
     ledger = Ledger(store, audit, catalog)
+    queries = QueryService(store, audit, catalog, ledger, engine or LazyEngine())
     return Services(
         settings=settings, store=store, tokens=tokens,
         hub_secret=load_or_create_secret(settings.state_dir, "hub_secret"),
         audit=audit, users=UserService(store, audit, tokens, settings), catalog=catalog,
         ledger=ledger,
-        queries=QueryService(store, audit, catalog, ledger, engine or LazyEngine()),
+        queries=queries,
+        fits=queries.fits,
         access=AccessService(store, audit, catalog, ledger),
         extra={},
     )

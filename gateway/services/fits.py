@@ -19,14 +19,13 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-
 from gateway.adapters.db import Store
 from gateway.domain.audit import canonical_json
 from gateway.domain.budget import Budget
 from gateway.domain.errors import GrantExpired, GrantRequired, InternalError, UnsupportedQuery
 from gateway.domain.fits import DEFAULT_BINS, ModelSpec, SyntheticSpec
-from gateway.domain.text import _l, localize
 from gateway.domain.records import Grant, QueryRecord
+from gateway.domain.text import _l, localize
 from gateway.domain.workflow import ANALYST_ROLES
 from gateway.services.audit import AuditLog
 from gateway.services.catalog import Catalog, DatasetRecord

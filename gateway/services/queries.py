@@ -35,6 +35,7 @@ from gateway.services import accounting
 from gateway.services.audit import AuditLog
 from gateway.services.catalog import Catalog, DatasetRecord
 from gateway.services.common import READERS, Principal
+from gateway.services.fits import FitService, kind_of
 from gateway.services.grants import Ledger
 from gateway.services.releases import Admitted, Releases, Result, Ticket
 from gateway.services.specs import spec_from_json
@@ -126,6 +127,8 @@ class QueryService:
         self.refusals = audit.refusals
         self.audit = audit
         self.releases = Releases(store, audit, ledger)
+        # synthetic data and models: the same unit of work; held ones are reviewed here too
+        self.fits = FitService(store, audit, catalog, ledger, self.releases)
 
     # -- the steps -----------------------------------------------------------------------
 
@@ -203,14 +206,22 @@ class QueryService:
 
     def release_review(self, actor: Principal, query_id: str, note: str = "") -> dict[str, Any]:
         """An admin releases a held query: validate and plan again, charge + audit under the
-        admin's name (one transaction), compute, record + audit (one transaction)."""
+        admin's name (one transaction), compute, record + audit (one transaction). A held
+        fit (synthetic data, a model) takes the same steps in the fit service."""
         with self.refusals(actor, "query.review", query_id=query_id[:32]):
-            record, prepared = self._held(actor, query_id, "release")
-            plan = self.plan(prepared)
-            admitted = self.releases.approve_held(actor, prepared.ticket, query_id,
-                                                  analyst=record.username, note=note)
-        result = self.compute(actor, prepared, plan, admitted)
-        self.releases.finish(actor, admitted, prepared.ticket, result)
+            record = self._decidable(actor, query_id, "release")
+            if kind_of(record.spec_json):
+                approved = self.fits.approve_held(actor, record, note)
+            else:
+                prepared = self._stored(record)
+                plan = self.plan(prepared)
+                admitted = self.releases.approve_held(actor, prepared.ticket, query_id,
+                                                      analyst=record.username, note=note)
+        if kind_of(record.spec_json):
+            self.fits.finish_held(actor, approved)
+        else:
+            result = self.compute(actor, prepared, plan, admitted)
+            self.releases.finish(actor, admitted, prepared.ticket, result)
         return self.get(actor, query_id)
 
     def reject_review(self, actor: Principal, query_id: str, note: str) -> dict[str, Any]:
@@ -303,10 +314,6 @@ class QueryService:
             raise Forbidden("you cannot review your own query")
         return record
 
-    def _held(self, actor: Principal, query_id: str, action: str) -> tuple[QueryRecord, Prepared]:
-        record = self._decidable(actor, query_id, action)
-        return record, self._stored(record)
-
     def _review_preview(self, record: QueryRecord, trace: dict[str, Any]) -> dict[str, Any]:
         """What a reviewer weighs before releasing: cost and expected accuracy; spends nothing."""
         application = trace.get("application") or {}
@@ -317,8 +324,11 @@ class QueryService:
         if record.cost.rho_units:
             preview["rho"] = record.cost.rho_float
         try:
-            preview["accuracy"] = {"alpha": ALPHA,
-                                   **self.plan(self._stored(record)).accuracy(ALPHA)}
+            if kind_of(record.spec_json):  # a fit: what will leave (no accuracy to show)
+                preview.update(self.fits.review_summary(record))
+            else:
+                preview["accuracy"] = {"alpha": ALPHA,
+                                       **self.plan(self._stored(record)).accuracy(ALPHA)}
         except DomainError as exc:
             preview["problem"] = exc.message
         return preview
