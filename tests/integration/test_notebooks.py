@@ -220,7 +220,8 @@ def test_credit_synthetic_model(live: LiveGateway, tmp_path: Path, lang: str) ->
         thread.join(timeout=10)
     assert len(reviewed) == 2
     text = text_of(notebook)
-    assert "DPLinearRegression" in text and "share_financed" in text
+    assert "DPLinearRegression" in text and "predicted_amount" in text
+    assert "DP regression on the real data" in text  # the comparison table
     kinds = {entry["detail"].get("kind") for entry in audit(live, action="query.charge",
                                                             dataset="credit")
              if entry["detail"].get("analyst") == eve}  # charged on release, by the reviewer
