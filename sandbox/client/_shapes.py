@@ -73,8 +73,11 @@ class Application(_Shape):
     days: int | None = None
     applicant: str | None = None
     org: str | None = None
+    org_grant: bool = False
+    auto_approved: bool = False
     grant_id: str | None = None
     decided_by: str | None = None
+    decided_at: str | None = None
     note: str | None = None
     created_at: str | None = None
 
@@ -102,9 +105,11 @@ class Grant(_Shape):
     rho_spent: float = 0.0
     rho_remaining: float = 0.0
     conversion_delta: float | None = None
+    created_at: str | None = None
     expires_at: str | None = None
     user: str | None = None
     org: str | None = None
+    created_by: str | None = None
     request_id: str | None = None
 
     @property
@@ -132,9 +137,12 @@ class QueryStatus(_Shape):
     id: str
     dataset: str = ""
     status: str = ""
+    user: str | None = None
     epsilon: float | None = None
     delta: float | None = None
     grant_id: str | None = None
+    request_id: str | None = None
+    dataset_version: str | None = None
     sql: str | None = None
     spec: dict[str, Any] | None = None
     created_at: str | None = None

@@ -188,3 +188,24 @@ def test_a_query_written_wrongly_is_an_invalid_query_and_still_a_value_error(
     monkeypatch.setenv("DPSANDBOX_LANG", "zh_CN")
     with pytest.raises(InvalidQuery, match="epsilon 必须是正的有限数"):
         check_loss(-1, None)
+
+
+@pytest.mark.parametrize(("shape", "model"), [
+    ("Account", "Me"), ("Grant", "GrantAnswer"), ("Application", "ApplicationAnswer"),
+    ("GrantBudget", "BudgetLeft"), ("QueryStatus", "QueryAnswer"),
+])
+def test_the_client_reads_the_apis_documented_shapes(shape: str, model: str) -> None:
+    """A field a client shape cannot do without is one the API's response model requires;
+    fields the model does not declare yet (it allows extras, e.g. zCDP's rho) are optional."""
+    import dataclasses
+
+    import sandbox.client as client
+    from gateway.api import responses
+
+    fields = dataclasses.fields(getattr(client, shape))
+    documented = getattr(responses, model).model_fields
+    required = [f.name for f in fields if f.default is dataclasses.MISSING
+                and f.default_factory is dataclasses.MISSING]
+    assert required and all(documented[name].is_required() for name in required), required
+    shared = [f.name for f in fields if f.name in documented]
+    assert len(shared) >= len(documented) // 2, shared  # most of the documented shape is read
