@@ -9,15 +9,17 @@ else made is never taken over.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import pwd
 import shutil
 from pathlib import Path
 from typing import Any
 
-from traitlets import Unicode
+from traitlets import Unicode, default
 from traitlets.config import LoggingConfigurable
 
+from .homes import HomeVolumeError, HomeVolumes, parse_size
 from .isolation import SandboxError, system_username
 from .language import sandbox_language, templates_source
 
@@ -80,6 +82,25 @@ class AnalystAccountMixin(LoggingConfigurable):
         config=True
     )
 
+    home_size = Unicode(
+        "5G",
+        help="""As root: the size of each analyst's home, a loop-mounted ext4 image
+        (sandbox/hub/homes.py) bound in as the home; writes past it fail with ENOSPC and
+        take nobody else's space. K, M, G, T suffixes. Empty: a plain directory in
+        home_root, without a quota.""",
+    ).tag(config=True)
+
+    homes_dir = Unicode(
+        help="""As root: where the home images live and are mounted. Default:
+        /var/lib/dpsandbox/homes-<hash of the hub state dir> (traversable, not listable:
+        bubblewrap, running as the analyst, must reach the mount point).""",
+    ).tag(config=True)
+
+    @default("homes_dir")
+    def _homes_dir_default(self) -> str:
+        digest = hashlib.sha256(str(Path(self.hub_state_dir).absolute()).encode()).hexdigest()[:10]
+        return f"/var/lib/dpsandbox/homes-{digest}"
+
     @property
     def as_root(self) -> bool:
         return os.geteuid() == 0
@@ -97,9 +118,52 @@ class AnalystAccountMixin(LoggingConfigurable):
         return Path(self.home_root) / system_username(self.user.name, self.system_user_prefix)
 
     def _host_home(self) -> Path:
+        volumes = self._home_volumes()
+        if volumes is not None:
+            return volumes.mount_point_of(self.system_user)
         if self.as_root:
             return Path(pwd.getpwnam(self.system_user).pw_dir)
         return Path(self.hub_state_dir) / "homes" / self.sandbox_home.name
+
+    def _home_volumes(self) -> HomeVolumes | None:
+        """The size-limited homes (as root, unless home_size is empty)."""
+        if not self.as_root or not self.home_size.strip():
+            return None
+        try:
+            return HomeVolumes(Path(self.homes_dir), size_bytes=parse_size(self.home_size))
+        except ValueError as exc:
+            raise SandboxError(f"c.SandboxSpawner.home_size: {exc}") from exc
+
+    async def _mount_home(self, uid: int, gid: int) -> None:
+        """Mount the analyst's size-limited home (made on first use) where bubblewrap binds it."""
+        volumes = self._home_volumes()
+        if volumes is None:
+            return
+        root = Path(self.homes_dir)
+        root.mkdir(mode=0o711, parents=True, exist_ok=True)
+        os.chmod(root, 0o711)  # noqa: S103  # traversable by the analyst's bubblewrap; not listable
+        try:
+            await asyncio.to_thread(volumes.mount, self.system_user, uid=uid, gid=gid)
+        except (HomeVolumeError, OSError) as exc:
+            raise SandboxError(
+                f"cannot mount the home of {self.user.name} ({exc}); "
+                "c.SandboxSpawner.home_size = '' gives plain homes without a quota"
+            ) from exc
+
+    async def _unmount_home(self) -> None:
+        """Once the sandbox is gone: unmount its home (its mount namespace may linger a moment)."""
+        volumes = self._home_volumes()
+        if volumes is None:
+            return
+        last: Exception | None = None
+        for _ in range(40):
+            try:
+                await asyncio.to_thread(volumes.unmount, self.system_user)
+                return
+            except HomeVolumeError as exc:
+                last = exc
+            await asyncio.sleep(0.25)
+        self.log.warning("The home of %s stays mounted: %s", self.user.name, last)
 
     async def _ensure_system_user(self) -> None:
         """Create the analyst's account on first spawn (root only)."""

@@ -11,7 +11,7 @@
 #   DPSANDBOX_ISOLATION         docker, bubblewrap or none (development only, logged loudly);
 #                               default: docker where the engine answers (root), else bubblewrap
 #                               (sandbox/hub/modes.py; DPSANDBOX_SANDBOX_ISOLATION is the older name)
-#   DPSANDBOX_SANDBOX_HOME_SIZE size of each analyst's home under Docker (default 5G)
+#   DPSANDBOX_SANDBOX_HOME_SIZE size of each analyst's home, Docker or bubblewrap as root (5G)
 #   DPSANDBOX_SANDBOX_MEM_LIMIT / _CPU_LIMIT / _PIDS_LIMIT   per-sandbox limits
 #                               (default 4G, 1 CPU, 1024 processes and threads)
 #   DPSANDBOX_IDLE_TIMEOUT      seconds before an idle server is culled (default 3600)
@@ -82,6 +82,9 @@ if isolation.mode != "docker":
 c.SandboxSpawner.mem_limit = os.environ.get("DPSANDBOX_SANDBOX_MEM_LIMIT", "4G")
 c.SandboxSpawner.cpu_limit = float(os.environ.get("DPSANDBOX_SANDBOX_CPU_LIMIT", "1"))
 c.SandboxSpawner.pids_limit = int(os.environ.get("DPSANDBOX_SANDBOX_PIDS_LIMIT", "1024"))
+c.SandboxSpawner.home_size = os.environ.get("DPSANDBOX_SANDBOX_HOME_SIZE", "5G")
+if os.environ.get("DPSANDBOX_SANDBOX_HOMES_DIR"):  # where bubblewrap's home images live
+    c.SandboxSpawner.homes_dir = os.environ["DPSANDBOX_SANDBOX_HOMES_DIR"]
 c.DockerSandboxSpawner.gateway_url = settings.gateway_url
 c.DockerSandboxSpawner.dpsandbox_home = str(settings.home)
 c.DockerSandboxSpawner.hub_state_dir = str(state_dir)

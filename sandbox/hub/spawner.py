@@ -255,9 +255,11 @@ class SandboxSpawner(AnalystAccountMixin, BubblewrapMixin, ConfinementMixin, Loc
             await self._ensure_system_user()
         else:
             self._ensure_private_home()
-        uid = pwd.getpwnam(self.system_user).pw_uid
+        account = pwd.getpwnam(self.system_user)
+        uid = account.pw_uid
         if uid == 0:
             raise SandboxError("refusing to run a single-user server as root")
+        await self._mount_home(uid, account.pw_gid)
         self._provide_templates(uid)
         if not Path(self.cmd[0]).exists():
             raise SandboxError(
@@ -406,6 +408,7 @@ class SandboxSpawner(AnalystAccountMixin, BubblewrapMixin, ConfinementMixin, Loc
             self.log.warning("Killing %d leftover processes of %s", len(left), self.user.name)
         await asyncio.to_thread(cgroup.remove)
         await self._forget_filtered_uid()
+        await self._unmount_home()
 
     async def _revoke_token(self) -> None:
         """The server is gone: its token (and every refresh of it) ends at the gateway."""

@@ -207,6 +207,8 @@ def running_hub(
     for name in ("DPSANDBOX_HUB_SECRET", "DPSANDBOX_SANDBOX_ISOLATION", "DPSANDBOX_ISOLATION"):
         full_env.pop(name, None)
     full_env["DPSANDBOX_ISOLATION"] = "bubblewrap"
+    # Bubblewrap's size-limited home images go with the run (removed with it).
+    full_env["DPSANDBOX_SANDBOX_HOMES_DIR"] = str(run_dir / f"homes-{port}")
     full_env.update(env or {})
     with open(log_path, "wb") as log:
         proc = start_hub(

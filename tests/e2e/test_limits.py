@@ -21,7 +21,7 @@ PIDS = 96
 @pytest.fixture(scope="module")
 def small_hub(gateway: Gateway, sandbox_env: Path, e2e_dir: Path) -> Iterator[Hub]:
     env = {"DPSANDBOX_SANDBOX_MEM_LIMIT": LIMIT, "DPSANDBOX_SANDBOX_CPU_LIMIT": "1",
-           "DPSANDBOX_SANDBOX_PIDS_LIMIT": str(PIDS)}
+           "DPSANDBOX_SANDBOX_PIDS_LIMIT": str(PIDS), "DPSANDBOX_SANDBOX_HOME_SIZE": "64M"}
     with running_hub(gateway, e2e_dir, env=env) as hub:
         yield hub
 
@@ -64,6 +64,27 @@ def test_a_process_over_the_memory_limit_is_killed(small_hub: Hub, gateway: Gate
         line = next(x for x in out.splitlines() if x.startswith("REFUSED"))
         assert 0 < int(line.split()[1]) < PIDS, out
         assert "RESULT" in kernel.execute("print('RESULT alive')")
+        # The home has a size of its own (a loop-mounted image): writing past it fails in
+        # the kernel, and the kernel and its way to the gateway carry on.
+        homes = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
+                 if line.split()[1].endswith(f"/mnt/{account}")]
+        assert len(homes) == 1, homes
+        out = kernel.execute(
+            "import errno, os, httpx\n"
+            "path = os.path.expanduser('~/fill')\n"
+            "try:\n"
+            "    with open(path, 'wb') as f:\n"
+            "        for _ in range(200):\n"
+            "            f.write(b'x' * 2**20); f.flush(); os.fsync(f.fileno())\n"
+            "    print('QUOTA none')\n"
+            "except OSError as e:\n"
+            "    print('QUOTA', errno.errorcode[e.errno])\n"
+            "os.remove(path)\n"
+            "me = httpx.get(os.environ['DPSANDBOX_GATEWAY_URL'] + '/v1/me',\n"
+            "               headers={'Authorization': 'Bearer ' + os.environ['DPSANDBOX_TOKEN']})\n"
+            "print('GATEWAY', me.status_code)"
+        )
+        assert "QUOTA ENOSPC" in out and "GATEWAY 200" in out, out
     finally:
         if kernel is not None:
             kernel.close()
