@@ -91,6 +91,15 @@ def gateway_env(tmp_path_factory: pytest.TempPathFactory,
         yield GatewayEnv(services, client)
 
 
+@pytest.fixture(scope="module")
+def exam_env(tmp_path_factory: pytest.TempPathFactory,
+             demo_files: dict[str, Path]) -> Iterator[GatewayEnv]:
+    """A gateway with the accounts and one small dataset (exam), per test module."""
+    services = make_services(tmp_path_factory.mktemp("home"), demo_files, datasets=("exam",))
+    with TestClient(create_app(services=services)) as client:
+        yield GatewayEnv(services, client)
+
+
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL schema for this test run, dropped afterwards."""

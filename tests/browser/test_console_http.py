@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.app import create_app
 from gateway.services.common import Principal
-from tests.conftest import ADMIN, PASSWORD, GatewayEnv, make_services
+from tests.conftest import ADMIN, PASSWORD, GatewayEnv
 
 
 @pytest.fixture(scope="module")
-def gateway_env(tmp_path_factory: pytest.TempPathFactory,
-                demo_files: dict[str, Path]) -> Iterator[GatewayEnv]:
+def gateway_env(exam_env: GatewayEnv) -> GatewayEnv:
     """The accounts and one small dataset are all these tests need."""
-    services = make_services(tmp_path_factory.mktemp("home"), demo_files, datasets=("exam",))
-    with TestClient(create_app(services=services)) as client:
-        yield GatewayEnv(services, client)
+    return exam_env
 
 
 def login_token(client: TestClient) -> str:

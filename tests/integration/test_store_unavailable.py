@@ -6,7 +6,6 @@ Real faults, no mocks: a SQLite database opened read-only, and PostgreSQL on a c
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +16,15 @@ from gateway.adapters.db import Store, StoreUnavailable
 from gateway.app import create_app
 from gateway.bootstrap import bootstrap
 from gateway.settings import Settings
-from tests.conftest import PASSWORD, GatewayEnv, make_services
+from tests.conftest import PASSWORD, GatewayEnv
 
 MESSAGE = "the store is unavailable; try again shortly"
 
 
 @pytest.fixture(scope="module")
-def gateway_env(tmp_path_factory: pytest.TempPathFactory,
-                demo_files: dict[str, Path]) -> Iterator[GatewayEnv]:
-    services = make_services(tmp_path_factory.mktemp("home"), demo_files, datasets=("exam",))
-    with TestClient(create_app(services=services)) as client:
-        yield GatewayEnv(services, client)
+def gateway_env(exam_env: GatewayEnv) -> GatewayEnv:
+    """The accounts and the exam dataset."""
+    return exam_env
 
 
 def _app_on(env: GatewayEnv, url: str) -> TestClient:
