@@ -57,6 +57,7 @@ def with_accuracy(svc: Services, actor: Principal,
         review = svc.queries.get(actor, query["id"]).get("review") or {}
         accuracy = review.get("accuracy") or {"error": review.get("problem") or "not available"}
         out.append({**query, "expected_accuracy": accuracy,
+                    "review_summary": review.get("summary"),
                     "spec_text": json.dumps(query["spec"], indent=2, sort_keys=True)})
     return out
 

@@ -182,3 +182,26 @@ def test_restricted_fits_wait_for_review(gateway_env: GatewayEnv) -> None:
     held_model = env.post("erin", "/v1/models", model).json()
     review = env.get("root_admin", f"/v1/queries/{held_model['id']}").json()["review"]
     assert "1 coefficient(s) and an intercept" in review["summary"]
+
+
+def test_console_shows_the_kind_and_what_will_leave(gateway_env: GatewayEnv) -> None:
+    from tests.browser.test_console_http import fresh, sign_in
+
+    env = gateway_env
+    env.grant("rita", "credit", 1.0)
+    held = env.post("rita", "/v1/models", {"dataset": "credit", "kind": "pca",
+                                           "columns": ["age", "income"], "components": 1,
+                                           "epsilon": 0.2}).json()
+    assert held["status"] == "pending_review"
+    admin = fresh(env)
+    assert sign_in(admin, "root_admin").status_code in (302, 303)
+    reviews = admin.get("/console/admin/reviews").text
+    assert "a PCA of age, income: 1 component(s) of 2 values" in reviews
+    audit = admin.get("/console/audit?action=query.submit").text
+    assert "PCA" in audit
+    rita = fresh(env)
+    sign_in(rita, "rita")
+    mine = rita.get("/console").text
+    assert "synthetic data" in mine and "PCA" in mine
+    chinese = rita.get("/console", headers={"Accept-Language": "zh-CN"}).text
+    assert "合成数据" in chinese
