@@ -373,7 +373,9 @@ def _context(inputs: ImageInputs, wheels: Path, into: Path) -> None:
         path.write_bytes(content)
 
 
-def _build_sandbox(client: Any, inputs: ImageInputs, wheels: Path, cache: Path, say: Progress) -> None:
+def _build_sandbox(
+    client: Any, inputs: ImageInputs, wheels: Path, cache: Path, say: Progress, *, nocache: bool = False
+) -> None:
     import docker
 
     say(f"image {inputs.tag}: docker build --network none")
@@ -387,6 +389,7 @@ def _build_sandbox(client: Any, inputs: ImageInputs, wheels: Path, cache: Path, 
                 network_mode="none",
                 rm=True,
                 forcerm=True,
+                nocache=nocache,
                 decode=True,
                 buildargs={"BASE": inputs.base_tag},
             ):
@@ -414,11 +417,13 @@ def build_image(*, force: bool = False, say: Progress = _say, repo: Path = REPO_
         if not force and image_exists(inputs.tag, client):
             return inputs.tag
         started = time.monotonic()
-        if force:
-            _remove(client, inputs.base_tag)
+        if force:  # everything again: base, wheels, every layer
+            for tag in (inputs.tag, inputs.base_tag):
+                _remove(client, tag)
+            shutil.rmtree(cache / f"wheels-{inputs.wheels_key}", ignore_errors=True)
         _build_base(client, inputs, cache, say)
         wheels = _wheels(inputs, cache, say)
-        _build_sandbox(client, inputs, wheels, cache, say)
+        _build_sandbox(client, inputs, wheels, cache, say, nocache=force)
         _remove_older(client, keep={inputs.tag, inputs.base_tag}, say=say)
         say(f"sandbox image ready in {time.monotonic() - started:.0f} s: {inputs.tag}")
     return inputs.tag
