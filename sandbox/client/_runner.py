@@ -8,6 +8,7 @@ returns a :class:`PendingQuery` at once unless told to wait.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -65,11 +66,15 @@ class QueryRunner:
             timeout: float | None = None, shape: Shape | None = None) -> DPResult | PendingQuery:
         """Run a query. Released at once: the DataFrame. Held for review: a PendingQuery,
         or its result when ``wait`` is true or a ``timeout`` is given (seconds to wait)."""
-        answer = self.session.post("/v1/queries", dict(body))
+        # One key per query asked: a retry (connection lost, gateway restarting) returns
+        # the first attempt's query and result, and is never charged again.
+        answer = self.session.post("/v1/queries", dict(body), idempotency_key=uuid.uuid4().hex)
         keys = list(group_by) or list((answer.get("spec") or {}).get("group_by") or ())
         if answer.get("status") == "released":
             return self._shaped(self._released(answer, keys, cached=None), shape)
         pending = self.pending(answer, group_by=keys, shape=shape)
+        if answer.get("status") == "running":  # a retry met its first attempt still computing
+            return pending.result(timeout=REVIEW_TIMEOUT if timeout is None else timeout)
         self._say(_("{dataset}: query {id} is held for review by an admin (restricted data); "
                     "nothing is charged until it is released").format(
             dataset=pending.dataset, id=pending.id))

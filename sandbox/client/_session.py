@@ -31,6 +31,14 @@ from sandbox.client._i18n import _, accept_language
 REFRESH_MARGIN = 300
 TOKEN_FILE_NAME = ".dpsandbox_token"  # noqa: S105 - a file name, not a secret
 HTTP_TIMEOUT = 120.0  # seconds for one HTTP call to the gateway
+# Retries: a request is sent again only when that is safe, i.e. a GET, or a POST carrying an
+# Idempotency-Key (the gateway then answers a repeat with the first attempt's query), or a
+# POST that never left (connection refused). On a connection error and on 502/503/504
+# (the gateway restarting, its store unavailable, a proxy without a ready replica).
+RETRY_ATTEMPTS = 5
+RETRY_FIRST_WAIT = 0.5  # seconds, doubled after each attempt
+RETRY_MAX_WAIT = 10.0
+RETRY_STATUSES = frozenset({502, 503, 504})
 
 
 def token_claims(token: str) -> dict[str, Any]:
@@ -164,29 +172,31 @@ class Session:
     # -- requests ------------------------------------------------------------------------
 
     def request(self, method: str, path: str, *, json: Any = None,
-                params: dict[str, Any] | None = None) -> Any:
+                params: dict[str, Any] | None = None, idempotency_key: str | None = None) -> Any:
         self.ensure_fresh()
-        return self._send(method, path, json=json, params=params, auth=True)
+        return self._send(method, path, json=json, params=params, auth=True,
+                          idempotency_key=idempotency_key)
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params=params or None)
 
-    def post(self, path: str, body: Any = None) -> Any:
-        return self.request("POST", path, json=body)
+    def post(self, path: str, body: Any = None, *, idempotency_key: str | None = None) -> Any:
+        """POST ``body``; with an ``idempotency_key`` it is retried safely (see RETRY_*)."""
+        return self.request("POST", path, json=body, idempotency_key=idempotency_key)
 
     def _send(self, method: str, path: str, *, json: Any = None,
-              params: dict[str, Any] | None = None, auth: bool) -> Any:
+              params: dict[str, Any] | None = None, auth: bool,
+              idempotency_key: str | None = None) -> Any:
         headers = {"Accept-Language": accept_language()}  # the gateway's messages match ours
         if auth:
             if self._token is None:
                 raise Unauthenticated(_("no token: connect(url, token=...) or set "
                                         "DPSANDBOX_TOKEN (the hub does this in a sandbox)"))
             headers["Authorization"] = f"Bearer {self._token}"
-        try:
-            response = self._http.request(method, path, json=json, params=params,
-                                          headers=headers)
-        except httpx.HTTPError as exc:
-            raise translate_transport_error(exc, self.url) from exc
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
+        response = self._exchange(method, path, json=json, params=params, headers=headers,
+                                  repeatable=method == "GET" or idempotency_key is not None)
         if response.is_success:
             try:
                 return response.json()
@@ -196,5 +206,37 @@ class Session:
                                      status=response.status_code) from exc
         raise error_from_response(response)
 
+    def _exchange(self, method: str, path: str, *, json: Any, params: dict[str, Any] | None,
+                  headers: dict[str, str], repeatable: bool) -> httpx.Response:
+        """One request, sent again after a connection error or a 502/503/504 when safe."""
+        wait = RETRY_FIRST_WAIT
+        for attempt in range(RETRY_ATTEMPTS + 1):
+            last = attempt == RETRY_ATTEMPTS
+            try:
+                response = self._http.request(method, path, json=json, params=params,
+                                              headers=headers)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing was sent
+                if last:
+                    raise translate_transport_error(exc, self.url) from exc
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+                if last or not repeatable:  # the gateway may have acted on it
+                    raise translate_transport_error(exc, self.url) from exc
+            except httpx.HTTPError as exc:  # a timeout: the query may be long, do not repeat
+                raise translate_transport_error(exc, self.url) from exc
+            else:
+                if last or not repeatable or response.status_code not in RETRY_STATUSES:
+                    return response
+                wait = max(wait, _retry_after(response))
+            time.sleep(min(wait, RETRY_MAX_WAIT))
+            wait *= 2
+        raise AssertionError("unreachable")  # the last attempt returns or raises
+
     def close(self) -> None:
         self._http.close()
+
+
+def _retry_after(response: httpx.Response) -> float:
+    try:
+        return max(0.0, float(response.headers.get("Retry-After", "0")))
+    except ValueError:
+        return 0.0

@@ -209,3 +209,52 @@ def test_the_client_reads_the_apis_documented_shapes(shape: str, model: str) -> 
     assert required and all(documented[name].is_required() for name in required), required
     shared = [f.name for f in fields if f.name in documented]
     assert len(shared) >= len(documented) // 2, shared  # most of the documented shape is read
+
+
+def test_a_keyed_query_is_retried_with_the_same_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Connection lost, then 503 with Retry-After, then the answer: one key throughout."""
+    import httpx
+
+    from sandbox.client._runner import QueryRunner
+    from sandbox.client._session import Session
+
+    monkeypatch.setattr("sandbox.client._session.RETRY_FIRST_WAIT", 0.01)
+    answer = {"id": "q1", "status": "released", "cached": False, "dataset": "exam",
+              "columns": ["count"], "rows": [[7]], "accuracy": {"alpha": 0.05, "count": 1.0},
+              "epsilon_charged": 0.1, "delta_charged": 0.0, "budget": None}
+    keys: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/grants":
+            return httpx.Response(200, json=[])
+        keys.append(request.headers["Idempotency-Key"])
+        if len(keys) == 1:
+            raise httpx.RemoteProtocolError("server disconnected", request=request)
+        if len(keys) == 2:
+            return httpx.Response(503, headers={"Retry-After": "0"}, json={
+                "error": {"code": "unavailable", "message": "the store is unavailable"}})
+        return httpx.Response(200, json=answer)
+
+    session = Session("http://gw", "t", transport=httpx.MockTransport(handler))
+    result = QueryRunner(session, say=lambda _: None).run(
+        {"dataset": "exam", "select": [{"agg": "count"}], "epsilon": 0.1})
+    assert result["count"].tolist() == [7]
+    assert len(keys) == 3 and len(set(keys)) == 1 and len(keys[0]) == 32
+
+
+def test_an_unkeyed_post_is_not_repeated_after_the_request_left() -> None:
+    import httpx
+
+    from sandbox.client._errors import DPSandboxError
+    from sandbox.client._session import Session
+
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        raise httpx.ReadError("connection reset", request=request)
+
+    session = Session("http://gw", "t", transport=httpx.MockTransport(handler))
+    with pytest.raises(DPSandboxError):
+        session.post("/v1/requests", {"dataset": "exam"})
+    assert calls == ["/v1/requests"]
