@@ -29,6 +29,7 @@ from gateway.api.routes import (
 from gateway.bootstrap import Services, bootstrap
 from gateway.domain.errors import InvalidRequest
 from gateway.i18n import LocaleMiddleware, _l
+from gateway.services.recovery import RecoveryLoop
 from gateway.settings import Settings
 from gateway.web import router as console_router
 
@@ -38,7 +39,14 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        loop = None
+        if services.recovery is not None:  # heartbeat + orphaned queries (services/recovery.py)
+            loop = RecoveryLoop(services.recovery, heartbeat=services.settings.heartbeat_seconds,
+                                interval=services.settings.recovery_interval_seconds)
+            loop.start()
         yield
+        if loop is not None:
+            await run_in_threadpool(loop.stop)
         services.store.dispose()
 
     app = FastAPI(title="dp-sandbox gateway", version="0.1.0", lifespan=lifespan,

@@ -13,6 +13,8 @@ from gateway.services.catalog import Catalog
 from gateway.services.fits import FitService
 from gateway.services.grants import Ledger
 from gateway.services.queries import Engine, QueryService
+from gateway.services.query_recovery import recompute_query
+from gateway.services.recovery import Instance, Recovery
 from gateway.services.users import UserService
 from gateway.settings import Settings
 
@@ -31,6 +33,7 @@ class Services:
     fits: FitService
     access: AccessService
     extra: dict[str, Any]
+    recovery: Recovery | None = None
 
 
 class LazyEngine:
@@ -59,7 +62,12 @@ def bootstrap(settings: Settings | None = None, *, engine: Engine | None = None,
     audit = AuditLog(store)
     catalog = Catalog(store, audit, settings)
     ledger = Ledger(store, audit, catalog)
-    queries = QueryService(store, audit, catalog, ledger, engine or LazyEngine())
+    instance = Instance()
+    queries = QueryService(store, audit, catalog, ledger, engine or LazyEngine(),
+                           runner=instance.id)
+    recovery = Recovery(store, instance, stale_seconds=settings.instance_stale_seconds,
+                        in_flight=queries.releases.computing)
+    recovery.register("query", lambda record: recompute_query(queries, record))
     return Services(
         settings=settings, store=store, tokens=tokens,
         hub_secret=load_or_create_secret(settings.state_dir, "hub_secret"),
@@ -68,5 +76,5 @@ def bootstrap(settings: Settings | None = None, *, engine: Engine | None = None,
         queries=queries,
         fits=queries.fits,
         access=AccessService(store, audit, catalog, ledger),
-        extra={},
+        extra={}, recovery=recovery,
     )

@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     body_timeout_seconds: float = Field(default=30.0, gt=0)
     keep_alive_seconds: int = Field(default=5, ge=1)
     max_connections: int = Field(default=256, ge=1)
+    # recovery of queries charged but never released (gateway/services/recovery.py)
+    heartbeat_seconds: float = Field(default=5.0, gt=0)
+    instance_stale_seconds: float = Field(default=30.0, gt=0)
+    recovery_interval_seconds: float = Field(default=30.0, gt=0)
 
     @cached_property
     def data_dir(self) -> Path:

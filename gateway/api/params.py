@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import Path, Query
+from fastapi import Header, Path, Query
 
 MAX_SEQ = 2**63 - 1  # the audit table's BIGINT
 MAX_PAGE_NUMBER = 1_000_000
@@ -31,3 +31,7 @@ DummyRows = Annotated[int, Query(ge=1, le=MAX_DUMMY_ROWS)]
 ListLimit = Annotated[int, Query(ge=1, le=1000)]
 FilterText = Annotated[str | None, Query(max_length=64)]
 ExportFormat = Annotated[Literal["csv", "jsonl"], Query()]
+IdempotencyKey = Annotated[str | None, Header(
+    alias="Idempotency-Key", min_length=8, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$",
+    description="the same key from the same account returns the first attempt's query and "
+                "result, and is never charged twice")]

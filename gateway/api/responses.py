@@ -157,6 +157,9 @@ class QueryAnswer(Answer):
     dataset_version: str | None = None
     trace: dict[str, Any] | None = None    # admins and auditors: grant and application
     review: dict[str, Any] | None = None   # admins, while held: cost, accuracy, purpose
+    error: str | None = None       # why it ended in ``error`` (the charge stands)
+    recovered: bool | None = None  # finished by recovery after its first process stopped
+    replayed: bool | None = None   # a retry with the same Idempotency-Key: the first attempt
 
 
 class PreviewAnswer(Answer):

@@ -5,6 +5,7 @@ Budgets are :class:`~gateway.domain.budget.Budget` values, times are ISO 8601 te
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -116,3 +117,12 @@ class QueryRecord:
     reviewed_by: str | None = None
     review_note: str | None = None
     error: str | None = None
+    runner: str | None = None  # the gateway process computing it while ``running``
+    idempotency_key: str | None = None
+    recovered: bool = False  # finished by recovery after its first process stopped
+
+    @property
+    def kind(self) -> str:
+        """What is released: ``query`` (a DP query) unless its spec names another kind."""
+        spec = json.loads(self.spec_json)
+        return str(spec.get("kind", "query")) if isinstance(spec, dict) else "query"

@@ -155,7 +155,7 @@ class FitService:
         try:
             released = plan.release()
         except Exception as exc:
-            self.releases.fail(actor, prepared.ticket, admitted.record.id, exc)
+            self.releases.fail(actor, prepared.dataset.name, admitted.record.id, exc)
             raise InternalError("the fit failed after its budget was reserved; the charge "
                                 "stands because data may have been read") from exc
         return as_result(released, plan.accuracy(ALPHA))

@@ -11,6 +11,7 @@ Restricted datasets hold a query for an admin's review, who releases it the same
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -42,6 +43,7 @@ from gateway.services.specs import spec_from_json
 from gateway.services.views import budget_view, query_view, trace
 
 ALPHA = 0.05
+REPLAY_WAIT_SECONDS = 30.0  # a retry waits this long for its first attempt to finish
 
 
 class Plan(Protocol):
@@ -68,6 +70,7 @@ class QueryRequest:
     sql: str | None = None
     body: dict[str, Any] | None = None
     rho: Any = None  # zCDP datasets: the loss in rho instead of epsilon
+    idempotency_key: str | None = None  # the Idempotency-Key header: a retry's first attempt
 
     def audit_fields(self) -> dict[str, Any]:
         detail: dict[str, Any] = {}
@@ -89,6 +92,7 @@ class Prepared:
     sql: str | None
     dataset: DatasetRecord
     loss: Budget
+    idempotency_key: str | None = None
 
     @property
     def ticket(self) -> Ticket:
@@ -98,7 +102,7 @@ class Prepared:
         return Ticket(dataset=self.dataset, cost=self.loss,
                       key=query_key(self.spec, self.loss, self.dataset.version),
                       spec_json=canonical_json(self.spec.to_json()), sql=self.sql,
-                      detail=detail)
+                      detail=detail, idempotency_key=self.idempotency_key)
 
 
 def post_process(spec: QuerySpec, columns: list[str], rows: list[list[Any]]) -> list[list[Any]]:
@@ -122,11 +126,11 @@ def relabel(result: Result, columns: list[str]) -> Result:
 
 class QueryService:
     def __init__(self, store: Store, audit: AuditLog, catalog: Catalog, ledger: Ledger,
-                 engine: Engine) -> None:
+                 engine: Engine, *, runner: str | None = None) -> None:
         self.store, self.catalog, self.ledger, self.engine = store, catalog, ledger, engine
         self.refusals = audit.refusals
         self.audit = audit
-        self.releases = Releases(store, audit, ledger)
+        self.releases = Releases(store, audit, ledger, runner=runner)
         # synthetic data and models: the same unit of work; held ones are reviewed here too
         self.fits = FitService(store, audit, catalog, ledger, self.releases)
 
@@ -144,7 +148,7 @@ class QueryService:
         validate(spec, rec.policy)
         loss = accounting.query_loss(spec, rec.policy, epsilon=request.epsilon,
                                      delta=request.delta, rho=request.rho)
-        return Prepared(spec, request.sql, rec, loss)
+        return Prepared(spec, request.sql, rec, loss, request.idempotency_key)
 
     def _public_columns(self, dataset: str) -> list[str]:
         return public_columns(self.catalog.record(dataset).policy)
@@ -160,7 +164,7 @@ class QueryService:
         try:
             release = plan.release()
         except Exception as exc:
-            self.releases.fail(actor, prepared.ticket, admitted.record.id, exc)
+            self.releases.fail(actor, prepared.dataset.name, admitted.record.id, exc)
             raise InternalError("the query failed after its budget was reserved; the charge "
                                 "stands because data may have been read") from exc
         return Result(release.columns, release.rows, {"alpha": ALPHA, **release.accuracy})
@@ -174,6 +178,8 @@ class QueryService:
             plan = self.plan(prepared)
             admitted = self.releases.admit(actor, prepared.ticket,
                                            review=prepared.dataset.policy.access == "restricted")
+        if admitted.replayed:
+            return self._replayed(actor, prepared, admitted)
         if admitted.held:
             return self.view(actor, admitted.record)
         if admitted.cached:
@@ -276,6 +282,20 @@ class QueryService:
             "delta_charged": charged.delta_float, "budget": budget_view(grant),
             **self._zcdp_charged(record.cost, charged, grant),
         }
+
+    def _replayed(self, actor: Principal, prepared: Prepared, admitted: Admitted) -> dict[str, Any]:
+        """A retried request: the first attempt's answer, once it has one (waiting a while if
+        it is still being computed, here, by another replica, or by recovery after a crash)."""
+        record = admitted.record
+        deadline = time.monotonic() + REPLAY_WAIT_SECONDS
+        while record.status == "running" and time.monotonic() < deadline:
+            time.sleep(0.2)
+            with self.store.reading() as tx:
+                record = tx.queries.get(record.id) or record
+        if record.status == "released":
+            return {**self._answer(prepared, record, admitted.grant, cached=False),
+                    "replayed": True}
+        return {**self.view(actor, record), "replayed": True}
 
     @staticmethod
     def _zcdp_charged(cost: Budget, charged: Budget, grant: Grant) -> dict[str, Any]:

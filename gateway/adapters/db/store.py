@@ -43,9 +43,18 @@ class StoreError(InternalError):
     """The database refused a statement the code should never have sent (a bug)."""
 
 
+# PostgreSQL's SQLSTATEs of operational faults, whatever DB-API class the driver gives them:
+# connection exceptions, a read-only transaction (a standby, default_transaction_read_only),
+# insufficient resources (disk full, out of memory, too many connections), a server
+# shutting down or not accepting connections yet, I/O errors.
+OPERATIONAL_SQLSTATES = ("08", "25006", "53", "57P", "58")
+
+
 def _map(exc: SQLAlchemyError) -> Exception:
+    sqlstate = str(getattr(getattr(exc, "orig", None), "sqlstate", None) or "")
     operational = isinstance(exc, OperationalError | InterfaceError) or (
-        isinstance(exc, DBAPIError) and exc.connection_invalidated)
+        isinstance(exc, DBAPIError) and exc.connection_invalidated) or (
+        sqlstate.startswith(OPERATIONAL_SQLSTATES))
     if operational:
         log.warning("store unavailable: %s", str(exc).splitlines()[0][:300])
         return StoreUnavailable()

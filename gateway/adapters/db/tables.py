@@ -114,7 +114,14 @@ queries = Table(
     Column("reviewed_by", String(64), nullable=True),
     Column("review_note", Text, nullable=True),
     Column("error", Text, nullable=True),
+    # recovery (gateway/services/recovery.py): the process computing a running query, and
+    # whether a restarted or another gateway finished it; a retried request's key
+    Column("runner", String(32), nullable=True),
+    Column("idempotency_key", String(128), nullable=True),
+    Column("recovered", Boolean, nullable=True),
     Index("ix_queries_grant_key", "grant_id", "query_key"),
+    Index("ux_queries_idempotency", "username", "idempotency_key", unique=True),
+    Index("ix_queries_status", "status"),
 )
 
 audit = Table(
@@ -144,4 +151,14 @@ revoked_tokens = Table(
     Column("username", String(64), nullable=False),
     Column("expires_at", BigInteger, nullable=False),  # the token's exp (unix seconds)
     Column("revoked_at", String(40), nullable=False),
+)
+
+gateway_instances = Table(
+    "gateway_instances",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", String(40), nullable=False),
+    Column("heartbeat_at", String(40), nullable=False),
 )

@@ -7,6 +7,7 @@ from sqlalchemy import Connection
 from gateway.adapters.db.audit import AuditRepo
 from gateway.adapters.db.datasets import DatasetRepo
 from gateway.adapters.db.grants import GrantRepo
+from gateway.adapters.db.instances import InstanceRepo
 from gateway.adapters.db.queries import QueryRepo
 from gateway.adapters.db.requests import ApplicationRepo
 from gateway.adapters.db.users import TokenRepo, UserRepo
@@ -24,3 +25,4 @@ class Tx:
         self.applications = ApplicationRepo(conn)
         self.queries = QueryRepo(conn)
         self.audit = AuditRepo(conn)
+        self.instances = InstanceRepo(conn)

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
 from gateway.api.deps import CurrentUser, ServicesDep
-from gateway.api.params import RecordId
+from gateway.api.params import IdempotencyKey, RecordId
 from gateway.api.responses import PreviewAnswer, QueryAnswer
 from gateway.api.schemas import NoteBody, QueryBody
 
@@ -20,8 +21,9 @@ def preview(body: QueryBody, actor: CurrentUser, svc: ServicesDep) -> dict[str, 
 
 @router.post("/queries", response_model=QueryAnswer,
              response_model_exclude_unset=True)
-def run_query(body: QueryBody, actor: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
-    return svc.queries.run(actor, body.to_request())
+def run_query(body: QueryBody, actor: CurrentUser, svc: ServicesDep,
+              idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+    return svc.queries.run(actor, replace(body.to_request(), idempotency_key=idempotency_key))
 
 
 @router.get("/queries", response_model=list[QueryAnswer],
