@@ -60,7 +60,11 @@ def cmd_grant_add(args: argparse.Namespace) -> int:
     grant = services().ledger.give(cli_actor(), user=args.user, org=args.org,
                                     dataset=args.dataset, epsilon=args.epsilon,
                                     delta=args.delta, days=args.days)
-    console.print(f"grant {grant['id']}: epsilon {grant['epsilon_total']:g} on "
+    size = f"epsilon {grant['epsilon_total']:g}"
+    if grant.get("accounting") == "zcdp":  # docs/zcdp.md
+        size = (f"rho {grant['rho_total']:.12g} (zCDP: epsilon {grant['epsilon_total']:g} at "
+                f"delta {grant['conversion_delta']:g})")
+    console.print(f"grant {grant['id']}: {size} on "
                   f"{grant['dataset']} for {grant['user'] or grant['org']} until "
                   f"{grant['expires_at']}")
     return 0

@@ -11,6 +11,7 @@ from typing import Any
 
 import opendp.prelude as dp
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 
 from gateway.adapters.dp import rho_units_for_epsilon
@@ -179,3 +180,31 @@ def test_an_application_on_a_zcdp_dataset_is_granted_in_rho(env: GatewayEnv) -> 
     assert grant["accounting"] == "zcdp"
     assert grant["rho_total"] == rho_units_for_epsilon(1.5, DELTA) * RHO_UNIT
     assert grant["epsilon_total"] == pytest.approx(opendp_epsilon(grant["rho_total"]), abs=1e-9)
+
+
+def test_a_restricted_zcdp_query_is_reviewed_then_charged_in_rho(
+        tmp_path: Path, demo_files: dict[str, Path]) -> None:
+    policy = yaml.safe_load((POLICIES / "variants" / "exam_zcdp.yaml").read_text())
+    policy.update(name="exam_zr", access="restricted")
+    policy_file = tmp_path / "exam_zr.yaml"
+    policy_file.write_text(yaml.safe_dump(policy))
+    services = make_services(tmp_path / "home", demo_files, datasets=())
+    services.catalog.register(ADMIN, name="exam_zr", data=demo_files["exam"],
+                              policy_file=policy_file)
+    grant = services.ledger.give(ADMIN, user="rita", org=None, dataset="exam_zr", epsilon=1.0,
+                                 delta=None, days=None)
+    with TestClient(create_app(services=services)) as client:
+        review_env = GatewayEnv(services, client)
+        held = review_env.post("rita", "/v1/queries", count_body("exam_zr", 1, rho=0.001)).json()
+        assert held["status"] == "pending_review"
+        assert review_env.get("rita", f"/v1/grants/{grant['id']}").json()["rho_spent"] == 0
+        seen = review_env.get("root_admin", f"/v1/queries/{held['id']}").json()
+        assert seen["rho"] == 0.001 and seen["review"]["rho"] == 0.001
+        assert seen["review"]["accuracy"]["count"] > 0  # Gaussian accuracy before release
+        released = review_env.post("root_admin", f"/v1/queries/{held['id']}/release",
+                                   {"note": "fine"})
+        assert released.status_code == 200, released.text
+        assert released.json()["status"] == "released"
+        after = review_env.get("rita", f"/v1/grants/{grant['id']}").json()
+        assert after["rho_spent"] == 0.001
+        assert after["epsilon_spent"] == pytest.approx(opendp_epsilon(0.001), abs=1e-9)
