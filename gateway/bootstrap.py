@@ -10,10 +10,10 @@ from gateway.adapters.db import Store
 from gateway.services.access import AccessService
 from gateway.services.audit import AuditLog
 from gateway.services.catalog import Catalog
-from gateway.services.fits import FitService
+from gateway.services.fits import FIT_KINDS, FitService
 from gateway.services.grants import Ledger
 from gateway.services.queries import Engine, QueryService
-from gateway.services.query_recovery import recompute_query
+from gateway.services.query_recovery import recompute_fit, recompute_query
 from gateway.services.recovery import Instance, Recovery
 from gateway.services.users import UserService
 from gateway.settings import Settings
@@ -68,6 +68,8 @@ def bootstrap(settings: Settings | None = None, *, engine: Engine | None = None,
     recovery = Recovery(store, instance, stale_seconds=settings.instance_stale_seconds,
                         in_flight=queries.releases.computing)
     recovery.register("query", lambda record: recompute_query(queries, record))
+    for kind in FIT_KINDS:  # synthetic data and models: the same unit of work, recovered too
+        recovery.register(kind, lambda record: recompute_fit(queries.fits, record))
     return Services(
         settings=settings, store=store, tokens=tokens,
         hub_secret=load_or_create_secret(settings.state_dir, "hub_secret"),

@@ -81,6 +81,7 @@ class FitRequest:
     epsilon: Any
     delta: Any = None
     spec: Spec | None = None
+    idempotency_key: str | None = None  # the Idempotency-Key header: a retry's first attempt
 
     def audit_fields(self) -> dict[str, Any]:
         dataset = self.body.get("dataset")
@@ -93,6 +94,7 @@ class Prepared:
     spec: Spec
     dataset: DatasetRecord
     loss: Budget
+    idempotency_key: str | None = None
 
     @property
     def ticket(self) -> Ticket:
@@ -105,7 +107,8 @@ class Prepared:
                       spec_json=canonical_json(canonical),
                       detail={"kind": self.spec.kind, "spec": canonical,
                               "version": self.dataset.version,
-                              "summary": self.spec.summary().english})
+                              "summary": self.spec.summary().english},
+                      idempotency_key=self.idempotency_key)
 
 
 @dataclass(frozen=True)
@@ -132,7 +135,8 @@ class FitService:
                 "synthetic data and models are charged in (epsilon, delta); dataset %(dataset)s "
                 "keeps its budgets in zCDP (rho)", dataset=rec.name))
         delta = 0 if request.delta is None else request.delta
-        return Prepared(spec, rec, Budget.query_loss(request.epsilon, delta))
+        return Prepared(spec, rec, Budget.query_loss(request.epsilon, delta),
+                        request.idempotency_key)
 
     def plan(self, prepared: Prepared) -> FitPlan:
         from gateway.adapters.dp.models import plan_pca, plan_regression
@@ -169,6 +173,11 @@ class FitService:
             plan = self.plan(prepared)
             admitted = self.releases.admit(actor, prepared.ticket,
                                            review=prepared.dataset.policy.access == "restricted")
+        if admitted.replayed:  # a retry: the first attempt, as it stands now
+            record = self.releases.settled(admitted.record)
+            if record.status == "released":
+                return {**answer(record, admitted.grant, cached=False), "replayed": True}
+            return {**self.held_view(record, admitted.grant), "replayed": True}
         if admitted.held:
             return self.held_view(admitted.record, admitted.grant)
         if admitted.cached:

@@ -11,7 +11,6 @@ Restricted datasets hold a query for an admin's review, who releases it the same
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -286,12 +285,7 @@ class QueryService:
     def _replayed(self, actor: Principal, prepared: Prepared, admitted: Admitted) -> dict[str, Any]:
         """A retried request: the first attempt's answer, once it has one (waiting a while if
         it is still being computed, here, by another replica, or by recovery after a crash)."""
-        record = admitted.record
-        deadline = time.monotonic() + REPLAY_WAIT_SECONDS
-        while record.status == "running" and time.monotonic() < deadline:
-            time.sleep(0.2)
-            with self.store.reading() as tx:
-                record = tx.queries.get(record.id) or record
+        record = self.releases.settled(admitted.record, wait=REPLAY_WAIT_SECONDS)
         if record.status == "released":
             return {**self._answer(prepared, record, admitted.grant, cached=False),
                     "replayed": True}

@@ -1,4 +1,5 @@
-"""Recovery's step for a DP query: recompute an orphan under its existing charge.
+"""Recovery's steps for a DP query and for a fit (synthetic data, a model): recompute an
+orphan under its existing charge.
 
 Called by :class:`gateway.services.recovery.Recovery` for an orphan it has claimed. The
 query is prepared again from its stored spec against today's catalog; when the dataset's
@@ -11,52 +12,84 @@ as any query. Either way it is audited with ``recovered: true``.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
 
 from gateway.domain.errors import Conflict, DomainError
+from gateway.domain.fits import SyntheticSpec
 from gateway.domain.records import QueryRecord
 from gateway.i18n import _l
 from gateway.services.common import Principal
+from gateway.services.fits import FitRequest, FitService, as_result, spec_of
 from gateway.services.queries import ALPHA, QueryRequest, QueryService
-from gateway.services.releases import Admitted, Result
+from gateway.services.releases import Admitted, Releases, Result
 from gateway.services.specs import spec_from_json
 
 
-def _analyst(queries: QueryService, username: str) -> Principal:
-    with queries.store.reading() as tx:
+def _analyst(store: Any, username: str) -> Principal:
+    with store.reading() as tx:
         user = tx.users.get(username)
     if user is None:
         return Principal(username, "researcher")
     return Principal(user.username, user.role, user.org)
 
 
-def recompute_query(queries: QueryService, record: QueryRecord) -> str:
-    """Finish one claimed orphan: ``released`` or ``error`` (both audited)."""
-    actor = _analyst(queries, record.username)
-    queries.releases.start(record.id)  # finish() or fail() below marks it done
-    with queries.store.reading() as tx:
+def _recompute(releases: Releases, store: Any, record: QueryRecord,
+               prepare: Callable[[], Any], plan_of: Callable[[Any], Any],
+               result_of: Callable[[Any, Any], Result]) -> str:
+    """Prepare again from the stored spec, refuse what changed, compute, finish once."""
+    actor = _analyst(store, record.username)
+    releases.start(record.id)  # finish() or fail() below marks it done
+    with store.reading() as tx:
         grant = tx.grants.get(record.grant_id) if record.grant_id else None
     try:
         if grant is None or grant.status != "active":
             raise Conflict(_l("the grant was revoked since the charge"))
-        prepared = queries.prepare(QueryRequest(
-            spec=spec_from_json(json.loads(record.spec_json)), epsilon=record.cost.epsilon,
-            delta=record.cost.delta, sql=record.sql_text))
+        prepared = prepare()
         if prepared.dataset.version != record.dataset_version:
             raise Conflict(_l("the dataset's data or policy changed since the charge"))
         if prepared.loss != record.cost:
             raise Conflict(_l("the dataset's policy changed since the charge"))
-        plan = queries.plan(prepared)
+        plan = plan_of(prepared)
     except DomainError as exc:
-        queries.releases.fail(actor, record.dataset, record.id, exc, recovered=True,
-                              reason=f"not recomputed after a restart: {exc.message}; the "
-                                     "charge stands")
+        releases.fail(actor, record.dataset, record.id, exc, recovered=True,
+                      reason=f"not recomputed after a restart: {exc.message}; the "
+                             "charge stands")
         return "error"
     try:
-        release = plan.release()
+        result = result_of(prepared, plan)
     except Exception as exc:  # noqa: BLE001 - any engine failure ends the query, audited
-        queries.releases.fail(actor, record.dataset, record.id, exc, recovered=True)
+        releases.fail(actor, record.dataset, record.id, exc, recovered=True)
         return "error"
-    result = Result(release.columns, release.rows, {"alpha": ALPHA, **release.accuracy})
-    queries.releases.finish(actor, Admitted(grant, record), prepared.ticket, result,
-                            recovered=True)
+    releases.finish(actor, Admitted(grant, record), prepared.ticket, result, recovered=True)
     return "released"
+
+
+def recompute_query(queries: QueryService, record: QueryRecord) -> str:
+    """Finish one claimed orphaned DP query: ``released`` or ``error`` (both audited)."""
+    def prepare() -> Any:
+        return queries.prepare(QueryRequest(
+            spec=spec_from_json(json.loads(record.spec_json)),
+            epsilon=None if record.cost.rho_units else record.cost.epsilon,
+            delta=record.cost.delta, rho=record.cost.rho if record.cost.rho_units else None,
+            sql=record.sql_text))
+
+    def result_of(_prepared: Any, plan: Any) -> Result:
+        release = plan.release()
+        return Result(release.columns, release.rows, {"alpha": ALPHA, **release.accuracy})
+
+    return _recompute(queries.releases, queries.store, record, prepare, queries.plan, result_of)
+
+
+def recompute_fit(fits: FitService, record: QueryRecord) -> str:
+    """Finish one claimed orphaned fit (synthetic rows, a model)."""
+    def prepare() -> Any:
+        spec = spec_of(json.loads(record.spec_json))
+        release = "synthetic" if isinstance(spec, SyntheticSpec) else "model"
+        return fits.prepare(FitRequest(release, spec.canonical(), record.cost.epsilon,
+                                       record.cost.delta, spec=spec))
+
+    def result_of(_prepared: Any, plan: Any) -> Result:
+        return as_result(plan.release(), plan.accuracy(ALPHA))
+
+    return _recompute(fits.releases, fits.store, record, prepare, fits.plan, result_of)

@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,6 +129,16 @@ class Releases:
             if record_id is not None:
                 self.done(record_id)
             raise
+
+    def settled(self, record: QueryRecord, *, wait: float = 30.0) -> QueryRecord:
+        """``record`` once it is no longer running (it is being computed here, by another
+        replica, or by recovery after a crash), or as it stands after ``wait`` seconds."""
+        deadline = time.monotonic() + wait
+        while record.status == "running" and time.monotonic() < deadline:
+            time.sleep(0.2)
+            with self.store.reading() as tx:
+                record = tx.queries.get(record.id) or record
+        return record
 
     def _replay(self, tx: Tx, first: QueryRecord, ticket: Ticket) -> Admitted:
         if (first.spec_json, first.cost, first.dataset) != (ticket.spec_json, ticket.cost,

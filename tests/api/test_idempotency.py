@@ -88,3 +88,19 @@ def test_keys_are_per_account(gateway_env: GatewayEnv) -> None:
 def test_a_malformed_key_is_invalid(gateway_env: GatewayEnv, key: str) -> None:
     resp = _post(gateway_env, key, BODY)
     assert resp.status_code == 422 and resp.json()["error"]["code"] == "invalid_request"
+
+
+def test_a_retried_synthetic_release_is_charged_once(gateway_env: GatewayEnv) -> None:
+    """The synthetic and model endpoints share the mechanism (the release unit of work)."""
+    env = gateway_env
+    body = {"dataset": "exam", "columns": ["schgend", "sex"], "rows": 40, "epsilon": 0.3,
+            "method": "mst", "bins": 4}
+    headers = {**env.headers("rita"), "Idempotency-Key": "synthetic-key-0001"}
+    before = _spent(env)
+    first = env.client.post("/v1/synthetic", json=body, headers=headers)
+    assert first.status_code == 200, first.text
+    again = env.client.post("/v1/synthetic", json=body, headers=headers)
+    assert again.status_code == 200, again.text
+    assert again.json()["id"] == first.json()["id"] and again.json()["replayed"] is True
+    assert again.json()["rows"] == first.json()["rows"]
+    assert _spent(env) == pytest.approx(before + 0.3)

@@ -122,3 +122,26 @@ def test_two_replicas_never_finish_the_same_orphan(tmp_path: Path, store_url: st
     assert set(finished) == orphans and set(finished.values()) == {1}
     assert svc.audit.verify().ok
     svc.store.dispose()
+
+
+def test_an_orphaned_synthetic_release_is_recovered_too(tmp_path: Path, store_url: str,
+                                                         demo_files: dict[str, Path]) -> None:
+    """Fits (synthetic data, models) go through the same unit of work and the same recovery."""
+    from gateway.services.fits import FitRequest
+
+    svc = make_services(tmp_path, demo_files, db_url=store_url, datasets=("exam",))
+    svc.ledger.give(ADMIN, user="rita", org=None, dataset="exam", epsilon=2.0, delta=None,
+                    days=None)
+    body = {"dataset": "exam", "columns": ["schgend", "sex"], "rows": 50}
+    prepared = svc.fits.prepare(FitRequest("synthetic", body, 0.5))
+    admitted = svc.fits.releases.admit(RITA, prepared.ticket, review=False)
+    svc.fits.releases.done(admitted.record.id)
+    with svc.store.writing() as tx:
+        tx.queries.claim(admitted.record.id, runner_was=admitted.record.runner,
+                         runner="dead-process")
+    round_ = replica(svc).run_once()
+    assert (round_.found, round_.released) == (1, 1)
+    view = svc.queries.get(RITA, admitted.record.id)
+    assert view["status"] == "released" and view["recovered"] and len(view["rows"]) == 50
+    assert svc.audit.verify().ok
+    svc.store.dispose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from typing import Annotated, Any
 
 import polars as pl
@@ -10,6 +11,7 @@ from fastapi import APIRouter, Header, Response
 
 from gateway.api.deps import CurrentUser, ServicesDep
 from gateway.api.fit_schemas import FitPreview, ModelAnswer, ModelBody, SyntheticAnswer, SyntheticBody
+from gateway.api.params import IdempotencyKey
 
 router = APIRouter(tags=["synthetic data and models"])
 
@@ -38,8 +40,9 @@ def preview_synthetic(body: SyntheticBody, actor: CurrentUser, svc: ServicesDep)
              responses={200: {"content": {PARQUET: {}},
                               "description": "JSON, or Parquet rows with Accept: " + PARQUET}})
 def synthetic(body: SyntheticBody, actor: CurrentUser, svc: ServicesDep,
-              accept: Annotated[str | None, Header(max_length=512)] = None) -> Any:
-    answer = svc.fits.run(actor, body.to_request())
+              accept: Annotated[str | None, Header(max_length=512)] = None,
+              idempotency_key: IdempotencyKey = None) -> Any:
+    answer = svc.fits.run(actor, replace(body.to_request(), idempotency_key=idempotency_key))
     if accept and PARQUET in accept and answer.get("status") == "released":
         return _parquet(answer)
     return SyntheticAnswer.model_validate(answer)
@@ -51,5 +54,7 @@ def preview_model(body: ModelBody, actor: CurrentUser, svc: ServicesDep) -> FitP
 
 
 @router.post("/models")
-def model(body: ModelBody, actor: CurrentUser, svc: ServicesDep) -> ModelAnswer:
-    return ModelAnswer.model_validate(svc.fits.run(actor, body.to_request()))
+def model(body: ModelBody, actor: CurrentUser, svc: ServicesDep,
+          idempotency_key: IdempotencyKey = None) -> ModelAnswer:
+    return ModelAnswer.model_validate(
+        svc.fits.run(actor, replace(body.to_request(), idempotency_key=idempotency_key)))
