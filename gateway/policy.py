@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gateway.domain.errors import InvalidRequest
+from gateway.domain.text import _l
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 ColumnType = Literal["str", "int", "float", "bool"]
@@ -188,7 +189,7 @@ def _location(loc: tuple[Any, ...]) -> str:
 
 def parse_policy(data: object, *, origin: str) -> Policy:
     if not isinstance(data, dict):
-        raise PolicyError(f"{origin}: (top level): expected a mapping of policy fields")
+        raise PolicyError(_l("%(origin)s: (top level): expected a mapping of policy fields", origin=origin))
     try:
         return Policy.model_validate(data)
     except ValidationError as exc:
@@ -196,19 +197,22 @@ def parse_policy(data: object, *, origin: str) -> Policy:
             f"{_location(err['loc'])}: {err['msg'].removeprefix('Value error, ')}"
             for err in exc.errors()
         )
-        raise PolicyError(f"{origin}: {problems}") from exc
+        raise PolicyError(_l("%(origin)s: %(problems)s", origin=origin, problems=problems)) from exc
 
 
 def load_policy(path: Path) -> Policy:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise PolicyError(f"{path}: cannot be read ({exc.strerror})") from exc
+        raise PolicyError(_l("%(path)s: cannot be read (%(strerror)s)", path=path,
+                             strerror=exc.strerror)) from exc
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise PolicyError(f"{path}: not valid YAML ({exc})") from exc
+        raise PolicyError(_l("%(path)s: not valid YAML (%(exc)s)", path=path, exc=exc)) from exc
     policy = parse_policy(data, origin=str(path))
     if path.stem != policy.name:
-        raise PolicyError(f"{path}: name: {policy.name} does not match the file name {path.stem}")
+        raise PolicyError(_l(
+            "%(path)s: name: %(name)s does not match the file name %(stem)s",
+            path=path, name=policy.name, stem=path.stem))
     return policy

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from gateway.domain.errors import Unauthenticated
+from gateway.domain.text import _l
 
 ALGORITHM = "EdDSA"
 REQUIRED_CLAIMS = ["exp", "iat", "nbf", "iss", "aud", "sub", "role", "jti"]
@@ -132,18 +133,18 @@ class TokenService:
                 leeway=5,
             )
         except jwt.ExpiredSignatureError as exc:
-            raise Unauthenticated("token expired; sign in again") from exc
+            raise Unauthenticated(_l("token expired; sign in again")) from exc
         except jwt.ImmatureSignatureError as exc:
-            raise Unauthenticated("token not yet valid") from exc
+            raise Unauthenticated(_l("token not yet valid")) from exc
         except jwt.InvalidAudienceError as exc:
-            raise Unauthenticated("token is for another audience") from exc
+            raise Unauthenticated(_l("token is for another audience")) from exc
         except jwt.PyJWTError as exc:
-            raise Unauthenticated(f"invalid token ({type(exc).__name__})") from exc
+            raise Unauthenticated(_l("invalid token (%(name)s)", name=type(exc).__name__)) from exc
         scope = claims.get("scope", "full")
         session_id = claims.get("sid", claims["jti"])
         if (not isinstance(claims["sub"], str) or scope not in ("full", "sandbox")
                 or not isinstance(session_id, str)):
-            raise Unauthenticated("invalid token claims")
+            raise Unauthenticated(_l("invalid token claims"))
         return TokenClaims(
             username=claims["sub"], role=str(claims["role"]), scope=scope, jti=claims["jti"],
             expires_at=int(claims["exp"]), session_expires_at=int(claims.get("sexp", claims["exp"])),

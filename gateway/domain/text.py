@@ -102,16 +102,35 @@ class Text:
     n: int = 1
 
     def render(self, locale: str | None = None) -> str:
-        catalog = translations(normalize(locale) or _current.get())
+        """The message in ``locale`` (default: the current one); a parameter that is itself
+        translatable (a Text, a Joined) is shown in the same language."""
+        chosen = normalize(locale) or _current.get()
+        catalog = translations(chosen)
         if self.plural is None:
             template = catalog.gettext(self.msgid)
         else:
             template = catalog.ngettext(self.msgid, self.plural, self.n)
-        return template % dict(self.params)
+        return template % {key: value.render(chosen) if isinstance(value, Text | Joined) else value
+                           for key, value in self.params}
 
     @property
     def english(self) -> str:
         return self.render(SOURCE_LOCALE)
+
+    def __str__(self) -> str:
+        return self.render()
+
+
+@dataclass(frozen=True)
+class Joined:
+    """Words joined by a translatable separator, e.g. ``Joined(roles, _l(" or "))``."""
+
+    items: tuple[object, ...]
+    separator: Text
+
+    def render(self, locale: str | None = None) -> str:
+        return self.separator.render(locale).join(
+            item.render(locale) if isinstance(item, Text) else str(item) for item in self.items)
 
     def __str__(self) -> str:
         return self.render()

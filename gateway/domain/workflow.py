@@ -37,22 +37,29 @@ WORDS: dict[str, Text] = {
     "query": _l("query"), "pending": _l("pending"), "approved": _l("approved"),
     "rejected": _l("rejected"), "withdrawn": _l("withdrawn"), "released": _l("released"),
     "pending_review": _l("pending review"), "running": _l("running"), "error": _l("error"),
+    "active": _l("active"), "revoked": _l("revoked"), "expired": _l("expired"),
+    "researcher": _l("researcher"), "enterprise": _l("enterprise"), "admin": _l("admin"),
+    "auditor": _l("auditor"),
 }
+
+
+def word(value: str) -> Text | str:
+    """A state, action or role named inside a sentence, in the reader's language."""
+    return WORDS.get(value, value)
 
 
 def next_state(table: dict[str, dict[str, str]], current: str, action: str, what: str) -> str:
     target = table.get(current, {}).get(action)
     if target is None:
         raise Conflict(_l("cannot %(action)s this %(what)s: it is %(current)s",
-                          action=WORDS.get(action, action), what=WORDS.get(what, what),
-                          current=WORDS.get(current, current)))
+                          action=word(action), what=word(what), current=word(current)))
     return target
 
 
 def check_not_own(*, actor: str, owner: str, what: str) -> None:
     """Separation of duties: nobody decides on their own application or query."""
     if actor == owner:
-        raise Forbidden(_l("you cannot decide on your own %(what)s", what=WORDS.get(what, what)))
+        raise Forbidden(_l("you cannot decide on your own %(what)s", what=word(what)))
 
 
 REVOKE_NEEDS_REASON = _l("revoking a grant needs a reason: the analyst sees it")

@@ -72,11 +72,13 @@ class AccessService:
             actor.require(*ANALYST_ROLES)
             purpose = (purpose or "").strip()
             if not MIN_PURPOSE <= len(purpose) <= MAX_PURPOSE:
-                raise InvalidRequest(f"purpose must say what the data is for in {MIN_PURPOSE} to "
-                                     f"{MAX_PURPOSE} characters (got {len(purpose)})")
+                raise InvalidRequest(_l(
+                    "purpose must say what the data is for in %(min_purpose)s to %(max_purpose)s "
+                    "characters (got %(purpose)s)",
+                    min_purpose=MIN_PURPOSE, max_purpose=MAX_PURPOSE, purpose=len(purpose)))
             if org_grant and not (actor.role == "enterprise" and actor.org):
-                raise InvalidRequest("only an enterprise account with an org can apply for "
-                                     "an org grant")
+                raise InvalidRequest(_l(
+                    "only an enterprise account with an org can apply for an org grant"))
             rec = self.catalog.record(dataset)
             epsilon = rec.policy.budget.default_epsilon if epsilon is None else epsilon
             days = DEFAULT_GRANT_DAYS if days is None else days
@@ -84,8 +86,10 @@ class AccessService:
             with self.store.writing() as tx:
                 pending = tx.applications.pending(actor.username, rec.name)
                 if pending is not None:
-                    raise Conflict(f"you already have a pending application on {rec.name} "
-                                   f"({pending.id}); withdraw it or wait for the decision")
+                    raise Conflict(_l(
+                        "you already have a pending application on %(name)s (%(id)s); withdraw it or "
+                        "wait for the decision",
+                        name=rec.name, id=pending.id))
                 if (rec.policy.access == "open" and not org_grant
                         and not self.ledger.has_revoked_grant(tx, actor, rec.name)):
                     grant = self.ledger.auto_grant(tx, actor=actor, rec=rec, purpose=purpose,
@@ -130,7 +134,7 @@ class AccessService:
         """An application the caller may see: admins and auditors all, analysts their own."""
         app = tx.applications.get(request_id)
         if app is None or (actor.role not in READERS and app.applicant != actor.username):
-            raise NotFound(f"no application {request_id}")
+            raise NotFound(_l("no application %(request_id)s", request_id=request_id))
         return app
 
     def _view(self, tx: Tx, request_id: str) -> dict[str, Any]:
@@ -142,7 +146,9 @@ class AccessService:
         """Applications, newest first: admins and auditors see all, analysts their own."""
         with self.refusals(actor, "request.list", detail={"status": (status or "")[:20]}):
             if status is not None and status not in APPLICATION_TRANSITIONS:
-                raise InvalidRequest(f"status must be one of {', '.join(APPLICATION_TRANSITIONS)}")
+                raise InvalidRequest(_l(
+                    "status must be one of %(application_transitions)s",
+                    application_transitions=', '.join(APPLICATION_TRANSITIONS)))
         with self.store.reading() as tx:
             apps = tx.applications.list(
                 applicant=None if actor.role in READERS else actor.username, status=status)
@@ -216,7 +222,7 @@ class AccessService:
         if not tx.applications.decide(app.id, was=app.status, status=status, by=by,
                                       at=iso(now()), note=note, grant_id=grant_id):
             # cannot happen inside the serialised write; fail closed anyway
-            raise Conflict(f"application {app.id} was decided meanwhile")
+            raise Conflict(_l("application %(id)s was decided meanwhile", id=app.id))
 
     def approve(
         self, actor: Principal, request_id: str, *, epsilon: Any = None,
@@ -232,8 +238,10 @@ class AccessService:
                 app, state = self._pending_for_decision(tx, actor, request_id, "approve")
                 applicant = tx.users.get(app.applicant)
                 if applicant is None or applicant.disabled:
-                    raise Conflict(f"{app.applicant}'s account is disabled; enable it first "
-                                   "or reject the application")
+                    raise Conflict(_l(
+                        "%(applicant)s's account is disabled; enable it first or reject the "
+                        "application",
+                        applicant=app.applicant))
                 rec = self.catalog.record(app.dataset, tx)
                 budget, days = self._approved_size(app, rec, epsilon=epsilon, days=days,
                                                    note=note)
@@ -275,13 +283,15 @@ class AccessService:
         granted = app.epsilon if epsilon is None else Budget.query_loss(epsilon)
         self.ledger.check_grant_size(rec.policy, granted.epsilon_float, days)
         if granted.epsilon_units > app.epsilon.epsilon_units:
-            raise InvalidRequest(f"an approval may lower epsilon, never raise it (asked for "
-                                 f"{app.epsilon.epsilon_text})")
+            raise InvalidRequest(_l(
+                "an approval may lower epsilon, never raise it (asked for %(epsilon_text)s)",
+                epsilon_text=app.epsilon.epsilon_text))
         if days > app.days:
-            raise InvalidRequest(f"an approval may shorten days, never lengthen them (asked "
-                                 f"for {app.days})")
+            raise InvalidRequest(_l(
+                "an approval may shorten days, never lengthen them (asked for %(days)s)",
+                days=app.days))
         if (granted != app.epsilon or days != app.days) and not note:
-            raise InvalidRequest("say in a note why you grant less than was asked for")
+            raise InvalidRequest(_l("say in a note why you grant less than was asked for"))
         return granted, days
 
     def reject(self, actor: Principal, request_id: str, *, note: str) -> dict[str, Any]:
@@ -291,7 +301,7 @@ class AccessService:
             with self.store.writing() as tx:
                 app, state = self._pending_for_decision(tx, actor, request_id, "reject")
                 if not note:
-                    raise InvalidRequest("rejecting an application needs a note for the applicant")
+                    raise InvalidRequest(_l("rejecting an application needs a note for the applicant"))
                 self._decide(tx, app, state, by=actor.username, note=note)
                 self.audit.append(tx, action="request.reject", outcome="ok", actor=actor,
                                   dataset=app.dataset, request_id=app.id,

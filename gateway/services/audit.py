@@ -14,6 +14,7 @@ from gateway.adapters.db.audit import COLUMNS as AUDIT_COLUMNS
 from gateway.domain.audit import GENESIS, ChainReport, canonical_json, entry_hash, verify_chain
 from gateway.domain.budget import Budget
 from gateway.domain.errors import InvalidRequest, NotFound
+from gateway.i18n import _l
 from gateway.services.common import READERS, Principal, iso, now, parse_iso
 from gateway.services.refusals import Refusals
 
@@ -81,7 +82,9 @@ class AuditLog:
             if actor is not None:
                 actor.require(*READERS, full_scope=True)
             if page < 1 or not 1 <= size <= MAX_PAGE:
-                raise InvalidRequest(f"page must be >= 1 and page_size in 1..{MAX_PAGE}")
+                raise InvalidRequest(_l(
+                    "page must be >= 1 and page_size in 1..%(max_page)s",
+                    max_page=MAX_PAGE))
             since, until = _moment("since", flt.since), _moment("until", flt.until)
             equal = {k: v for k, v in asdict(flt).items() if k not in ("since", "until") and v}
             with self.store.reading() as tx:
@@ -96,7 +99,7 @@ class AuditLog:
             with self.store.reading() as tx:
                 row = tx.audit.get(seq)
             if row is None:
-                raise NotFound(f"no audit entry {seq}")
+                raise NotFound(_l("no audit entry %(seq)s", seq=seq))
         return self.public(row)
 
     @staticmethod
@@ -121,7 +124,7 @@ class AuditLog:
             if actor is not None:
                 actor.require(*roles, full_scope=True)
             if fmt not in ("csv", "jsonl"):
-                raise InvalidRequest(f"format must be csv or jsonl, got {fmt!r}")
+                raise InvalidRequest(_l("format must be csv or jsonl, got %(fmt)s", fmt=repr(fmt)))
         if fmt == "jsonl":
             body = "".join(canonical_json(row) + "\n" for row in self._in_order())
         else:
@@ -143,7 +146,9 @@ def _moment(name: str, value: str | None) -> str | None:
     try:
         return iso(parse_iso(value))
     except ValueError as exc:
-        raise InvalidRequest(f"{name} must be an ISO 8601 time, got {value!r}") from exc
+        raise InvalidRequest(_l(
+            "%(name)s must be an ISO 8601 time, got %(value)s",
+            name=name, value=repr(value))) from exc
 
 
 def verify_export(text: str, fmt: str) -> ChainReport:

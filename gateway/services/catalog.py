@@ -18,6 +18,7 @@ from gateway.domain.audit import canonical_json
 from gateway.domain.budget import Budget
 from gateway.domain.errors import Forbidden, InvalidRequest, NotFound
 from gateway.domain.records import DatasetRow
+from gateway.i18n import _l
 from gateway.policy import Policy, PolicyError, load_policy, parse_policy
 from gateway.services.audit import AuditLog
 from gateway.services.common import READERS, Principal, iso, now
@@ -44,41 +45,52 @@ class DatasetRecord:
 
 def _read_source(path: Path) -> pl.DataFrame:
     if not path.is_file():
-        raise PolicyError(f"{path}: data file not found")
+        raise PolicyError(_l("%(path)s: data file not found", path=path))
     try:
         if path.suffix.lower() == ".parquet":
             return pl.read_parquet(path)
         if path.suffix.lower() == ".csv":
             return pl.read_csv(path, infer_schema_length=100_000, null_values=["", "NA"])
     except (pl.exceptions.PolarsError, OSError) as exc:
-        raise PolicyError(f"{path}: cannot be read as {path.suffix[1:]} ({exc})") from exc
-    raise PolicyError(f"{path}: data must be .csv or .parquet")
+        raise PolicyError(_l(
+            "%(path)s: cannot be read as %(value)s (%(exc)s)",
+            path=path, value=path.suffix[1:], exc=exc)) from exc
+    raise PolicyError(_l("%(path)s: data must be .csv or .parquet", path=path))
 
 
 def conform(frame: pl.DataFrame, policy: Policy, origin: str) -> pl.DataFrame:
     """Keep the policy's columns, cast to their types, and check nulls and row count."""
     missing = [c for c in policy.columns if c not in frame.columns]
     if missing:
-        raise PolicyError(f"{origin}: columns.{missing[0]}: not present in the data "
-                          f"(data has {', '.join(frame.columns[:20])})")
+        raise PolicyError(_l(
+            "%(origin)s: columns.%(value)s: not present in the data (data has %(value2)s)",
+            origin=origin, value=missing[0], value2=', '.join(frame.columns[:20])))
     out = {}
     unit = policy.privacy_unit.id_column
     for name, col in policy.columns.items():
         try:
             out[name] = frame[name].cast(POLARS_TYPES[col.type], strict=True)
         except pl.exceptions.PolarsError as exc:
-            raise PolicyError(f"{origin}: columns.{name}.type: values cannot be cast to "
-                              f"{col.type} ({str(exc).splitlines()[0]})") from exc
+            raise PolicyError(_l(
+                "%(origin)s: columns.%(name)s.type: values cannot be cast to %(type)s "
+                "(%(value)s)",
+                origin=origin, name=name, type=col.type, value=str(exc).splitlines()[0])) from exc
         if name == unit and out[name].null_count():
-            raise PolicyError(f"{origin}: privacy_unit.id_column: the data has "
-                              f"{out[name].null_count()} rows without an id in {name}; each "
-                              "person needs one (rows without would all count as one person)")
+            raise PolicyError(_l(
+                "%(origin)s: privacy_unit.id_column: the data has %(null_count)s rows without"
+                " an id in %(name)s; each person needs one (rows without would all count as "
+                "one person)",
+                origin=origin, null_count=out[name].null_count(), name=name))
         if not col.nullable and out[name].null_count():
-            raise PolicyError(f"{origin}: columns.{name}.nullable: the data has "
-                              f"{out[name].null_count()} nulls but the policy says nullable: false")
+            raise PolicyError(_l(
+                "%(origin)s: columns.%(name)s.nullable: the data has %(null_count)s nulls but"
+                " the policy says nullable: false",
+                origin=origin, name=name, null_count=out[name].null_count()))
     if frame.height > policy.max_rows:
-        raise PolicyError(f"{origin}: max_rows: the data has {frame.height} rows, more than "
-                          f"the public bound {policy.max_rows}")
+        raise PolicyError(_l(
+            "%(origin)s: max_rows: the data has %(height)s rows, more than the public "
+            "bound %(max_rows)s",
+            origin=origin, height=frame.height, max_rows=policy.max_rows))
     return pl.DataFrame(out)
 
 
@@ -104,7 +116,9 @@ class Catalog:
         policy_path = policy_file or REPO_POLICIES / f"{name}.yaml"
         policy = load_policy(policy_path)
         if policy.name != name:
-            raise PolicyError(f"{policy_path}: name: {policy.name} does not match dataset {name}")
+            raise PolicyError(_l(
+                "%(policy_path)s: name: %(name)s does not match dataset %(name2)s",
+                policy_path=policy_path, name=policy.name, name2=name))
         frame = conform(_read_source(data), policy, str(policy_path))
         self.settings.ensure_dirs()
         tmp = self.settings.data_dir / f".{name}.{os.getpid()}.tmp"
@@ -152,7 +166,7 @@ class Catalog:
                 return self.record(name, own)
         row = tx.datasets.get(name)
         if row is None:
-            raise NotFound(f"no dataset named {name}")
+            raise NotFound(_l("no dataset named %(name)s", name=name))
         return self._to_record(row)
 
     def records(self) -> list[DatasetRecord]:
@@ -198,9 +212,11 @@ class Catalog:
     def dummy(self, actor: Principal, name: str, rows: int) -> dict[str, Any]:
         with self.refusals(actor, "catalog.dummy", detail={"name": name[:64]}):
             if not actor.is_analyst and actor.role != "admin":
-                raise Forbidden("dummy data is for analysts")
+                raise Forbidden(_l("dummy data is for analysts"))
             if not 1 <= rows <= self.settings.dummy_max_rows:
-                raise InvalidRequest(f"rows must be between 1 and {self.settings.dummy_max_rows}")
+                raise InvalidRequest(_l(
+                    "rows must be between 1 and %(dummy_max_rows)s",
+                    dummy_max_rows=self.settings.dummy_max_rows))
             rec = self.record(name)
         self.audit.record(action="catalog.dummy", outcome="ok", actor=actor, dataset=name,
                           detail={"rows": rows})

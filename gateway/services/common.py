@@ -7,7 +7,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from gateway.domain.errors import Forbidden
-from gateway.domain.workflow import ANALYST_ROLES
+from gateway.domain.text import Joined
+from gateway.domain.workflow import ANALYST_ROLES, word
+from gateway.i18n import _l
+
+OR = _l(" or ")  # between the roles a refusal names
 
 
 @dataclass(frozen=True)
@@ -25,9 +29,11 @@ class Principal:
 
     def require(self, *roles: str, full_scope: bool = False) -> None:
         if self.role not in roles:
-            raise Forbidden(f"this needs the role {' or '.join(roles)}; you are {self.role}")
+            raise Forbidden(_l("this needs the role %(roles)s; you are %(role)s",
+                               roles=Joined(tuple(word(r) for r in roles), OR),
+                               role=word(self.role)))
         if full_scope and self.scope != "full":
-            raise Forbidden("a sandbox token cannot do this; use the web console")
+            raise Forbidden(_l("a sandbox token cannot do this; use the web console"))
 
 
 SYSTEM = Principal(username="system", role="admin")

@@ -25,7 +25,7 @@ from gateway.domain.errors import (
 from gateway.domain.records import Application, Grant
 from gateway.domain.text import N_
 from gateway.domain.text import lazy_gettext as _l
-from gateway.domain.workflow import REVOKE_NEEDS_REASON, require_reason
+from gateway.domain.workflow import REVOKE_NEEDS_REASON, require_reason, word
 from gateway.policy import Policy
 from gateway.services import accounting
 from gateway.services.audit import AuditLog
@@ -77,10 +77,15 @@ class Ledger:
     def check_grant_size(self, policy: Policy, epsilon: Any, days: Any) -> Budget:
         budget = Budget.query_loss(epsilon, 0)
         if budget > Budget.of(policy.budget.max_epsilon_per_grant):
-            raise InvalidRequest(f"epsilon {epsilon} is above the policy's max_epsilon_per_grant "
-                                 f"({policy.budget.max_epsilon_per_grant:g}) for {policy.name}")
+            raise InvalidRequest(_l(
+                "epsilon %(epsilon)s is above the policy's max_epsilon_per_grant "
+                "(%(max_epsilon_per_grant)s) for %(name)s",
+                epsilon=epsilon, max_epsilon_per_grant=format(policy.budget.max_epsilon_per_grant,
+                "g"), name=policy.name))
         if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_GRANT_DAYS:
-            raise InvalidRequest(f"days must be a whole number from 1 to {MAX_GRANT_DAYS}")
+            raise InvalidRequest(_l(
+                "days must be a whole number from 1 to %(max_grant_days)s",
+                max_grant_days=MAX_GRANT_DAYS))
         return budget
 
     def auto_grant(self, tx: Tx, *, actor: Principal, rec: DatasetRecord,
@@ -113,14 +118,14 @@ class Ledger:
                            detail={"user": user, "org": org}):
             actor.require("admin", full_scope=True)
             if bool(user) == bool(org):
-                raise InvalidRequest("name exactly one of user or org")
+                raise InvalidRequest(_l("name exactly one of user or org"))
             rec = self.catalog.record(dataset)
             days = days or DEFAULT_GRANT_DAYS
             budget = accounting.grant_budget(
                 rec.policy, epsilon=self.check_grant_size(rec.policy, epsilon, days),
                 delta=Budget.of(0, delta) if delta is not None else default_delta_total(rec.policy))
             if not budget.within_bounds():
-                raise InvalidRequest("delta must be in [0, 1)")
+                raise InvalidRequest(_l("delta must be in [0, 1)"))
             with self.store.writing() as tx:
                 if user:
                     _check_analyst(tx, user)
@@ -142,7 +147,7 @@ class Ledger:
             with self.store.reading() as tx:
                 grant = tx.grants.get(grant_id)
             if grant is None or not _visible(actor, grant):
-                raise NotFound(f"no grant {grant_id}")
+                raise NotFound(_l("no grant %(grant_id)s", grant_id=grant_id))
         return grant_view(grant)
 
     def revoke(self, actor: Principal, grant_id: str, note: str = "") -> dict[str, Any]:
@@ -153,9 +158,11 @@ class Ledger:
             with self.store.writing() as tx:
                 grant = tx.grants.get(grant_id)
                 if grant is None:
-                    raise NotFound(f"no grant {grant_id}")
+                    raise NotFound(_l("no grant %(grant_id)s", grant_id=grant_id))
                 if grant.status != "active":
-                    raise Conflict(f"grant {grant_id} is already {grant.status}")
+                    raise Conflict(_l(
+                        "grant %(grant_id)s is already %(status)s",
+                        grant_id=grant_id, status=word(grant.status)))
                 tx.grants.revoke(grant_id, by=actor.username, at=iso(now()))
                 self.audit.append(tx, action="grant.revoke", outcome="ok", actor=actor,
                                   dataset=grant.dataset, grant_id=grant_id,
@@ -234,11 +241,15 @@ class Ledger:
                                      -g.remaining.rho_units))
             return live[0]
         if any(g.status == "active" for g in held):
-            raise GrantExpired(f"your grant on {dataset} has expired; apply again")
+            raise GrantExpired(_l("your grant on %(dataset)s has expired; apply again", dataset=dataset))
         if any(g.status == "revoked" for g in held):
-            raise GrantRequired(f"your grant on {dataset} was revoked; apply again to continue")
-        raise GrantRequired(f"you have no grant on {dataset}; apply for access first "
-                            "(POST /v1/requests or gw.request_access)")
+            raise GrantRequired(_l(
+                "your grant on %(dataset)s was revoked; apply again to continue",
+                dataset=dataset))
+        raise GrantRequired(_l(
+            "you have no grant on %(dataset)s; apply for access first (POST /v1/requests "
+            "or gw.request_access)",
+            dataset=dataset))
 
     def has_revoked_grant(self, tx: Tx, actor: Principal, dataset: str) -> bool:
         """Whether an admin revoked a grant this analyst drew on (no automatic grant then)."""
@@ -260,9 +271,12 @@ class Ledger:
         grant = tx.grants.get(grant_id)
         if grant is None or grant.status != "active":
             status = grant.status if grant else "removed"
-            raise GrantRequired(f"grant {grant_id} was {status}; nothing was charged")
+            raise GrantRequired(_l(
+                "grant %(grant_id)s was %(status)s; nothing was charged",
+                grant_id=grant_id, status=word(status)))
         if grant.expired():
-            raise GrantExpired(f"grant {grant_id} has expired; nothing was charged")
+            raise GrantExpired(_l("grant %(grant_id)s has expired; nothing was charged",
+                                  grant_id=grant_id))
         if grant.zcdp != (cost.rho_units > 0):
             raise GrantRequired(_l(
                 "grant %(grant)s holds %(held)s and cannot pay a cost in %(asked)s on dataset "
@@ -277,11 +291,16 @@ class Ledger:
                 "and delta %(delta_left)s left", rho=cost.rho_text, delta=cost.delta_text,
                 rho_left=left.rho_text, delta_left=left.delta_text))
         if not left.covers(cost):
-            raise BudgetExhausted(
-                f"this query costs epsilon {cost.epsilon_text}"
-                + (f" and delta {cost.delta_float:g}" if cost.delta_units else "")
-                + f"; the grant has epsilon {left.epsilon_text} and delta "
-                f"{left.delta_float:g} left")
+            if cost.delta_units:
+                raise BudgetExhausted(_l(
+                    "this query costs epsilon %(cost)s and delta %(delta)s; the grant has "
+                    "epsilon %(left)s and delta %(delta_left)s left", cost=cost.epsilon_text,
+                    delta=format(cost.delta_float, "g"), left=left.epsilon_text,
+                    delta_left=format(left.delta_float, "g")))
+            raise BudgetExhausted(_l(
+                "this query costs epsilon %(cost)s; the grant has epsilon %(left)s and delta "
+                "%(delta_left)s left", cost=cost.epsilon_text, left=left.epsilon_text,
+                delta_left=format(left.delta_float, "g")))
         spent, budget = tx.datasets.spent(dataset.name), dataset.policy.budget
         if cost.rho_units and (spent + cost).rho_units > accounting.dataset_cap(
                 dataset.policy).rho_units:
@@ -290,9 +309,10 @@ class Ledger:
                 "queries can be answered on it", dataset=dataset.name,
                 cap=accounting.dataset_cap(dataset.policy).rho_text))
         if (spent + cost).epsilon_units > Budget.of(budget.dataset_epsilon_cap).epsilon_units:
-            raise BudgetExhausted(f"dataset {dataset.name} has reached its dataset-wide epsilon cap "
-                                  f"({budget.dataset_epsilon_cap:g}); no more "
-                                  "queries can be answered on it")
+            raise BudgetExhausted(_l(
+                "dataset %(name)s has reached its dataset-wide epsilon cap "
+                "(%(dataset_epsilon_cap)s); no more queries can be answered on it",
+                name=dataset.name, dataset_epsilon_cap=format(budget.dataset_epsilon_cap, "g")))
         delta_cap = Budget.of(0, budget.delta_cap).delta_units
         if cost.delta_units and (spent + cost).delta_units > delta_cap:
             raise BudgetExhausted(_l("dataset %(dataset)s has reached its dataset-wide delta cap "
@@ -315,6 +335,8 @@ def _visible(actor: Principal, grant: Grant) -> bool:
 def _check_analyst(tx: Tx, username: str) -> None:
     user = tx.users.get(username)
     if user is None:
-        raise NotFound(f"no user {username}")
+        raise NotFound(_l("no user %(username)s", username=username))
     if user.role not in ("researcher", "enterprise"):
-        raise InvalidRequest(f"{username} is {user.role}; grants are for analysts")
+        raise InvalidRequest(_l(
+            "%(username)s is %(role)s; grants are for analysts",
+            username=username, role=word(user.role)))

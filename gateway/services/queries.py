@@ -31,6 +31,7 @@ from gateway.domain.errors import (
 from gateway.domain.query import QuerySpec, public_columns, query_key, validate
 from gateway.domain.records import Grant, QueryRecord
 from gateway.domain.workflow import ANALYST_ROLES, QUERY_TRANSITIONS, next_state
+from gateway.i18n import _l
 from gateway.services import accounting
 from gateway.services.audit import AuditLog
 from gateway.services.catalog import Catalog, DatasetRecord
@@ -164,8 +165,9 @@ class QueryService:
             release = plan.release()
         except Exception as exc:
             self.releases.fail(actor, prepared.dataset.name, admitted.record.id, exc)
-            raise InternalError("the query failed after its budget was reserved; the charge "
-                                "stands because data may have been read") from exc
+            raise InternalError(_l(
+                "the query failed after its budget was reserved; the charge stands because "
+                "data may have been read")) from exc
         return Result(release.columns, release.rows, {"alpha": ALPHA, **release.accuracy})
 
     # -- use cases -----------------------------------------------------------------------
@@ -233,7 +235,7 @@ class QueryService:
         with self.refusals(actor, "query.review", query_id=query_id[:32]):
             record = self._decidable(actor, query_id, "reject")
             if not note.strip():
-                raise InvalidRequest("rejecting a query needs a note for the analyst")
+                raise InvalidRequest(_l("rejecting a query needs a note for the analyst"))
             self.releases.reject_held(actor, record.id, note=note)
         return self.get(actor, query_id)
 
@@ -304,7 +306,7 @@ class QueryService:
     @staticmethod
     def _visible(actor: Principal, record: QueryRecord | None, query_id: str) -> QueryRecord:
         if record is None or (actor.role not in READERS and record.username != actor.username):
-            raise NotFound(f"no query {query_id}")
+            raise NotFound(_l("no query %(query_id)s", query_id=query_id))
         return record
 
     def _stored(self, record: QueryRecord) -> Prepared:
@@ -315,8 +317,9 @@ class QueryService:
                                rho=record.cost.rho if record.cost.rho_units else None)
         prepared = self.prepare(request)
         if prepared.dataset.version != record.dataset_version:
-            raise Conflict("the dataset changed since this query was submitted; reject it and "
-                           "ask the analyst to resubmit")
+            raise Conflict(_l(
+                "the dataset changed since this query was submitted; reject it and ask the "
+                "analyst to resubmit"))
         return prepared
 
     def _decidable(self, actor: Principal, query_id: str, action: str) -> QueryRecord:
@@ -325,7 +328,7 @@ class QueryService:
             record = self._visible(actor, tx.queries.get(query_id), query_id)
         next_state(QUERY_TRANSITIONS, record.status, action, "query")
         if record.username == actor.username:
-            raise Forbidden("you cannot review your own query")
+            raise Forbidden(_l("you cannot review your own query"))
         return record
 
     def _review_preview(self, record: QueryRecord, trace: dict[str, Any]) -> dict[str, Any]:

@@ -147,7 +147,7 @@ class Releases:
                               "a new key for a new request"))
         grant = tx.grants.get(first.grant_id) if first.grant_id else None
         if grant is None:
-            raise NotFound(f"no grant behind query {first.id}")
+            raise NotFound(_l("no grant behind query %(id)s", id=first.id))
         return Admitted(grant, first, replayed=True)
 
     def _admit(self, tx: Tx, actor: Principal, ticket: Ticket, *, review: bool) -> Admitted:
@@ -183,7 +183,7 @@ class Releases:
             if not tx.queries.move(query_id, was=held.status, status="running",
                                    reviewed_by=reviewer.username, review_note=note or None,
                                    runner=self.runner):
-                raise Conflict("this query was decided meanwhile")
+                raise Conflict(_l("this query was decided meanwhile"))
             self.start(query_id)
             self._audit(tx, "query.charge", reviewer, ticket, grant, query_id, cost=ticket.cost,
                         request_id=grant.request_id, reviewed_by=reviewer.username,
@@ -198,7 +198,7 @@ class Releases:
             if not tx.queries.move(query_id, was=held.status, status=state,
                                    reviewed_by=reviewer.username, review_note=note,
                                    finished_at=iso(now())):
-                raise Conflict("this query was decided meanwhile")
+                raise Conflict(_l("this query was decided meanwhile"))
             grant = tx.grants.get(held.grant_id)
             self.audit.append(tx, action="query.review", outcome="ok", actor=reviewer,
                               dataset=held.dataset, grant_id=held.grant_id, query_id=query_id,
@@ -223,7 +223,7 @@ class Releases:
                     accuracy_json=canonical_json(result.accuracy), finished_at=iso(now()),
                     recovered=recovered or None)
                 if not moved:
-                    raise Conflict("this query was decided meanwhile")
+                    raise Conflict(_l("this query was decided meanwhile"))
                 reviewed = admitted.record.reviewed_by
                 extra: dict[str, Any] = ({"analyst": admitted.record.username,
                                           "note": admitted.record.review_note or ""}
@@ -292,7 +292,7 @@ class Releases:
 def _get(tx: Tx, query_id: str) -> QueryRecord:
     record = tx.queries.get(query_id)
     if record is None:
-        raise NotFound(f"no query {query_id}")
+        raise NotFound(_l("no query %(query_id)s", query_id=query_id))
     return record
 
 

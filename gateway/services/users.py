@@ -12,6 +12,7 @@ from gateway.adapters.db import Store
 from gateway.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthenticated
 from gateway.domain.records import User
 from gateway.domain.workflow import ANALYST_ROLES, DISABLE_NEEDS_REASON, ROLES, require_reason
+from gateway.i18n import _l
 from gateway.services.audit import AuditLog
 from gateway.services.common import Principal, iso, now, parse_iso
 from gateway.settings import Settings
@@ -41,18 +42,21 @@ class UserService:
             actor.require("admin", full_scope=True)
             if not USERNAME.match(username):
                 raise InvalidRequest(
-                    "username must be 2-32 characters: lowercase letters, digits, _ or -, "
-                    "starting with a letter"
+                    _l(
+                        "username must be 2-32 characters: lowercase letters, digits, _ or -, "
+                        "starting with a letter")
                 )
             if role not in ROLES:
-                raise InvalidRequest(f"role must be one of {', '.join(ROLES)}")
+                raise InvalidRequest(_l("role must be one of %(roles)s", roles=', '.join(ROLES)))
             if len(password) < MIN_PASSWORD:
-                raise InvalidRequest(f"password must have at least {MIN_PASSWORD} characters")
+                raise InvalidRequest(_l(
+                    "password must have at least %(min_password)s characters",
+                    min_password=MIN_PASSWORD))
             if role == "enterprise" and not org:
-                raise InvalidRequest("an enterprise account needs an org")
+                raise InvalidRequest(_l("an enterprise account needs an org"))
             with self.store.writing() as tx:
                 if tx.users.get(username) is not None:
-                    raise Conflict(f"user {username} already exists")
+                    raise Conflict(_l("user %(username)s already exists", username=username))
                 user = tx.users.add(username=username, role=role, org=org or None,
                                     password_hash=hash_password(password), created_at=iso(now()),
                                     created_by=actor.username)
@@ -74,13 +78,13 @@ class UserService:
         with self.refusals(actor, action, detail={"username": username[:64]}):
             actor.require("admin", full_scope=True)
             if username == actor.username:
-                raise Forbidden("you cannot disable or enable your own account")
+                raise Forbidden(_l("you cannot disable or enable your own account"))
             reason = (require_reason(reason, DISABLE_NEEDS_REASON) if disabled
                       else reason.strip())
             with self.store.writing() as tx:
                 if not tx.users.update(username, disabled=disabled, failed_logins=0,
                                        locked_until=None):
-                    raise NotFound(f"no user {username}")
+                    raise NotFound(_l("no user %(username)s", username=username))
                 self.audit.append(tx, action=action, outcome="ok", actor=actor,
                                   detail={"username": username, "reason": reason})
                 user = tx.users.get(username)
@@ -94,15 +98,15 @@ class UserService:
         with self.refusals(actor, "user.role", detail={"username": username[:64]}):
             actor.require("admin", full_scope=True)
             if username == actor.username:
-                raise Forbidden("you cannot change your own role")
+                raise Forbidden(_l("you cannot change your own role"))
             if role not in ROLES:
-                raise InvalidRequest(f"role must be one of {', '.join(ROLES)}")
+                raise InvalidRequest(_l("role must be one of %(roles)s", roles=', '.join(ROLES)))
             if role == "enterprise" and not org:
-                raise InvalidRequest("an enterprise account needs an org")
+                raise InvalidRequest(_l("an enterprise account needs an org"))
             with self.store.writing() as tx:
                 before = tx.users.get(username)
                 if before is None:
-                    raise NotFound(f"no user {username}")
+                    raise NotFound(_l("no user %(username)s", username=username))
                 tx.users.update(username, role=role, org=org or None)
                 self.audit.append(tx, action="user.role", outcome="ok", actor=actor,
                                   detail={"username": username, "from": before.role, "to": role,
@@ -117,7 +121,7 @@ class UserService:
         claimed: list[str] = []
         try:
             if not token:
-                raise Unauthenticated("sign in first: send Authorization: Bearer <token>")
+                raise Unauthenticated(_l("sign in first: send Authorization: Bearer <token>"))
             claims = self.tokens.verify(token)
             claimed.append(claims.username)
             return claims, self.principal(claims)
@@ -131,11 +135,11 @@ class UserService:
             # Revoking a session's first jti ends every token refreshed from it.
             revoked = tx.tokens.is_revoked(claims.jti, claims.session_id or claims.jti)
         if revoked:
-            raise Unauthenticated("this token was signed out; sign in again")
+            raise Unauthenticated(_l("this token was signed out; sign in again"))
         if user is None or user.disabled:
-            raise Unauthenticated("this account no longer exists or is disabled")
+            raise Unauthenticated(_l("this account no longer exists or is disabled"))
         if user.role != claims.role:
-            raise Unauthenticated("your role changed; sign in again")
+            raise Unauthenticated(_l("your role changed; sign in again"))
         return Principal(username=user.username, role=user.role, org=user.org, scope=claims.scope)
 
     def login(self, username: str, password: str) -> dict[str, Any]:
@@ -152,16 +156,16 @@ class UserService:
             self._login_failed(username, row, "disabled" if row is not None else
                                "bad credentials")
             time.sleep(0.2)
-            raise Unauthenticated("wrong username or password")
+            raise Unauthenticated(_l("wrong username or password"))
         claim = self._claim_attempt(row.username)
         if claim is None:
             self._login_failed(username, row, "locked")
             time.sleep(0.2)
-            raise Unauthenticated("too many failed sign-ins; this account is locked for a while")
+            raise Unauthenticated(_l("too many failed sign-ins; this account is locked for a while"))
         if not check_password(password, row.password_hash):
             self._login_failed(username, row, "bad credentials", claim=claim)
             time.sleep(0.2)  # slows guessing on top of the per-account limit
-            raise Unauthenticated("wrong username or password")
+            raise Unauthenticated(_l("wrong username or password"))
         actor = Principal(row.username, row.role, row.org)
         token, ttl = self.tokens.issue(username=row.username, role=row.role,
                                        ttl=self.settings.token_ttl_seconds)
@@ -218,8 +222,7 @@ class UserService:
         """
         with self.refusals(None, "auth.sandbox_revoke", detail={"username": username[:64]}):
             if not hub_secret_ok:
-                raise Unauthenticated("this endpoint is for the hub; a valid X-Hub-Secret is "
-                                      "required")
+                raise Unauthenticated(_l("this endpoint is for the hub; a valid X-Hub-Secret is required"))
         until = int(time.time()) + self.settings.sandbox_session_max_seconds + 60
         with self.store.writing() as tx:
             tx.tokens.revoke(jti=jti, username=username, expires_at=until,
@@ -231,13 +234,11 @@ class UserService:
         """A short-lived token for an analyst's sandbox (the hub asks, with its secret)."""
         with self.refusals(None, "auth.sandbox_token", detail={"username": username[:64]}):
             if not hub_secret_ok:
-                raise Unauthenticated("this endpoint is for the hub; a valid X-Hub-Secret is "
-                                      "required")
+                raise Unauthenticated(_l("this endpoint is for the hub; a valid X-Hub-Secret is required"))
             with self.store.reading() as tx:
                 row = tx.users.get(username)
             if row is None or row.disabled or row.role not in ANALYST_ROLES:
-                raise Forbidden("sandbox tokens are only for active researcher and enterprise "
-                                "accounts")
+                raise Forbidden(_l("sandbox tokens are only for active researcher and enterprise accounts"))
         session_end = int(time.time()) + self.settings.sandbox_session_max_seconds
         token, ttl = self.tokens.issue(username=row.username, role=row.role, scope="sandbox",
                                        ttl=self.settings.sandbox_token_ttl_seconds,
@@ -253,8 +254,7 @@ class UserService:
                        else self.settings.token_ttl_seconds)
         with self.refusals(actor, "auth.refresh"):
             if claims.session_expires_at <= int(time.time()) + 5:
-                raise Unauthenticated("the session has reached its maximum length; sign in "
-                                      "again")
+                raise Unauthenticated(_l("the session has reached its maximum length; sign in again"))
         token, ttl = self.tokens.issue(username=actor.username, role=actor.role,
                                        scope=claims.scope, ttl=ttl_setting,
                                        session_expires_at=claims.session_expires_at,

@@ -26,6 +26,7 @@ from gateway.adapters.auth import TokenClaims, load_or_create_secret
 from gateway.api.deps import ServicesDep
 from gateway.bootstrap import Services
 from gateway.domain.errors import Forbidden, Unauthenticated
+from gateway.i18n import _l
 from gateway.services.common import Principal
 from gateway.web.render import SESSION_COOKIE
 
@@ -108,13 +109,13 @@ def check_login_csrf(request: Request, sent: str) -> None:
 def read_session(request: Request, services: ServicesDep) -> ConsoleSession:
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
-        raise Unauthenticated("please sign in")
+        raise Unauthenticated(_l("please sign in"))
     try:
         claims = services.tokens.verify(token)
     except Unauthenticated as exc:
-        raise Unauthenticated("your session has ended; please sign in again") from exc
+        raise Unauthenticated(_l("your session has ended; please sign in again")) from exc
     if claims.scope != "full":
-        raise Unauthenticated("a sandbox token cannot open the console; please sign in")
+        raise Unauthenticated(_l("a sandbox token cannot open the console; please sign in"))
     principal = services.users.principal(claims)
     session = ConsoleSession(principal, claims, csrf_for(services, claims.jti))
     request.state.console = session

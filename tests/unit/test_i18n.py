@@ -72,3 +72,21 @@ def test_plural_text() -> None:
     text = lazy_ngettext("%(num)s entry", "%(num)s entries", 2)
     assert text.english == "2 entries"
     assert lazy_ngettext("%(num)s entry", "%(num)s entries", 1).english == "1 entry"
+
+
+def test_the_english_record_stays_english_whatever_the_readers_language() -> None:
+    """What the audit log keeps (``exc.message``) is English even when the error is raised
+    while answering a Chinese reader, words put into the sentence included."""
+    from gateway.domain.errors import Conflict
+    from gateway.domain.text import Joined
+    from gateway.domain.workflow import next_state, word
+
+    with use_locale("zh_CN"):
+        try:
+            next_state({"approved": {}}, "approved", "approve", "data-use application")
+        except Conflict as exc:
+            assert exc.message == "cannot approve this data-use application: it is approved"
+            assert exc.localized() == "无法批准此数据使用申请：其状态为「已批准」"
+        roles = Joined((word("researcher"), word("enterprise")), _l(" or "))
+        assert str(roles) == "研究人员或企业分析人员"
+        assert roles.render("en") == "researcher or enterprise"
