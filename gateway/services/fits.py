@@ -160,8 +160,9 @@ class FitService:
             released = plan.release()
         except Exception as exc:
             self.releases.fail(actor, prepared.dataset.name, admitted.record.id, exc)
-            raise InternalError("the fit failed after its budget was reserved; the charge "
-                                "stands because data may have been read") from exc
+            raise InternalError(_l(
+                "the fit failed after its budget was reserved; the charge stands because data"
+                " may have been read")) from exc
         return as_result(released, plan.accuracy(ALPHA))
 
     # -- use cases -----------------------------------------------------------------------
