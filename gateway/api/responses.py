@@ -100,6 +100,13 @@ class GrantAnswer(Answer):
     status: str
     created_by: str
     request_id: str | None = None
+    # zCDP datasets (docs/zcdp.md): the grant holds rho; epsilon_* are then OpenDP's
+    # conversions of rho_* at conversion_delta
+    accounting: str = "pure"
+    rho_total: float | None = None
+    rho_spent: float | None = None
+    rho_remaining: float | None = None
+    conversion_delta: float | None = None
 
 
 class ApplicationAnswer(Answer):
@@ -126,6 +133,9 @@ class BudgetLeft(Answer):
     grant_id: str
     epsilon_remaining: float
     delta_remaining: float
+    accounting: str = "pure"
+    rho_remaining: float | None = None  # zCDP; epsilon_remaining is then its conversion
+    conversion_delta: float | None = None
 
 
 class QueryAnswer(Answer):
@@ -159,6 +169,10 @@ class QueryAnswer(Answer):
     review: dict[str, Any] | None = None   # admins, while held: cost, accuracy, purpose
     error: str | None = None       # why it ended in ``error`` (the charge stands)
     recovered: bool | None = None  # finished by recovery after its first process stopped
+    accounting: str | None = None  # zCDP: rho charged / spent, epsilon its conversion
+    rho_charged: float | None = None
+    rho: float | None = None
+    conversion_delta: float | None = None
     replayed: bool | None = None   # a retry with the same Idempotency-Key: the first attempt
 
 
@@ -170,6 +184,9 @@ class PreviewAnswer(Answer):
     accuracy: dict[str, Any]
     access: str
     budget: BudgetLeft | None = None
+    accounting: str = "pure"
+    rho: float | None = None  # zCDP: the loss in rho; epsilon is its conversion
+    conversion_delta: float | None = None
 
 
 class AuditEntry(Answer):

@@ -208,3 +208,12 @@ def test_a_restricted_zcdp_query_is_reviewed_then_charged_in_rho(
         after = review_env.get("rita", f"/v1/grants/{grant['id']}").json()
         assert after["rho_spent"] == 0.001
         assert after["epsilon_spent"] == pytest.approx(opendp_epsilon(0.001), abs=1e-9)
+
+
+def test_openapi_documents_the_zcdp_fields(env: GatewayEnv) -> None:
+    schemas = env.client.get("/v1/openapi.json").json()["components"]["schemas"]
+    assert {"accounting", "rho_total", "rho_remaining", "conversion_delta"} <= set(
+        schemas["GrantAnswer"]["properties"])
+    assert "rho_charged" in schemas["QueryAnswer"]["properties"]
+    assert "rho" in schemas["PreviewAnswer"]["properties"]
+    assert "rho" in schemas["QueryBody"]["properties"]
