@@ -106,6 +106,7 @@ class Box:
 
     def run(self, code: str, timeout: float = 60) -> str:
         assert self.kernel is not None
+        self.kernel.ws.settimeout(max(60, timeout))  # a long cell sends nothing meanwhile
         return self.kernel.execute(code, timeout=timeout)
 
     def run_json(self, code: str, timeout: float = 60) -> Any:

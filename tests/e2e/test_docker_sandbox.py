@@ -365,11 +365,6 @@ def scenario_ready(boxes: tuple[Box, Box], own_gateway: Gateway, run_dir: Path) 
     for name, path in export_demo_data(run_dir / "demo").items():
         if name != "exam":  # already registered
             own_gateway.cli("dataset", "add", name, "--data", str(path))
-    for box in boxes:  # one analyst per language: each runs the scenarios once
-        for dataset, epsilon in (("flights", "5"), ("credit", "3")):
-            own_gateway.cli(
-                "grant", "add", "--user", box.username, "--dataset", dataset, "--epsilon", epsilon
-            )
     admin = own_gateway.add_user(f"adm{secrets.token_hex(3)}", "admin")
     login = httpx.post(f"{own_gateway.url}/v1/auth/token", json={"username": admin, "password": PASSWORD})
     headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
@@ -399,24 +394,32 @@ def scenario_ready(boxes: tuple[Box, Box], own_gateway: Gateway, run_dir: Path) 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
 def test_scenario_notebook_runs_in_a_container(
-    boxes: tuple[Box, Box], scenario_ready: str, notebook: str
+    boxes: tuple[Box, Box], own_gateway: Gateway, scenario_ready: str, notebook: str
 ) -> None:
-    box = boxes[1] if notebook.startswith("en/") else boxes[0]
-    seen = box.run_json(
-        "import json, subprocess, pathlib\n"
+    """Each notebook in a container, run by an analyst of its own (fresh grants, own budget)."""
+    user = own_gateway.add_user(f"nb{secrets.token_hex(3)}", "researcher")
+    for dataset, epsilon in (("flights", "5"), ("credit", "3")):
+        own_gateway.cli("grant", "add", "--user", user, "--dataset", dataset, "--epsilon", epsilon)
+    secret = (own_gateway.home / "state" / "hub_secret").read_text().strip()
+    token = httpx.post(
+        f"{own_gateway.url}/v1/auth/sandbox-token", json={"username": user}, headers={"X-Hub-Secret": secret}
+    ).json()["access_token"]
+    seen = boxes[1].run_json(
+        "import json, os, subprocess, pathlib\n"
         "src = pathlib.Path.home() / 'scenario.ipynb'\n"
         f"src.write_text({(TEMPLATES / notebook).read_text()!r})\n"
         "out = pathlib.Path('/tmp/executed.ipynb')\n"
+        f"env = dict(os.environ, DPSANDBOX_TOKEN={token!r}, DPSANDBOX_TOKEN_FILE='/tmp/{user}.token')\n"
         "run = subprocess.run(['jupyter', 'nbconvert', '--to', 'notebook', '--execute',\n"
-        "    '--ExecutePreprocessor.timeout=600', '--output', str(out), str(src)],\n"
-        "    capture_output=True, text=True, cwd=str(src.parent))\n"
+        "    '--ExecutePreprocessor.timeout=900', '--output', str(out), str(src)],\n"
+        "    capture_output=True, text=True, cwd=str(src.parent), env=env)\n"
         "errors = []\n"
         "if run.returncode == 0:\n"
         "    nb = json.loads(out.read_text())\n"
         "    outputs = [o for c in nb['cells'] for o in c.get('outputs', [])]\n"
         "    errors = [o for o in outputs if o.get('output_type') == 'error']\n"
         "print(json.dumps([run.returncode, run.stderr[-3000:], len(errors)]))",
-        timeout=900,
+        timeout=1200,
     )
     assert seen[0] == 0 and seen[2] == 0, seen[1]
 
