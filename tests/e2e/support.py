@@ -167,16 +167,18 @@ def running_gateway(run_dir: Path) -> Iterator[Gateway]:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        gateway = Gateway(home=home, url=url, env=env, proc=proc)
         try:
             wait_http(f"{url}/v1/datasets", proc=proc)
-            yield Gateway(home=home, url=url, env=env, proc=proc)
+            yield gateway
         finally:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            for started in {proc, gateway.proc}:  # restart_gateway replaces gateway.proc
+                started.terminate()
+                try:
+                    started.wait(15)
+                except subprocess.TimeoutExpired:
+                    started.kill()
+                    started.wait()
 
 
 def add_exam_dataset(gateway: Gateway, run_dir: Path) -> str:
