@@ -94,14 +94,15 @@ def test_no_raw_value_reaches_a_response_or_the_audit_log(gateway_env: GatewayEn
         env.get("rita", "/v1/datasets/flights/dummy?rows=50").json(),
         env.get("rita", "/v1/datasets/flights").json(),
     ]
-    released = responses[0]["rows"][0][0]
-    assert released != exact_count  # noisy (Laplace at eps 0.1 is exactly right ~never)
     log_text = env.services.audit.export("jsonl")
     tailnums = {v for v in _raw_values(env) if not v[0].isdigit() and not v.startswith("-")}
     text = json.dumps(responses) + log_text
     leaked = [v for v in tailnums if f'"{v}"' in text]
     assert leaked == []
-    assert f":{exact_count}," not in log_text and f"[{exact_count}]" not in text
+    # The released count is OpenDP's noisy answer; at eps 0.1 it equals the exact count about
+    # 5% of the time, which is DP output, not a leak. Only the other answers and the log are checked.
+    assert f":{exact_count}," not in log_text
+    assert f"[{exact_count}]" not in json.dumps(responses[1:]) + log_text
 
 
 @pytest.mark.parametrize(("fault", "status", "code"), [
