@@ -22,6 +22,10 @@ from tests.conftest import ADMIN, PASSWORD, GatewayEnv
 ROLES = ("anon", "root_admin", "audrey", "rita", "ron", "erin")
 PURPOSE = "checking who may do what with data-use applications"
 COUNT = {"dataset": "flights", "select": [{"agg": "count"}], "epsilon": 0.05}
+# exam is open: every analyst gets a grant on first use
+SYNTH = {"dataset": "exam", "columns": ["sex", "schgend"], "rows": 10, "epsilon": 0.05, "method": "mst"}
+MODEL = {"dataset": "exam", "kind": "linear_regression", "x": ["standLRT"], "y": "normexam",
+         "epsilon": 0.05}
 HELD = {"dataset": "credit", "select": [{"agg": "count"}]}
 
 
@@ -142,6 +146,10 @@ CASES = [
          lambda w, who: {"grant_id": w.fresh_grant()}, body={"note": "project ended"}),
     Case("POST", "/v1/grants/{grant_id}/extend", "401 200 403 403 403 403",
          lambda w, who: {"grant_id": w.fresh_grant()}, body={"epsilon": 0.5, "note": "more"}),
+    Case("POST", "/v1/synthetic/preview", "401 403 403 200 200 200", body=SYNTH),
+    Case("POST", "/v1/synthetic", "401 403 403 200 200 200", body=SYNTH),
+    Case("POST", "/v1/models/preview", "401 403 403 200 200 200", body=MODEL),
+    Case("POST", "/v1/models", "401 403 403 200 200 200", body=MODEL),
     Case("POST", "/v1/queries/preview", "401 403 403 200 200 200", body=COUNT),
     Case("POST", "/v1/queries", "401 403 403 200 403 403", body=COUNT),
     Case("GET", "/v1/queries", "401 200 200 200 200 200"),

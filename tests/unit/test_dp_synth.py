@@ -162,6 +162,7 @@ def test_a_hidden_column_answers_like_a_missing_one() -> None:
         ({"bins": 1}, "bins must be"),
         ({"bins": 65}, "bins must be"),
         ({"method": "gan"}, "method must be one of aim, mst"),
+        ({"columns": ["group"]}, "at least two columns"),
     ],
 )
 def test_caps_and_bad_options_are_refused_before_any_data_is_read(
@@ -176,7 +177,7 @@ def test_caps_and_bad_options_are_refused_before_any_data_is_read(
 def test_an_id_column_unit_is_refused(parquet: Path) -> None:
     policy = make_policy(privacy_unit={"id_column": "secret", "max_contributions": 2})
     with pytest.raises(UnsupportedQuery, match="id column"):
-        plan(parquet, columns=["group"], policy=policy)
+        plan(parquet, columns=["group", "month"], policy=policy)
 
 
 @pytest.mark.parametrize(("epsilon", "delta"), [(0.5, 0.0), (2.0, 1e-6)])

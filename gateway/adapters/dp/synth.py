@@ -77,6 +77,8 @@ def check_caps(policy: Policy, encoded: Sequence[Encoded], rows: int) -> None:
     limits = policy.synthetic
     if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
         raise InvalidRequest(_l("rows must be a positive integer, got %(value)s", value=repr(rows)))
+    if len(encoded) < 2:  # Private-PGM's MST fits pairs of columns: one column has none
+        raise InvalidRequest(_l("synthetic data needs at least two columns"))
     if rows > limits.max_rows:
         raise InvalidRequest(
             _l("rows %(rows)s is over this dataset's cap of %(cap)s", rows=rows, cap=limits.max_rows)
