@@ -42,7 +42,7 @@ def test_templates_come_from_the_languages_folder(tmp_path: Path) -> None:
     assert templates_source(templates, "en") == templates / "en"
     for language in ("zh_CN", "en"):
         names = sorted(p.name for p in templates_source(templates, language).glob("*.ipynb"))
-        assert names[0] == "01_getting_started.ipynb" and len(names) == 4
+        assert names[0] == "01_getting_started.ipynb" and len(names) == 5
     assert templates_source(tmp_path, "zh_CN") == tmp_path  # a flat folder still works
 
 
