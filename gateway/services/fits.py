@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.adapters.db import Store
 from gateway.domain.audit import canonical_json
 from gateway.domain.budget import Budget
-from gateway.domain.errors import GrantExpired, GrantRequired, InternalError, UnsupportedQuery
+from gateway.domain.errors import GrantExpired, GrantRequired, UnsupportedQuery
 from gateway.domain.fits import DEFAULT_BINS, ModelSpec, SyntheticSpec
 from gateway.domain.records import Grant, QueryRecord
 from gateway.domain.text import _l, localize
@@ -156,13 +156,10 @@ class FitService:
     def compute(self, actor: Principal, prepared: Prepared, plan: FitPlan,
                 admitted: Admitted) -> Result:
         """Fit on the data (the charge is committed already, and stands)."""
-        try:
-            released = plan.release()
-        except Exception as exc:
-            self.releases.fail(actor, prepared.dataset.name, admitted.record.id, exc)
-            raise InternalError(_l(
+        released = self.releases.compute_charged(
+            actor, prepared.dataset.name, admitted.record.id, plan.release, failed=_l(
                 "the fit failed after its budget was reserved; the charge stands because data"
-                " may have been read")) from exc
+                " may have been read"))
         return as_result(released, plan.accuracy(ALPHA))
 
     # -- use cases -----------------------------------------------------------------------

@@ -24,7 +24,6 @@ from gateway.domain.errors import (
     Forbidden,
     GrantExpired,
     GrantRequired,
-    InternalError,
     InvalidRequest,
     NotFound,
 )
@@ -161,13 +160,10 @@ class QueryService:
     def compute(self, actor: Principal, prepared: Prepared, plan: Plan,
                 admitted: Admitted) -> Result:
         """Read the data and draw the noise (the charge is committed already, and stands)."""
-        try:
-            release = plan.release()
-        except Exception as exc:
-            self.releases.fail(actor, prepared.dataset.name, admitted.record.id, exc)
-            raise InternalError(_l(
+        release = self.releases.compute_charged(
+            actor, prepared.dataset.name, admitted.record.id, plan.release, failed=_l(
                 "the query failed after its budget was reserved; the charge stands because "
-                "data may have been read")) from exc
+                "data may have been read"))
         return Result(release.columns, release.rows, {"alpha": ALPHA, **release.accuracy})
 
     # -- use cases -----------------------------------------------------------------------

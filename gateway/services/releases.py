@@ -22,14 +22,16 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from gateway.adapters.db import Store, Tx
 from gateway.domain.audit import canonical_json
 from gateway.domain.budget import Budget
-from gateway.domain.errors import Conflict, DomainError, NotFound, Unavailable
+from gateway.domain.errors import Conflict, DomainError, InternalError, NotFound, Unavailable
 from gateway.domain.records import Grant, QueryRecord
+from gateway.domain.text import Text
 from gateway.domain.workflow import QUERY_TRANSITIONS, next_state
 from gateway.i18n import _l
 from gateway.services.audit import AuditLog
@@ -38,6 +40,9 @@ from gateway.services.common import Principal, iso, new_id, now
 from gateway.services.grants import Ledger
 
 log = logging.getLogger(__name__)
+
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -241,6 +246,16 @@ class Releases:
             raise
         finally:
             self.done(query_id)
+
+    def compute_charged(self, actor: Principal, dataset: str, query_id: str,
+                        release: Callable[[], T], *, failed: Text) -> T:
+        """Run a charged computation; if it fails the query is marked ``error`` and audited,
+        and the caller gets ``InternalError(failed)``: the charge stands, data may have been read."""
+        try:
+            return release()
+        except Exception as exc:
+            self.fail(actor, dataset, query_id, exc)
+            raise InternalError(failed) from exc
 
     def fail(self, actor: Principal, dataset: str, query_id: str, exc: Exception, *,
              reason: str | None = None, recovered: bool = False) -> None:
