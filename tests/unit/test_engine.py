@@ -15,9 +15,11 @@ import polars as pl
 import pytest
 
 from gateway.adapters.dp import Engine, Plan, Release
+from gateway.adapters.dp.compiler import MAX_KEY_CELLS
 from gateway.domain.budget import Budget
 from gateway.domain.errors import InternalError, InvalidRequest, UnsupportedQuery
 from gateway.domain.query import Aggregate, Filter, QuerySpec, resolve_loss, validate
+from gateway.domain.text import use_locale
 from gateway.policy import Policy, parse_policy
 
 N = 2000
@@ -325,6 +327,10 @@ def test_private_keys_need_delta(engine: Engine, parquet: Path) -> None:
     with pytest.raises(InvalidRequest) as exc:
         engine.plan(query, make_policy(), parquet=parquet, version="v1", loss=Budget.of(1.0))
     assert "delta" in _message(exc)
+    # shown in the reader's language, the English kept for the record
+    assert exc.value.message.startswith("group_by carrier has no public keys")
+    with use_locale("zh_CN"):
+        assert exc.value.localized().startswith("group_by carrier 没有公开的键")
 
 
 @pytest.mark.parametrize(
@@ -365,6 +371,9 @@ def test_refuses_too_many_public_key_cells(engine: Engine, parquet: Path) -> Non
     with pytest.raises(UnsupportedQuery) as exc:
         engine.plan(query, policy, parquet=parquet, version="v1", loss=Budget.of(1.0))
     assert "1000000 public key combinations" in _message(exc)
+    with use_locale("zh_CN"):
+        assert exc.value.localized() == ("group_by a, b 有 1000000 个公开键组合；一次最多只能发布 "
+                                         f"{MAX_KEY_CELLS} 个")
 
 
 def test_data_not_matching_its_policy_is_an_internal_error(

@@ -90,3 +90,30 @@ def test_the_english_record_stays_english_whatever_the_readers_language() -> Non
         roles = Joined((word("researcher"), word("enterprise")), _l(" or "))
         assert str(roles) == "研究人员或企业分析人员"
         assert roles.render("en") == "researcher or enterprise"
+
+
+def _domain_errors() -> set[str]:
+    import inspect
+
+    from gateway.domain import errors
+
+    return {name for name, value in vars(errors).items()
+            if inspect.isclass(value) and issubclass(value, errors.DomainError)}
+
+
+def test_no_error_is_raised_with_a_message_that_cannot_be_translated() -> None:
+    """A DomainError built from a plain string literal or an f-string reaches the reader in
+    English only (the extractor never sees it): every one is written with ``_l``."""
+    import ast
+    from pathlib import Path
+
+    import gateway
+
+    names = _domain_errors()
+    found = []
+    for path in sorted(Path(gateway.__file__).parent.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and getattr(node.func, "id", None) in names
+                    and node.args and isinstance(node.args[0], ast.JoinedStr | ast.Constant)):
+                found.append(f"{path.name}:{node.lineno}: {ast.unparse(node)[:100]}")
+    assert not found, "write these messages with _l(...) (docs/i18n.md):\n" + "\n".join(found)

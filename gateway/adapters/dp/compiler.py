@@ -30,6 +30,7 @@ from gateway.domain.query import (
     queryable_column,
     validate,
 )
+from gateway.domain.text import _l
 from gateway.policy import Column, Policy
 
 CANONICAL: dict[str, Any] = {
@@ -168,7 +169,8 @@ def _check_int_bounds(agg: Aggregate, policy: Policy) -> None:
     col = _queryable(policy, agg.column, agg.agg)
     if col.type == "int" and col.bounds is not None:
         if math.ceil(col.bounds[0]) > math.floor(col.bounds[1]):
-            raise UnsupportedQuery(f"the bounds of int column {agg.column} hold no integer")
+            raise UnsupportedQuery(_l("the bounds of int column %(column)s hold no integer",
+                                      column=agg.column))
 
 
 def _group_keys(group_by: Sequence[str], policy: Policy) -> pl.DataFrame | None:
@@ -184,10 +186,9 @@ def _group_keys(group_by: Sequence[str], policy: Policy) -> pl.DataFrame | None:
         return None
     cells = math.prod(f.height for f in frames)
     if cells > MAX_KEY_CELLS:
-        raise UnsupportedQuery(
-            f"group_by {', '.join(group_by)} has {cells} public key combinations; "
-            f"at most {MAX_KEY_CELLS} can be released at once"
-        )
+        raise UnsupportedQuery(_l(
+            "group_by %(columns)s has %(cells)s public key combinations; at most %(max)s can be "
+            "released at once", columns=", ".join(group_by), cells=cells, max=MAX_KEY_CELLS))
     return reduce(lambda left, right: left.join(right, how="cross"), frames)
 
 
@@ -228,10 +229,9 @@ def _histogram_stage(
     else:
         cell_keys = bins if keys is None else keys.join(bins, how="cross")
         if cell_keys.height > MAX_KEY_CELLS:
-            raise UnsupportedQuery(
-                f"histogram {agg.name} has {cell_keys.height} cells with its group_by; "
-                f"at most {MAX_KEY_CELLS} can be released at once"
-            )
+            raise UnsupportedQuery(_l(
+                "histogram %(name)s has %(cells)s cells with its group_by; at most %(max)s can "
+                "be released at once", name=agg.name, cells=cell_keys.height, max=MAX_KEY_CELLS))
     unit = Unit(agg, "histogram", (alias,), frame_len(alias), position=position)
     return Stage((unit,), 1, (*by, BIN), cell_keys, agg.column, tuple(float(b) for b in agg.bins))
 

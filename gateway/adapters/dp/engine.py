@@ -58,6 +58,7 @@ from gateway.adapters.dp.results import accuracy, assemble, collect_cells
 from gateway.domain.budget import Budget
 from gateway.domain.errors import InternalError, InvalidRequest
 from gateway.domain.query import QuerySpec
+from gateway.domain.text import _l
 from gateway.policy import Policy
 
 __all__ = ["Engine", "Plan", "Release"]
@@ -116,10 +117,9 @@ class Engine:
         zcdp = loss.is_zcdp
         bp = compile_spec(spec, policy, gaussian=zcdp)
         if bp.thresholded and loss.delta_units == 0:
-            raise InvalidRequest(
-                f"group_by {', '.join(spec.group_by)} has no public keys, so its keys are "
-                "released only above a noisy threshold, which needs delta > 0"
-            )
+            raise InvalidRequest(_l(
+                "group_by %(columns)s has no public keys, so its keys are released only above "
+                "a noisy threshold, which needs delta > 0", columns=", ".join(spec.group_by)))
         primary = loss.rho_float if zcdp else loss.epsilon_float
         total: Loss = (primary, loss.delta_float if bp.thresholded else 0.0)
         budgets = _budgets(spec, bp, total)
@@ -140,7 +140,8 @@ class Engine:
             spent = [loss_of(space, m) for m in measurements]
         if not _affordable(spent, budgets, total):
             self._cache.discard(key)
-            raise InternalError(f"the planned measurements would spend {spent}, over {total}")
+            raise InternalError(_l("the planned measurements would spend %(spent)s, over %(total)s",
+                                    spent=spent, total=total))
         self._cache.put(key, calibrations)
         return Plan(spec, bp, space, Path(parquet), measurements, budgets, spent)
 
@@ -188,13 +189,14 @@ def _check_schema(bp: Blueprint, parquet: Path) -> None:
     try:
         schema = pl.scan_parquet(parquet).collect_schema()
     except (OSError, pl.exceptions.PolarsError) as exc:
-        raise InternalError(f"the data file of this dataset cannot be read ({exc})") from exc
+        raise InternalError(_l("the data file of this dataset cannot be read (%(error)s)",
+                                error=exc)) from exc
     for name, dtype in bp.columns.items():
         stored = schema.get(name)
         if stored is None or not _compatible(dtype, stored):
-            raise InternalError(
-                f"column {name} is stored as {stored}, which does not match its policy type"
-            )
+            raise InternalError(_l(
+                "column %(column)s is stored as %(stored)s, which does not match its policy type",
+                column=name, stored=stored))
 
 
 @dataclass
@@ -229,7 +231,7 @@ class Plan:
 
     def _by_alias(self, alpha: float) -> dict[str, float | None]:
         if not 0 < alpha < 1:
-            raise InvalidRequest(f"alpha must be between 0 and 1, got {alpha}")
+            raise InvalidRequest(_l("alpha must be between 0 and 1, got %(alpha)s", alpha=alpha))
         cached = self._accuracy.get(alpha)
         if cached is None:
             cached = {}
@@ -249,7 +251,7 @@ class Plan:
         from the released counts (see :func:`gateway.adapters.dp.results.accuracy`)."""
         with self._lock:
             if self._released:
-                raise InternalError("a plan is released at most once")
+                raise InternalError(_l("a plan is released at most once"))
             self._released = True
         by_alias = self._by_alias(alpha)
         with translated("release"):

@@ -39,6 +39,7 @@ import polars as pl
 
 from gateway.adapters.dp.compiler import Blueprint, Stage, stage_plan
 from gateway.domain.errors import DomainError, InternalError, UnsupportedQuery
+from gateway.domain.text import _l
 
 # honest-but-curious: OnceFrame.lazy(), so that polars' own streaming engine runs the plan
 # (about 2.5x less CPU than OpenDP's bundled polars at 10M rows). Safe here because every
@@ -105,10 +106,11 @@ def translated(phase: str) -> Iterator[None]:
         detail = _clean(exc)
         log.warning("OpenDP %s failed: %s", phase, detail, exc_info=exc)
         if phase == "plan":
-            raise UnsupportedQuery(
-                f"this query cannot be answered with differential privacy: {detail}"
-            ) from exc
-        raise InternalError(f"the DP engine failed while releasing the query: {detail}") from exc
+            raise UnsupportedQuery(_l(
+                "this query cannot be answered with differential privacy: %(detail)s",
+                detail=detail)) from exc
+        raise InternalError(_l("the DP engine failed while releasing the query: %(detail)s",
+                               detail=detail)) from exc
 
 
 def make_space(bp: Blueprint, *, approximate: bool, zcdp: bool = False) -> Space:
@@ -170,7 +172,7 @@ def calibrate(space: Space, bp: Blueprint, stage: Stage, budget: Loss) -> Calibr
             space, make_measurement(space, bp, stage, probe, probe_threshold)
         )[0]
         if not (math.isfinite(at_one) and at_one > 0):
-            raise InternalError(f"calibration probe returned a loss of {at_one}")
+            raise InternalError(_l("calibration probe returned a loss of %(loss)s", loss=at_one))
         share = at_one * n_units / budget[0]  # loss at scale 1 over the unit's share
         scales.append((math.sqrt(share) if space.zcdp else share) * HEADROOM)
     threshold = None
@@ -214,10 +216,10 @@ def _threshold(
         if within(spent, budget):
             return threshold
         threshold += max(1, math.ceil(scales[stage.key_unit] / 8))
-    raise UnsupportedQuery(
-        f"delta {budget[1]:g} is too small to release private group keys with this "
-        f"{'rho' if space.zcdp else 'epsilon'}; raise delta or {'rho' if space.zcdp else 'epsilon'}"
-    )
+    unit = "rho" if space.zcdp else "epsilon"  # a parameter's name: not translated
+    raise UnsupportedQuery(_l(
+        "delta %(delta)s is too small to release private group keys with this %(unit)s; raise "
+        "delta or %(unit)s", delta=format(budget[1], "g"), unit=unit))
 
 
 def accuracy_by_alias(measurement: Any, alpha: float, *, gaussian: bool = False) -> dict[str, float | None]:

@@ -75,7 +75,7 @@ class ModelPlan:
     def release(self) -> FittedModel:
         with self._lock:
             if self._released:
-                raise InternalError("a model plan is released at most once")
+                raise InternalError(_l("a model plan is released at most once"))
             self._released = True
         with translated("release"), np.errstate(divide="ignore", invalid="ignore"):
             data = self.read()
@@ -152,7 +152,8 @@ def plan_regression(policy: Policy, *, parquet: Path, x: Sequence[str], y: str, 
         measurement = theil_sen(float(theil_sen(1.0).map(d_in)) / (epsilon * SLACK))
         spent: Loss = (float(measurement.map(d_in)), 0.0)
     if not within(spent, (epsilon, 0.0)):
-        raise InternalError(f"the planned fit would spend {spent}, over {epsilon}")
+        raise InternalError(_l("the planned fit would spend %(spent)s, over %(total)s", spent=spent,
+                                total=epsilon))
 
     def finish(out: Any) -> dict[str, Any]:
         slope, intercept = (float(v) for v in np.asarray(out))
@@ -245,7 +246,8 @@ def plan_pca(
         )
         spent: Loss = (float(measurement.map(d_in)), 0.0)
     if not within(spent, (loss.epsilon_float, 0.0)):
-        raise InternalError(f"the planned fit would spend {spent}, over {loss.epsilon_float}")
+        raise InternalError(_l("the planned fit would spend %(spent)s, over %(total)s", spent=spent,
+                                total=loss.epsilon_float))
     lows = np.array([b[0] for b in bounds.values()])
     spans = np.array([b[1] - b[0] for b in bounds.values()])
 

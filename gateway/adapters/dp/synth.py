@@ -215,7 +215,7 @@ class SyntheticPlan:
     def release(self) -> SyntheticRelease:
         with self._lock:
             if self._released:
-                raise InternalError("a synthetic-data plan is released at most once")
+                raise InternalError(_l("a synthetic-data plan is released at most once"))
             self._released = True
         with translated("release"):
             table = self.measurement(encoded_frame(self.parquet, self.encoded))
@@ -286,7 +286,8 @@ def plan_synthetic(
         _CACHE.put(key, cached)
     measurement, spent, scale = cached
     if not within(spent, (epsilon, delta)):
-        raise InternalError(f"the planned fit would spend {spent}, over {(epsilon, delta)}")
+        raise InternalError(_l("the planned fit would spend %(spent)s, over %(total)s", spent=spent,
+                                total=(epsilon, delta)))
     return SyntheticPlan(
         encoded, rows, method, Path(parquet), measurement, d_in, spent, scale, zcdp=delta > 0
     )
@@ -325,5 +326,5 @@ def _build(
 def _query_loss(loss: Any) -> dict[str, float]:
     _measure, distance = loss
     if isinstance(distance, tuple):
-        raise InternalError("a contingency table is planned under pure or concentrated DP only")
+        raise InternalError(_l("a contingency table is planned under pure or concentrated DP only"))
     return {"rho": float(distance)} if "Concentrated" in str(_measure) else {"epsilon": float(distance)}

@@ -118,7 +118,7 @@ def switch_language(request: Request, svc: ServicesDep,
 def static(name: Annotated[str, Path(max_length=64)], request: Request) -> Response:
     with console_refusals(request, None):
         if name not in STATIC_FILES:
-            raise NotFound(f"no file {name}")
+            raise NotFound(_l("no file %(name)s", name=name))
     return FileResponse(STATIC / name, media_type=STATIC_FILES[name],
                         headers={"Cache-Control": "max-age=300"})
 
