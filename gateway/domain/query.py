@@ -13,7 +13,7 @@ import difflib
 import hashlib
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -363,22 +363,21 @@ def resolve_loss(
     spec: QuerySpec, policy: PolicyView, *, epsilon: object, delta: object | None
 ) -> Budget:
     """The (epsilon, delta) the query spends; delta defaults to the policy's when keys are private."""
-    need = needs_delta(spec, policy)
-    if delta is None:
-        delta = policy.delta if need else 0
-    loss = Budget.query_loss(epsilon, delta)
-    _check_delta(spec, policy, loss, need)
-    return loss
+    return _resolve(spec, policy, delta, lambda d: Budget.query_loss(epsilon, d))
 
 
 def resolve_zcdp_loss(
     spec: QuerySpec, policy: PolicyView, *, rho: object, delta: object | None
 ) -> Budget:
     """The (rho, delta) a zCDP query spends; delta as in :func:`resolve_loss`."""
+    return _resolve(spec, policy, delta, lambda d: Budget.zcdp_loss(rho, d))
+
+
+def _resolve(
+    spec: QuerySpec, policy: PolicyView, delta: object | None, loss_of: Callable[[object], Budget]
+) -> Budget:
     need = needs_delta(spec, policy)
-    if delta is None:
-        delta = policy.delta if need else 0
-    loss = Budget.zcdp_loss(rho, delta)
+    loss = loss_of(delta if delta is not None else (policy.delta if need else 0))
     _check_delta(spec, policy, loss, need)
     return loss
 

@@ -13,6 +13,7 @@ import hashlib
 import os
 import pwd
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,6 @@ from traitlets.config import LoggingConfigurable
 
 from .homes import HomeVolumeError, HomeVolumes, parse_size
 from .isolation import SandboxError, system_username
-from .language import sandbox_language, templates_source
 
 __all__ = ["AnalystAccountMixin", "account_exists", "ensure_analyst_account"]
 
@@ -69,14 +69,10 @@ class AnalystAccountMixin(LoggingConfigurable):
     user: Any
     handler: Any
     hub_state_dir: str
+    templates_dir: str
+    _templates_source: Callable[[], Path | None]  # GatewayLinkMixin
 
     home_root = Unicode("/home", help="Where analysts' homes are created (as root).").tag(config=True)
-
-    templates_dir = Unicode(
-        str(Path(__file__).resolve().parents[2] / "notebooks_templates"),
-        help="""Scenario notebooks copied into a new analyst's home (as ~/templates) on the
-        first spawn; an analyst's own copies are never overwritten. Empty: copy nothing.""",
-    ).tag(config=True)
 
     system_user_prefix = Unicode("dps-", help="Prefix of the system accounts created for analysts.").tag(
         config=True
@@ -155,15 +151,9 @@ class AnalystAccountMixin(LoggingConfigurable):
         volumes = self._home_volumes()
         if volumes is None:
             return
-        last: Exception | None = None
-        for _ in range(40):
-            try:
-                await asyncio.to_thread(volumes.unmount, self.system_user)
-                return
-            except HomeVolumeError as exc:
-                last = exc
-            await asyncio.sleep(0.25)
-        self.log.warning("The home of %s stays mounted: %s", self.user.name, last)
+        failure = await volumes.unmount_when_released(self.system_user)
+        if failure is not None:
+            self.log.warning("The home of %s stays mounted: %s", self.user.name, failure)
 
     async def _ensure_system_user(self) -> None:
         """Create the analyst's account on first spawn (root only)."""
@@ -180,10 +170,9 @@ class AnalystAccountMixin(LoggingConfigurable):
 
     def _provide_templates(self, uid: int) -> None:
         """Give a new analyst the scenario notebooks to start from (first spawn only)."""
-        source = templates_source(Path(self.templates_dir), self._language()) \
-            if self.templates_dir else None  # notebooks_templates/zh or /en
+        source = self._templates_source()
         target = self._host_home() / "templates"
-        if source is None or not source.is_dir() or target.exists():
+        if source is None or target.exists():
             return
         target.mkdir(mode=0o700)
         for notebook in sorted(source.glob("*.ipynb")):
@@ -193,7 +182,3 @@ class AnalystAccountMixin(LoggingConfigurable):
             for path in (target, *target.iterdir()):
                 os.chown(path, uid, gid)
         self.log.info("Copied %d scenario notebooks to %s", len(list(target.iterdir())), target)
-
-    def _language(self) -> str:
-        """The browser's language of the request that spawns this server (sandbox/hub/language.py)."""
-        return sandbox_language(self.handler)

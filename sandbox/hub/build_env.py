@@ -83,7 +83,8 @@ def _log(message: str) -> None:
     print(f"[build-sandbox-env] {message}", file=sys.stderr, flush=True)
 
 
-def _digest(*parts: bytes) -> str:
+def inputs_digest(*parts: bytes) -> str:
+    """A SHA-256 over the digests of ``parts``: the identity of a build's inputs."""
     h = hashlib.sha256()
     for part in parts:
         h.update(hashlib.sha256(part).digest())
@@ -114,7 +115,7 @@ def _deps_hash(python: Path, lock: Path, packages: tuple[str, ...]) -> str:
         capture_output=True,
         text=True,
     ).stdout
-    return _digest(
+    return inputs_digest(
         BUILD_VERSION.encode(),
         str(python).encode(),
         version.encode(),
@@ -128,7 +129,7 @@ def _client_hash(repo: Path) -> str:
     for path in _client_sources(repo):
         parts.append(str(path.relative_to(repo)).encode())
         parts.append(path.read_bytes())
-    return _digest(BUILD_VERSION.encode(), *parts)
+    return inputs_digest(BUILD_VERSION.encode(), *parts)
 
 
 def _read_stamp(prefix: Path) -> dict[str, str]:

@@ -32,12 +32,11 @@ from traitlets import Bool, Integer, List, Unicode, default
 
 from .docker_network import DockerNetworkError, SandboxNetwork, drop_default_route, network_names
 from .forwarder import TcpForwarder
+from .gateway_link import GatewayLinkMixin
 from .homes import HomeVolumeError, HomeVolumes, parse_size
 from .image import IMAGE_DIR, ImageBuildError, image_exists, sandbox_image_tag
 from .isolation import SandboxError
-from .language import sandbox_language, templates_source
-from .settings import HubSettings
-from .tokens import SandboxTokenError, revoke_sandbox_token, sandbox_token_for, token_id
+from .tokens import token_id
 
 __all__ = ["DockerSandboxSpawner"]
 
@@ -50,7 +49,7 @@ def _port_of(url: str) -> tuple[str, int]:
     return parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80)
 
 
-class DockerSandboxSpawner(DockerSpawner):
+class DockerSandboxSpawner(GatewayLinkMixin, DockerSpawner):
     """DockerSpawner with dp-sandbox's image, limits, home, network and token."""
 
     # -- shared by every spawner of this hub process
@@ -62,19 +61,10 @@ class DockerSandboxSpawner(DockerSpawner):
     _engine: ClassVar[Any] = None  # docker.DockerClient (DockerSpawner.client is the low-level API)
 
     # -- this sandbox's state; what stop() needs is kept by get_state() across hub restarts
-    sandbox_token = Unicode("", help="The token given to the running server (not saved).")
-    token_jti = Unicode("", help="jti of that token, revoked at the gateway on stop (saved).")
+    # (sandbox_token and token_jti: GatewayLinkMixin)
     home_name = Unicode("", help="The analyst's mounted home volume (saved).")
     needs_cleanup = Bool(False, help="From start() until the sandbox is cleaned up (saved).")
 
-    gateway_url = Unicode(help="The gateway's URL as the hub reaches it (DPSANDBOX_GATEWAY_URL).").tag(
-        config=True
-    )
-    dpsandbox_home = Unicode(help="The gateway's private directory (DPSANDBOX_HOME).").tag(config=True)
-    hub_state_dir = Unicode(help="The hub's private state (default $DPSANDBOX_HOME/hub).").tag(config=True)
-    hub_secret_file = Unicode(
-        help="File with the secret for POST /v1/auth/sandbox-token (DPSANDBOX_HUB_SECRET first)."
-    ).tag(config=True)
     home_size = Unicode(
         "5G",
         help="""Size of each analyst's home (a loop-mounted ext4 image: writes past it fail
@@ -95,28 +85,6 @@ class DockerSandboxSpawner(DockerSpawner):
         ["ptrace", "process_vm_readv", "process_vm_writev"],
         help="Syscalls refused on top of Docker's default seccomp profile.",
     ).tag(config=True)
-    templates_dir = Unicode(
-        str(Path(__file__).resolve().parents[2] / "notebooks_templates"),
-        help="""Scenario notebooks copied into a new home (as ~/templates): the folder of the
-        analyst's language (zh/, en/) when there is one; empty: none.""",
-    ).tag(config=True)
-
-    @default("gateway_url")
-    def _gateway_url_default(self) -> str:
-        return HubSettings.from_env().gateway_url
-
-    @default("dpsandbox_home")
-    def _dpsandbox_home_default(self) -> str:
-        return str(HubSettings.from_env().home)
-
-    @default("hub_state_dir")
-    def _hub_state_dir_default(self) -> str:
-        return str(Path(self.dpsandbox_home) / "hub")
-
-    @default("hub_secret_file")
-    def _hub_secret_file_default(self) -> str:
-        return str(HubSettings.from_env().hub_secret_file)
-
     @default("homes_dir")
     def _homes_dir_default(self) -> str:
         return str(Path(self.hub_state_dir) / "docker-homes")
@@ -244,15 +212,11 @@ class DockerSandboxSpawner(DockerSpawner):
     def _homes(self) -> HomeVolumes:
         return HomeVolumes(Path(self.homes_dir), size_bytes=parse_size(self.home_size))
 
-    def _language(self) -> str:
-        """The browser's language of the request that spawns this server (language.py)."""
-        return sandbox_language(self.handler)
-
     def _provide_templates(self, home: Path) -> None:
         """Give a new home the scenario notebooks of its language; never overwrite."""
-        source = templates_source(Path(self.templates_dir), self._language()) if self.templates_dir else None
+        source = self._templates_source()
         target = home / "templates"
-        if source is None or not source.is_dir() or target.exists():
+        if source is None or target.exists():
             return
         uid = self.sandbox_uid
         for notebook in sorted(source.rglob("*.ipynb")):
@@ -287,12 +251,7 @@ class DockerSandboxSpawner(DockerSpawner):
             "hostname": "sandbox",
             "working_dir": SANDBOX_HOME,
         }
-        try:
-            self.sandbox_token = await sandbox_token_for(
-                self.user.name, gateway_url=self.gateway_url, hub_secret_file=Path(self.hub_secret_file)
-            )
-        except SandboxTokenError as exc:
-            raise SandboxError(str(exc)) from exc
+        self.sandbox_token = await self._fetch_sandbox_token()
         self.token_jti = token_id(self.sandbox_token)
 
     async def _seal(self) -> None:
@@ -363,38 +322,15 @@ class DockerSandboxSpawner(DockerSpawner):
             await self._unmount(name)
 
     async def _unmount(self, name: str) -> None:
-        homes = self._homes()
-        for _ in range(40):  # the engine may still be tearing the container down
-            try:
-                await asyncio.to_thread(homes.unmount, name)
-                return
-            except HomeVolumeError as exc:
-                last = exc
-            await asyncio.sleep(0.25)
-        self.log.warning("Home of %s stays mounted: %s", self.user.name, last)
-
-    async def _revoke_token(self) -> None:
-        jti, self.token_jti, self.sandbox_token = self.token_jti, "", ""
-        if not jti:
-            return
-        try:
-            await revoke_sandbox_token(
-                jti,
-                username=self.user.name,
-                gateway_url=self.gateway_url,
-                hub_secret_file=Path(self.hub_secret_file),
-            )
-        except SandboxTokenError as exc:
-            self.log.warning("%s: it expires on its own", exc)
-        else:
-            self.log.info("Revoked the sandbox token of %s", self.user.name)
+        # the engine may still be tearing the container down
+        failure = await self._homes().unmount_when_released(name)
+        if failure is not None:
+            self.log.warning("Home of %s stays mounted: %s", self.user.name, failure)
 
     # ------------------------------------------------------------------ state
 
     def get_state(self) -> dict[str, Any]:
-        state: dict[str, Any] = super().get_state()
-        if self.token_jti:
-            state["token_jti"] = self.token_jti
+        state: dict[str, Any] = super().get_state()  # with token_jti (GatewayLinkMixin)
         if self.home_name:
             state["home_name"] = self.home_name
         if self.needs_cleanup:
@@ -403,7 +339,6 @@ class DockerSandboxSpawner(DockerSpawner):
 
     def load_state(self, state: dict[str, Any]) -> None:
         super().load_state(state)
-        self.token_jti = state.get("token_jti", "")
         self.home_name = state.get("home_name", "")
         self.needs_cleanup = bool(state.get("needs_cleanup", False))
 

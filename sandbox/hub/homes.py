@@ -18,6 +18,7 @@ Error: :class:`HomeVolumeError` (the message says which command failed).
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
 import re
@@ -144,6 +145,19 @@ class HomeVolumes:
         with self._locked():
             if os.path.ismount(target):
                 _run("umount", str(target))
+
+    async def unmount_when_released(self, name: str) -> HomeVolumeError | None:
+        """Unmount once nothing holds the home any more (a container or mount namespace
+        may still be going away): tries for about ten seconds; the last error if it stays."""
+        last: HomeVolumeError | None = None
+        for _ in range(40):
+            try:
+                await asyncio.to_thread(self.unmount, name)
+                return None
+            except HomeVolumeError as exc:
+                last = exc
+            await asyncio.sleep(0.25)
+        return last
 
     def is_mounted(self, name: str) -> bool:
         return os.path.ismount(self.mount_point_of(name))

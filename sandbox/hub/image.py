@@ -20,7 +20,6 @@ spawner runs); :func:`build_image` makes it. Errors: :class:`ImageBuildError`.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import re
 import shutil
@@ -34,7 +33,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .build_env import DEFAULT_PYTHON, REPO_ROOT, SANDBOX_PACKAGES, _client_sources, _sandbox_constraints
+from .build_env import (
+    DEFAULT_PYTHON,
+    REPO_ROOT,
+    SANDBOX_PACKAGES,
+    _client_sources,
+    _sandbox_constraints,
+    inputs_digest,
+)
 
 __all__ = [
     "BASE_PACKAGES",
@@ -67,10 +73,7 @@ def _say(message: str) -> None:
 
 
 def _digest(*parts: bytes) -> str:
-    h = hashlib.sha256()
-    for part in parts:
-        h.update(hashlib.sha256(part).digest())
-    return h.hexdigest()[:16]
+    return inputs_digest(*parts)[:16]  # short enough for an image tag
 
 
 def apt_source_files() -> list[Path]:

@@ -47,6 +47,7 @@ from traitlets import Bool, CaselessStrEnum, Integer, Unicode, default
 from .accounts import AnalystAccountMixin
 from .bubblewrap import BubblewrapMixin, on_loopback
 from .confinement import ConfinementMixin
+from .gateway_link import GatewayLinkMixin
 from .isolation import (
     SandboxError,
     children_of,
@@ -54,12 +55,14 @@ from .isolation import (
     signal_process,
 )
 from .settings import HubSettings
-from .tokens import SandboxTokenError, revoke_sandbox_token, sandbox_token_for, token_id
+from .tokens import token_id
 
 __all__ = ["SandboxSpawner"]
 
 
-class SandboxSpawner(AnalystAccountMixin, BubblewrapMixin, ConfinementMixin, LocalProcessSpawner):
+class SandboxSpawner(
+    AnalystAccountMixin, BubblewrapMixin, ConfinementMixin, GatewayLinkMixin, LocalProcessSpawner
+):
     """LocalProcessSpawner that runs each server as its own user inside bubblewrap.
 
     The analyst's account and home are in ``accounts.py``, the bubblewrap steps in
@@ -73,8 +76,7 @@ class SandboxSpawner(AnalystAccountMixin, BubblewrapMixin, ConfinementMixin, Loc
     # -- this sandbox's state; what stop() needs is kept by get_state() across hub restarts.
     # Not reset by clear_state(), which LocalProcessSpawner.poll() calls as soon as the
     # process is gone: _sweep() still needs it then, and resets it once done.
-    sandbox_token = Unicode("", help="The token given to the running server (not saved).")
-    token_jti = Unicode("", help="jti of that token, revoked at the gateway on stop (saved).")
+    # (sandbox_token and token_jti: GatewayLinkMixin)
     filtered_uid = Integer(
         None, allow_none=True, help="The uid this sandbox put under the egress filter (saved)."
     )
@@ -99,27 +101,6 @@ class SandboxSpawner(AnalystAccountMixin, BubblewrapMixin, ConfinementMixin, Loc
         /opt/dpsandbox/sandbox-env.""",
     ).tag(config=True)
 
-    gateway_url = Unicode(
-        help="Gateway URL given to the sandbox; defaults to DPSANDBOX_GATEWAY_URL.",
-    ).tag(config=True)
-
-    dpsandbox_home = Unicode(
-        help="""The gateway's private directory (DPSANDBOX_HOME): data, state, SQLite
-        database, signing key, hub state. Always hidden from sandboxes.""",
-    ).tag(config=True)
-
-    hub_state_dir = Unicode(
-        help="The hub's private state, hidden from sandboxes (default $DPSANDBOX_HOME/hub).",
-    ).tag(config=True)
-
-    hub_secret_file = Unicode(
-        help="""File holding the secret for POST /v1/auth/sandbox-token (written by the
-        gateway). The env variable DPSANDBOX_HUB_SECRET takes precedence.""",
-    ).tag(config=True)
-
-
-
-
     kernel_transport_ipc = Bool(
         True,
         help="Connect kernels over IPC sockets in the sandbox's private /tmp rather than TCP.",
@@ -128,24 +109,6 @@ class SandboxSpawner(AnalystAccountMixin, BubblewrapMixin, ConfinementMixin, Loc
     @default("sandbox_env")
     def _sandbox_env_default(self) -> str:
         return str(HubSettings.from_env().sandbox_env)
-
-    @default("gateway_url")
-    def _gateway_url_default(self) -> str:
-        return HubSettings.from_env().gateway_url
-
-    @default("dpsandbox_home")
-    def _dpsandbox_home_default(self) -> str:
-        return str(HubSettings.from_env().home)
-
-    @default("hub_state_dir")
-    def _hub_state_dir_default(self) -> str:
-        return str(Path(self.dpsandbox_home) / "hub")
-
-    @default("hub_secret_file")
-    def _hub_secret_file_default(self) -> str:
-        return os.environ.get("DPSANDBOX_HUB_SECRET_FILE") or str(
-            Path(self.dpsandbox_home) / "state" / "hub_secret"
-        )
 
     @default("cmd")
     def _cmd_default(self) -> list[str]:
@@ -218,16 +181,6 @@ class SandboxSpawner(AnalystAccountMixin, BubblewrapMixin, ConfinementMixin, Loc
         if self.kernel_transport_ipc:
             args.append("--KernelManager.transport=ipc")
         return args
-
-    async def _fetch_sandbox_token(self) -> str:
-        try:
-            return await sandbox_token_for(
-                self.user.name,
-                gateway_url=self.gateway_url,
-                hub_secret_file=Path(self.hub_secret_file),
-            )
-        except SandboxTokenError as exc:
-            raise SandboxError(str(exc)) from exc
 
     # ------------------------------------------------------------------ isolation
 
@@ -410,29 +363,10 @@ class SandboxSpawner(AnalystAccountMixin, BubblewrapMixin, ConfinementMixin, Loc
         await self._forget_filtered_uid()
         await self._unmount_home()
 
-    async def _revoke_token(self) -> None:
-        """The server is gone: its token (and every refresh of it) ends at the gateway."""
-        jti, self.token_jti, self.sandbox_token = self.token_jti, "", ""
-        if not jti:
-            return
-        try:
-            await revoke_sandbox_token(
-                jti,
-                username=self.user.name,
-                gateway_url=self.gateway_url,
-                hub_secret_file=Path(self.hub_secret_file),
-            )
-        except SandboxTokenError as exc:
-            self.log.warning("%s: it expires on its own", exc)
-        else:
-            self.log.info("Revoked the sandbox token of %s", self.user.name)
-
     # ------------------------------------------------------------------ state
 
     def get_state(self) -> dict[str, Any]:
-        state: dict[str, Any] = super().get_state()
-        if self.token_jti:
-            state["token_jti"] = self.token_jti
+        state: dict[str, Any] = super().get_state()  # with token_jti (GatewayLinkMixin)
         if self.filtered_uid is not None:
             state["filtered_uid"] = self.filtered_uid
         if self.needs_sweep:
@@ -441,7 +375,6 @@ class SandboxSpawner(AnalystAccountMixin, BubblewrapMixin, ConfinementMixin, Loc
 
     def load_state(self, state: dict[str, Any]) -> None:
         super().load_state(state)
-        self.token_jti = state.get("token_jti", "")
         self.filtered_uid = state.get("filtered_uid")
         self.needs_sweep = bool(state.get("needs_sweep", False))
 
