@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import func, insert, select
 
 from gateway.adapters.db import tables as t
+from gateway.adapters.db.rows import Repo
 
 C = t.audit.c
 COLUMNS = [c.name for c in t.audit.columns]
@@ -24,10 +25,7 @@ def _where(equal: dict[str, str], since: str | None, until: str | None) -> list[
     return conds
 
 
-class AuditRepo:
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-
+class AuditRepo(Repo):
     def head(self) -> tuple[int, str] | None:
         """(seq, hash) of the last entry, or None for an empty log."""
         row = self.conn.execute(select(C.seq, C.hash).order_by(C.seq.desc()).limit(1)).first()

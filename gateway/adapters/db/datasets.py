@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import insert, select, update
 
 from gateway.adapters.db import tables as t
+from gateway.adapters.db.rows import Repo, budget_of, record_of
 from gateway.domain.budget import Budget
 from gateway.domain.records import DatasetRow
 
@@ -14,17 +15,10 @@ D = t.datasets.c
 
 
 def _dataset(row: Any) -> DatasetRow:
-    return DatasetRow(name=row.name, version=row.version, policy_json=row.policy_json,
-                      file_name=row.file_name, row_count=row.row_count,
-                      spent=Budget(row.epsilon_spent_units, row.delta_spent_units,
-                                   row.rho_spent_units),
-                      registered_at=row.registered_at)
+    return record_of(DatasetRow, row, spent=budget_of(row, "spent_units"))
 
 
-class DatasetRepo:
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-
+class DatasetRepo(Repo):
     def get(self, name: str) -> DatasetRow | None:
         row = self.conn.execute(select(t.datasets).where(D.name == name)).first()
         return _dataset(row) if row else None

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 
 from gateway.adapters.db import tables as t
+from gateway.adapters.db.rows import Repo, budget_of, record_of
 from gateway.domain.budget import Budget
 from gateway.domain.records import Grant
 
@@ -14,13 +15,8 @@ G = t.grants.c
 
 
 def _grant(row: Any) -> Grant:
-    return Grant(
-        id=row.id, username=row.username, org=row.org, dataset=row.dataset,
-        total=Budget(row.epsilon_total_units, row.delta_total_units, row.rho_total_units),
-        spent=Budget(row.epsilon_spent_units, row.delta_spent_units, row.rho_spent_units),
-        conversion_delta=Budget(0, row.conversion_delta_units), status=row.status,
-        created_at=row.created_at, expires_at=row.expires_at, created_by=row.created_by,
-        request_id=row.request_id, revoked_by=row.revoked_by, revoked_at=row.revoked_at)
+    return record_of(Grant, row, total=budget_of(row, "total_units"), spent=budget_of(row, "spent_units"),
+                     conversion_delta=Budget(0, row.conversion_delta_units))
 
 
 def _holder(username: str, org: str | None) -> Any:
@@ -28,10 +24,7 @@ def _holder(username: str, org: str | None) -> Any:
     return or_(mine, G.org == org) if org else mine
 
 
-class GrantRepo:
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-
+class GrantRepo(Repo):
     def get(self, grant_id: str | None) -> Grant | None:
         if grant_id is None:
             return None

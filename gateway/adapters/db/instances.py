@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import delete, insert, select, update
 
 from gateway.adapters.db import tables as t
+from gateway.adapters.db.rows import Repo
 
 I = t.gateway_instances.c  # noqa: E741 - the table's columns, as elsewhere
 
 
-class InstanceRepo:
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-
+class InstanceRepo(Repo):
     def beat(self, instance_id: str, *, host: str, pid: int, started_at: str, at: str) -> None:
         """Say this process is alive (registering it on its first beat)."""
         if not self.conn.execute(update(t.gateway_instances).where(I.id == instance_id)

@@ -5,31 +5,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, or_, select, true, update
+from sqlalchemy import and_, insert, or_, select, true, update
 
 from gateway.adapters.db import tables as t
-from gateway.domain.budget import Budget
+from gateway.adapters.db.rows import Repo, budget_of, record_of
 from gateway.domain.records import QueryRecord
 
 Q = t.queries.c
 
 
 def _query(row: Any) -> QueryRecord:
-    return QueryRecord(
-        id=row.id, username=row.username, dataset=row.dataset,
-        dataset_version=row.dataset_version, grant_id=row.grant_id, query_key=row.query_key,
-        spec_json=row.spec_json, sql_text=row.sql_text, status=row.status,
-        cost=Budget(row.epsilon_units, row.delta_units, row.rho_units), created_at=row.created_at,
-        result_json=row.result_json, accuracy_json=row.accuracy_json,
-        finished_at=row.finished_at, reviewed_by=row.reviewed_by, review_note=row.review_note,
-        error=row.error, runner=row.runner, idempotency_key=row.idempotency_key,
-        recovered=bool(row.recovered))
+    return record_of(QueryRecord, row, cost=budget_of(row, "units"), recovered=bool(row.recovered))
 
 
-class QueryRepo:
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-
+class QueryRepo(Repo):
     def get(self, query_id: str) -> QueryRecord | None:
         row = self.conn.execute(select(t.queries).where(Q.id == query_id)).first()
         return _query(row) if row else None

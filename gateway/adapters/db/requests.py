@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy import and_, insert, select, update
 
 from gateway.adapters.db import tables as t
+from gateway.adapters.db.rows import Repo, record_of
 from gateway.domain.budget import Budget
 from gateway.domain.records import Application
 
@@ -14,18 +15,11 @@ A = t.applications.c
 
 
 def _application(row: Any) -> Application:
-    return Application(
-        id=row.id, applicant=row.applicant, org=row.org, dataset=row.dataset,
-        purpose=row.purpose, epsilon=Budget(row.epsilon_units), days=row.days, status=row.status,
-        auto_approved=bool(row.auto_approved), created_at=row.created_at,
-        decided_by=row.decided_by, decided_at=row.decided_at, note=row.note,
-        grant_id=row.grant_id)
+    return record_of(Application, row, epsilon=Budget(row.epsilon_units),
+                     auto_approved=bool(row.auto_approved))
 
 
-class ApplicationRepo:
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-
+class ApplicationRepo(Repo):
     def get(self, request_id: str | None) -> Application | None:
         if request_id is None:
             return None

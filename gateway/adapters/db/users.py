@@ -4,24 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import delete, insert, select, update
 
 from gateway.adapters.db import tables as t
+from gateway.adapters.db.rows import Repo, record_of
 from gateway.domain.records import User
 
 R = t.revoked_tokens.c
 
 
 def _user(row: Any) -> User:
-    return User(username=row.username, role=row.role, org=row.org, disabled=bool(row.disabled),
-                created_at=row.created_at, password_hash=row.password_hash,
-                failed_logins=row.failed_logins or 0, locked_until=row.locked_until, id=row.id)
+    return record_of(User, row, disabled=bool(row.disabled), failed_logins=row.failed_logins or 0)
 
 
-class UserRepo:
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-
+class UserRepo(Repo):
     def get(self, username: str) -> User | None:
         row = self.conn.execute(select(t.users).where(t.users.c.username == username)).first()
         return _user(row) if row else None
@@ -44,11 +40,8 @@ class UserRepo:
                                       .values(**values)).rowcount)
 
 
-class TokenRepo:
+class TokenRepo(Repo):
     """Tokens signed out before they expire (refused wherever they are presented)."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
 
     def is_revoked(self, *jtis: str) -> bool:
         return self.conn.execute(select(R.jti).where(R.jti.in_(set(jtis)))).first() is not None
