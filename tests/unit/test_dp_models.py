@@ -17,31 +17,25 @@ import pytest
 from gateway.adapters.dp.models import CANDIDATES, plan_pca, plan_regression
 from gateway.domain.budget import Budget
 from gateway.domain.errors import InternalError, InvalidRequest, UnsupportedQuery
-from gateway.policy import Policy, parse_policy
+from gateway.policy import Policy
+from tests.unit.support import policy_of
 
 N = 2000
 SLOPE, INTERCEPT = 2.0, 1.0
 
 
+LINE_COLUMNS: dict[str, Any] = {
+    "x": {"type": "float", "bounds": [0, 10], "nullable": True},
+    "y": {"type": "float", "bounds": [0, 25]},
+    "z": {"type": "int", "bounds": [0, 100]},
+    "label": {"type": "str", "categories": ["p", "q"]},
+    "loose": {"type": "float"},
+    "secret": {"type": "float", "bounds": [0, 1], "hidden": True},
+}
+
+
 def make_policy(**overrides: Any) -> Policy:
-    data: dict[str, Any] = {
-        "name": "line",
-        "title": "a known line",
-        "source": "line.parquet",
-        "access": "open",
-        "max_rows": 10_000,
-        "budget": {"default_epsilon": 1.0, "max_epsilon_per_grant": 10.0, "dataset_epsilon_cap": 100.0},
-        "columns": {
-            "x": {"type": "float", "bounds": [0, 10], "nullable": True},
-            "y": {"type": "float", "bounds": [0, 25]},
-            "z": {"type": "int", "bounds": [0, 100]},
-            "label": {"type": "str", "categories": ["p", "q"]},
-            "loose": {"type": "float"},
-            "secret": {"type": "float", "bounds": [0, 1], "hidden": True},
-        },
-    }
-    data.update(overrides)
-    return parse_policy(data, origin="test")
+    return policy_of("line", LINE_COLUMNS, **overrides)
 
 
 @pytest.fixture(scope="module")

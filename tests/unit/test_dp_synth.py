@@ -19,35 +19,29 @@ from gateway.adapters.dp.synth import SyntheticPlan, Tuning, plan_synthetic, rho
 from gateway.adapters.dp.synth_columns import BIN_NOTE, Encoded, encode_columns
 from gateway.domain.budget import Budget
 from gateway.domain.errors import InternalError, InvalidRequest, UnsupportedQuery
-from gateway.policy import Policy, parse_policy
+from gateway.policy import Policy
 from gateway.services.catalog import synthetic_rows
+from tests.unit.support import policy_of
 
 N = 3000
 FAST = Tuning(iters=150, aim_rounds=6)
 
 
+PEOPLE_COLUMNS: dict[str, Any] = {
+    "group": {"type": "str", "categories": ["a", "b", "c"]},
+    "level": {"type": "int", "bounds": [0, 99]},
+    "score": {"type": "float", "bounds": [0, 10], "nullable": True},
+    "month": {"type": "int", "bounds": [1, 4]},
+    "flag": {"type": "bool"},
+    "free": {"type": "str"},
+    "loose": {"type": "float"},
+    "secret": {"type": "int", "bounds": [0, 9], "hidden": True},
+}
+
+
 def make_policy(**overrides: Any) -> Policy:
-    data: dict[str, Any] = {
-        "name": "people",
-        "title": "test people",
-        "source": "people.parquet",
-        "access": "open",
-        "max_rows": 10_000,
-        "budget": {"default_epsilon": 1.0, "max_epsilon_per_grant": 10.0, "dataset_epsilon_cap": 100.0},
-        "columns": {
-            "group": {"type": "str", "categories": ["a", "b", "c"]},
-            "level": {"type": "int", "bounds": [0, 99]},
-            "score": {"type": "float", "bounds": [0, 10], "nullable": True},
-            "month": {"type": "int", "bounds": [1, 4]},
-            "flag": {"type": "bool"},
-            "free": {"type": "str"},
-            "loose": {"type": "float"},
-            "secret": {"type": "int", "bounds": [0, 9], "hidden": True},
-        },
-        "synthetic": {"max_rows": 5000, "max_columns": 4, "max_domain_size": 5000},
-    }
-    data.update(overrides)
-    return parse_policy(data, origin="test")
+    synthetic = {"max_rows": 5000, "max_columns": 4, "max_domain_size": 5000}
+    return policy_of("people", PEOPLE_COLUMNS, **{"synthetic": synthetic, **overrides})
 
 
 def make_frame(seed: int = 0) -> pl.DataFrame:
@@ -74,13 +68,6 @@ def make_frame(seed: int = 0) -> pl.DataFrame:
 @pytest.fixture(scope="module")
 def frame() -> pl.DataFrame:
     return make_frame()
-
-
-@pytest.fixture(scope="module")
-def parquet(tmp_path_factory: pytest.TempPathFactory, frame: pl.DataFrame) -> Path:
-    path = tmp_path_factory.mktemp("synth") / "people.parquet"
-    frame.write_parquet(path)
-    return path
 
 
 def plan(

@@ -7,6 +7,7 @@ test_engine_privacy.py.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,8 @@ from gateway.domain.budget import Budget
 from gateway.domain.errors import InternalError, InvalidRequest, UnsupportedQuery
 from gateway.domain.query import Aggregate, Filter, QuerySpec, resolve_loss, validate
 from gateway.domain.text import use_locale
-from gateway.policy import Policy, parse_policy
+from gateway.policy import Policy
+from tests.unit.support import BUDGET, policy_of
 
 N = 2000
 HUGE_EPSILON = 1e5  # noise scale ~1e-5 of a count: values are (almost) exact
@@ -47,50 +49,27 @@ def make_frame(seed: int = 0) -> pl.DataFrame:
     )
 
 
+FLIGHTS_COLUMNS: dict[str, Any] = {
+    "region": {"type": "str", "categories": REGIONS},
+    "carrier": {"type": "str"},
+    "month": {"type": "int", "bounds": [1, 12]},
+    "delay": {"type": "float", "bounds": [-60, 600], "nullable": True},
+    "dist": {"type": "int", "bounds": [0, 5000]},
+    "ratio": {"type": "float", "bounds": [0, 100]},
+    "flag": {"type": "bool"},
+    "person": {"type": "int"},
+    "secret": {"type": "int", "bounds": [0, 9], "hidden": True},
+}
+
+
 def make_policy(**overrides: Any) -> Policy:
-    data: dict[str, Any] = {
-        "name": "flights",
-        "title": "test flights",
-        "source": "flights.parquet",
-        "access": "open",
-        "max_rows": 10_000,
-        "budget": {
-            "default_epsilon": 1.0,
-            "max_epsilon_per_grant": 5.0,
-            "dataset_epsilon_cap": 100.0,
-            "delta": 1e-6,
-        },
-        "columns": {
-            "region": {"type": "str", "categories": REGIONS},
-            "carrier": {"type": "str"},
-            "month": {"type": "int", "bounds": [1, 12]},
-            "delay": {"type": "float", "bounds": [-60, 600], "nullable": True},
-            "dist": {"type": "int", "bounds": [0, 5000]},
-            "ratio": {"type": "float", "bounds": [0, 100]},
-            "flag": {"type": "bool"},
-            "person": {"type": "int"},
-            "secret": {"type": "int", "bounds": [0, 9], "hidden": True},
-        },
-    }
-    data.update(overrides)
-    return parse_policy(data, origin="test")
+    budget = BUDGET | {"max_epsilon_per_grant": 5.0, "delta": 1e-6}
+    return policy_of("flights", FLIGHTS_COLUMNS, **{"budget": budget, **overrides})
 
 
 @pytest.fixture(scope="module")
 def frame() -> pl.DataFrame:
     return make_frame()
-
-
-@pytest.fixture(scope="module")
-def parquet(tmp_path_factory: pytest.TempPathFactory, frame: pl.DataFrame) -> Path:
-    path = tmp_path_factory.mktemp("engine") / "flights.parquet"
-    frame.write_parquet(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def engine() -> Engine:
-    return Engine()
 
 
 def spec(*select: Aggregate, **kwargs: Any) -> QuerySpec:
@@ -110,6 +89,29 @@ def plan_of(
     validate(query, policy)
     loss = resolve_loss(query, policy, epsilon=epsilon, delta=delta)
     return engine.plan(query, policy, parquet=parquet, version="v1", loss=loss)
+
+
+def zplan(
+    engine: Engine, parquet: Path, query: QuerySpec, *, rho: float, delta: float | None = None,
+    policy: Policy | None = None,
+) -> Plan:
+    """A plan under zCDP: its loss in rho (and delta for private keys)."""
+    policy = policy or make_policy()
+    validate(query, policy)
+    return engine.plan(query, policy, parquet=parquet, version="v1",
+                       loss=Budget.zcdp(rho, delta or 0))
+
+
+def coverage(plan: Callable[[], Plan], key: str, truth: float, *, releases: int) -> float:
+    """The share of ``releases`` fresh releases whose reported accuracy (the 95% half-width
+    of ``key``) holds the true value of the first cell."""
+    within = 0
+    for _ in range(releases):
+        release = plan().release()
+        half_width = release.accuracy[key]
+        assert half_width is not None
+        within += abs(release.rows[0][0] - truth) <= half_width  # type: ignore[operator]
+    return within / releases
 
 
 def run(engine: Engine, parquet: Path, query: QuerySpec, **kwargs: Any) -> Release:

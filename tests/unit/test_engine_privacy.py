@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,24 +11,17 @@ import opendp.prelude as dp
 import polars as pl
 import pytest
 
-from gateway.adapters.dp import Engine
+from gateway.adapters.dp import Engine, Plan
 from gateway.adapters.dp import engine as engine_module
 from gateway.domain.budget import Budget
 from gateway.domain.errors import InternalError
 from gateway.domain.query import Aggregate, Filter
-from tests.unit.test_engine import N, make_frame, make_policy, plan_of, spec
+from tests.unit.test_engine import N, coverage, make_frame, make_policy, plan_of, spec, zplan
 
 
 @pytest.fixture(scope="module")
 def frame() -> pl.DataFrame:
     return make_frame(seed=1)
-
-
-@pytest.fixture(scope="module")
-def parquet(tmp_path_factory: pytest.TempPathFactory, frame: pl.DataFrame) -> Path:
-    path = tmp_path_factory.mktemp("engine_privacy") / "flights.parquet"
-    frame.write_parquet(path)
-    return path
 
 
 @pytest.fixture
@@ -108,17 +102,14 @@ def test_noise_is_real(engine: Engine, parquet: Path) -> None:
     assert len({plan.release().rows[0][0] for plan in plans}) > 1
 
 
+@pytest.mark.parametrize(("planner", "loss"), [(plan_of, {"epsilon": 0.3}), (zplan, {"rho": 0.002})],
+                         ids=["pure", "zcdp"])
 def test_reported_accuracy_covers_about_95_percent_of_errors(
-    engine: Engine, parquet: Path
+    engine: Engine, parquet: Path, planner: Callable[..., Plan], loss: dict[str, float]
 ) -> None:
     query = spec(Aggregate("count"))
-    within, releases = 0, 400
-    for _ in range(releases):
-        release = plan_of(engine, parquet, query, epsilon=0.3).release()
-        half_width = release.accuracy["count"]
-        assert half_width is not None
-        within += abs(release.rows[0][0] - N) <= half_width  # type: ignore[operator]
-    assert 0.90 <= within / releases <= 0.99
+    share = coverage(lambda: planner(engine, parquet, query, **loss), "count", N, releases=400)
+    assert 0.90 <= share <= 0.99
 
 
 def test_scales_are_cached_per_version_shape_and_loss(

@@ -22,9 +22,8 @@ from gateway.adapters.dp import (
 from gateway.adapters.dp.measure import EXACT_GAUSSIAN_SCALE, gaussian_accuracy
 from gateway.adapters.dp.units import mean_scale_ratio
 from gateway.domain.budget import RHO_SCALE, Budget
-from gateway.domain.query import Aggregate, QuerySpec, validate
-from gateway.policy import Policy
-from tests.unit.test_engine import N, make_frame, make_policy, spec
+from gateway.domain.query import Aggregate, validate
+from tests.unit.test_engine import N, coverage, make_frame, make_policy, spec, zplan
 from tests.unit.test_engine_privacy import SHAPES
 
 GRANT_EPSILON, GRANT_DELTA = 1.0, 1e-7
@@ -33,28 +32,6 @@ GRANT_EPSILON, GRANT_DELTA = 1.0, 1e-7
 @pytest.fixture(scope="module")
 def frame() -> pl.DataFrame:
     return make_frame(seed=2)
-
-
-@pytest.fixture(scope="module")
-def parquet(tmp_path_factory: pytest.TempPathFactory, frame: pl.DataFrame) -> Path:
-    path = tmp_path_factory.mktemp("engine_zcdp") / "flights.parquet"
-    frame.write_parquet(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def engine() -> Engine:
-    return Engine()
-
-
-def zplan(
-    engine: Engine, parquet: Path, query: QuerySpec, *, rho: float, delta: float | None = None,
-    policy: Policy | None = None,
-) -> Plan:
-    policy = policy or make_policy()
-    validate(query, policy)
-    return engine.plan(query, policy, parquet=parquet, version="v1",
-                       loss=Budget.zcdp(rho, delta or 0))
 
 
 def opendp_spent(plan: Plan) -> tuple[float, float]:
@@ -123,29 +100,15 @@ def test_thresholded_keys_under_zcdp_spend_delta(engine: Engine, parquet: Path) 
         zplan(engine, parquet, query, rho=0.05, delta=0)
 
 
-def test_reported_accuracy_covers_about_95_percent(engine: Engine, parquet: Path) -> None:
-    query = spec(Aggregate("count"))
-    within, releases = 0, 400
-    for _ in range(releases):
-        release = zplan(engine, parquet, query, rho=0.002).release()
-        half_width = release.accuracy["count"]
-        assert half_width is not None
-        within += abs(release.rows[0][0] - N) <= half_width  # type: ignore[operator]
-    assert 0.90 <= within / releases <= 0.99
-
-
 def test_wide_sums_cover_about_95_percent_with_the_closed_form(
     engine: Engine, parquet: Path, frame: pl.DataFrame
 ) -> None:
     query = spec(Aggregate("sum", "dist"))
     truth = frame["dist"].sum()
-    within, releases = 0, 300
-    for _ in range(releases):
-        release = zplan(engine, parquet, query, rho=0.002).release()
-        half_width = release.accuracy["sum_dist"]
-        assert half_width is not None and half_width > EXACT_GAUSSIAN_SCALE
-        within += abs(release.rows[0][0] - truth) <= half_width  # type: ignore[operator]
-    assert 0.90 <= within / releases <= 0.99
+    half_width = zplan(engine, parquet, query, rho=0.002).accuracy(0.05)["sum_dist"]
+    assert half_width is not None and half_width > EXACT_GAUSSIAN_SCALE
+    share = coverage(lambda: zplan(engine, parquet, query, rho=0.002), "sum_dist", truth, releases=300)
+    assert 0.90 <= share <= 0.99
 
 
 def test_mean_split_is_chosen_for_gaussian_noise() -> None:
