@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gateway.api.deps import route_action
 from gateway.domain.errors import STATUS_BY_CODE, DomainError, InvalidRequest, Unavailable
 from gateway.i18n import N_, _, use_locale
+from gateway.services.input_errors import describe
 
 log = logging.getLogger(__name__)
 INTERNAL_ERROR = N_("internal error: this is a bug in dp-sandbox and has been logged; nothing "
@@ -51,13 +52,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        parts = []
-        for err in exc.errors()[:5]:
-            loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
-            parts.append(f"{loc}: {err.get('msg', 'invalid')}")
-        message = "; ".join(parts) or "invalid request"
-        await run_in_threadpool(_audit_invalid_body, request, InvalidRequest(message))
-        return error_response("invalid_request", message)
+        refused = InvalidRequest(describe(exc.errors()))  # English in the audit log
+        await run_in_threadpool(_audit_invalid_body, request, refused)
+        return error_response(refused.code, refused.localized())
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Any:

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
 
+from gateway.domain.text import _l
+from gateway.services.input_errors import refusal
 from gateway.services.queries import QueryRequest
 from gateway.services.specs import AggregateBody, FilterBody, OrderBody
 
@@ -100,12 +102,13 @@ class QueryBody(Body):
     @model_validator(mode="after")
     def _one_form(self) -> QueryBody:
         if (self.sql is None) == (self.select is None):
-            raise ValueError("send either sql or a structured query (dataset and select), not both")
+            raise refusal(_l("send either sql or a structured query (dataset and select), "
+                             "not both"))
         if self.select is not None and self.dataset is None:
-            raise ValueError("a structured query needs dataset")
+            raise refusal(_l("a structured query needs dataset"))
         if self.sql is not None and (self.dataset or self.where or self.group_by or self.order_by
                                      or self.limit is not None):
-            raise ValueError("with sql, send only sql, epsilon (or rho) and delta")
+            raise refusal(_l("with sql, send only sql, epsilon (or rho) and delta"))
         return self
 
     def to_request(self) -> QueryRequest:

@@ -21,15 +21,15 @@ shown in the reader's language by ``localized()`` when it was written translatab
 
 from __future__ import annotations
 
-from gateway.domain.text import N_, Text, _l, gettext, localize
+from gateway.domain.text import N_, Joined, Text, _l, gettext, localize
 
 
 class DomainError(Exception):
     code = "internal"
 
-    def __init__(self, message: str | Text) -> None:
+    def __init__(self, message: str | Text | Joined) -> None:
         self.text = message
-        self.message = message.english if isinstance(message, Text) else message
+        self.message = message.english if isinstance(message, Text | Joined) else message
         super().__init__(self.message)
 
     def localized(self) -> str:

@@ -130,7 +130,12 @@ class Joined:
 
     def render(self, locale: str | None = None) -> str:
         return self.separator.render(locale).join(
-            item.render(locale) if isinstance(item, Text) else str(item) for item in self.items)
+            item.render(locale) if isinstance(item, Text | Joined) else str(item)
+            for item in self.items)
+
+    @property
+    def english(self) -> str:
+        return self.render(SOURCE_LOCALE)
 
     def __str__(self) -> str:
         return self.render()
@@ -148,9 +153,9 @@ def lazy_ngettext(singular: str, plural: str, n: int, **params: object) -> Text:
 _l = lazy_gettext
 
 
-def localize(message: str | Text) -> str:
+def localize(message: str | Text | Joined) -> str:
     """A message in the current language: a Text is translated, and a plain string is looked
     up as it is (so a constant marked with ``N_`` is translated; anything else stays)."""
-    if isinstance(message, Text):
+    if isinstance(message, Text | Joined):
         return str(message)
     return gettext(message) if message else message  # gettext("") is the catalog's header

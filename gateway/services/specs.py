@@ -17,6 +17,7 @@ from pydantic import (
 
 from gateway.domain.errors import InvalidRequest
 from gateway.domain.query import Aggregate, Filter, QuerySpec
+from gateway.services.input_errors import describe
 
 Scalar = StrictStr | StrictInt | StrictFloat | StrictBool
 
@@ -74,16 +75,8 @@ def _freeze(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
-def describe_errors(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "body"
-        parts.append(f"{loc}: {err['msg']}")
-    return "; ".join(parts[:5])
-
-
 def spec_from_json(data: dict[str, Any]) -> QuerySpec:
     try:
         return SpecBody.model_validate(data).to_spec()
     except ValidationError as exc:
-        raise InvalidRequest(describe_errors(exc)) from exc
+        raise InvalidRequest(describe(exc.errors())) from exc

@@ -27,8 +27,9 @@ from markupsafe import Markup
 
 from gateway.api.errors import INTERNAL_ERROR
 from gateway.domain.errors import STATUS_BY_CODE, DomainError, Unauthenticated, Unavailable
-from gateway.i18n import N_, _, current_locale, install_jinja, localize
+from gateway.i18n import N_, _, _l, current_locale, install_jinja, localize
 from gateway.services.common import Principal
+from gateway.services.input_errors import describe
 from gateway.web.words import ACTIONS, action_name, role_name, status_name
 
 log = logging.getLogger(__name__)
@@ -155,11 +156,7 @@ def to_login(request: Request, *, ended: bool) -> Response:
 
 
 def validation_message(exc: RequestValidationError) -> str:
-    parts = []
-    for err in exc.errors()[:5]:
-        field = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query"))
-        parts.append(f"{field or 'form'}: {err.get('msg', 'invalid')}")
-    return "; ".join(parts) or "the form could not be read"
+    return localize(describe(exc.errors(), whole=_l("the form")))
 
 
 class ConsoleRoute(APIRoute):

@@ -71,3 +71,61 @@ def test_query_refusals_in_chinese_with_the_same_code(gateway_env: GatewayEnv) -
         assert zh.json()["error"]["code"] == english.json()["error"]["code"] == code
         assert chinese in zh.json()["error"]["message"], zh.json()
         assert not any("\u4e00" <= ch <= "\u9fff" for ch in english.json()["error"]["message"])
+
+
+def _both(env: GatewayEnv, user: str, path: str, body: object) -> tuple[dict, dict]:
+    english = env.post(user, path, body)
+    chinese = env.client.post(path, json=body, headers={**env.headers(user), **ZH})
+    assert english.status_code == chinese.status_code == 422, (english.text, chinese.text)
+    assert english.json()["error"]["code"] == chinese.json()["error"]["code"] == "invalid_request"
+    return english.json()["error"], chinese.json()["error"]
+
+
+def test_body_validation_in_the_readers_language(gateway_env: GatewayEnv) -> None:
+    """Request bodies refused by validation: the message translated (field names kept), the
+    code unchanged, and the audit log's record English."""
+    env = gateway_env
+    cases = [
+        ("root_admin", "/v1/users",
+         {"username": "u1", "role": "boss", "password": "short"},
+         "role: should be one of 'researcher', 'enterprise', 'admin', 'auditor'; "
+         "password: should have at least 8 characters",
+         "role：应为以下之一：'researcher'、'enterprise'、'admin'、'auditor'；"
+         "password：应至少有 8 个字符"),
+        ("rita", "/v1/requests", {"dataset": "flights", "purpose": "p" * 30, "colour": "red"},
+         "colour: is not a field of this request", "colour：不是此请求的字段"),
+        ("rita", "/v1/requests", {"purpose": "p" * 30, "epsilon": "lots"},
+         "dataset: is required; epsilon: should be a number",
+         "dataset：为必填项；epsilon：应为数字"),
+        ("ron", "/v1/queries", {"sql": "SELECT COUNT(*) FROM flights", "epsilon": 0.1,
+                                "select": [{"agg": "count"}]},
+         "the request: send either sql or a structured query (dataset and select), not both",
+         "请求：请发送 sql 或结构化查询（dataset 和 select）其中之一，不能两者都发"),
+        ("ron", "/v1/queries", {"dataset": "flights", "select": [{"agg": "count", "q": True}],
+                                "epsilon": 0.1},
+         # a union says which of its members refused (q is a StrictFloat | StrictInt)
+         "select.0.q.float: should be a number; select.0.q.int: should be a whole number",
+         "select.0.q.float：应为数字；select.0.q.int：应为整数"),
+    ]
+    for user, path, body, english, chinese in cases:
+        en, zh = _both(env, user, path, body)
+        assert (en["message"], zh["message"]) == (english, chinese)
+    entries, _total = env.services.audit.page(AuditFilter(actor="ron", outcome="denied"),
+                                              page=1, size=5)
+    assert entries[0]["detail"]["reason"] == english  # the record stays English
+
+
+def test_a_structured_query_refused_inside_the_service_is_translated(
+        gateway_env: GatewayEnv) -> None:
+    """A query's spec is checked in the service (so that the refusal is audited with it)."""
+    en, zh = _both(gateway_env, "ron", "/v1/queries",
+                   {"dataset": "flights", "select": [], "epsilon": 0.1})
+    assert en["message"] == "select: should have at least 1 item"
+    assert zh["message"] == "select：应至少有 1 项"
+
+
+def test_malformed_json_in_chinese(gateway_env: GatewayEnv) -> None:
+    resp = gateway_env.client.post("/v1/auth/token", content=b"{not json",
+                                   headers={**ZH, "Content-Type": "application/json"})
+    assert resp.status_code == 422
+    assert resp.json()["error"]["message"] == "1：不是有效的 JSON"

@@ -97,3 +97,14 @@ def test_a_sandbox_token_cannot_open_the_console(gateway_env: GatewayEnv) -> Non
     client.cookies.set("dps_console", token, path="/console")
     response = client.get("/console", follow_redirects=False)
     assert response.status_code == 303 and "reason=ended" in response.headers["location"]
+
+
+def test_a_parameter_the_framework_refuses_is_a_page_in_the_readers_language(
+        gateway_env: GatewayEnv) -> None:
+    client = fresh(gateway_env)
+    assert sign_in(client, "root_admin").status_code == 303
+    english = client.get("/console/admin/users?page=0")
+    chinese = client.get("/console/admin/users?page=0", headers={"Accept-Language": "zh-CN"})
+    assert english.status_code == chinese.status_code == 422
+    assert "Page: should be at least 1" in english.text  # the page capitalizes
+    assert "Page：应不小于 1" in chinese.text
