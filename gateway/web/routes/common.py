@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
-from fastapi import Request
+from fastapi import Query, Request
 from fastapi.responses import RedirectResponse
 
 from gateway.domain.errors import Conflict, InvalidRequest, NotFound
@@ -13,6 +13,10 @@ from gateway.i18n import N_, _
 from gateway.web.forms import Form
 
 T = TypeVar("T")
+
+# A list page's search box and page number (``?q=...&page=...``), as every list takes them.
+Search = Annotated[str, Query(max_length=64)]
+ListPage = Annotated[int, Query(alias="page", ge=1, le=100_000)]
 
 NOTICES = {
     "approved": N_("The application was approved and its grant created."),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 
 from gateway.api.deps import ServicesDep
 from gateway.api.params import RecordId
@@ -19,7 +19,7 @@ from gateway.services.grants import DEFAULT_GRANT_DAYS, MAX_GRANT_DAYS
 from gateway.web.forms import Form, Text
 from gateway.web.paging import paginate
 from gateway.web.render import ConsoleRoute, page
-from gateway.web.routes.common import attempt, back, notice
+from gateway.web.routes.common import ListPage, Search, attempt, back, notice
 from gateway.web.session import AdminUser, ConsoleUser, FormUser
 from gateway.web.views import active_grants_for, analyst_overview, with_accuracy
 
@@ -115,8 +115,7 @@ def reject(request_id: RecordId, request: Request, actor: FormUser, svc: Service
 @router.get("/admin/applications")
 def applications(request: Request, actor: AdminUser, svc: ServicesDep,
                  status: Literal["pending", "approved", "rejected", "withdrawn", "all"] = "pending",
-                 q: str = Query("", max_length=64),
-                 page_number: int = Query(1, alias="page", ge=1, le=100_000)) -> Response:
+                 q: Search = "", page_number: ListPage = 1) -> Response:
     found = svc.access.list(actor, status=None if status == "all" else status)
     pg = paginate(found, q=q, fields=("applicant", "org", "dataset", "purpose", "id"),
                   page=page_number, base="/console/admin/applications", keep={"status": status})

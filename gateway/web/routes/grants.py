@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 
 from gateway.api.deps import ServicesDep
 from gateway.api.params import RecordId
@@ -18,7 +18,7 @@ from gateway.services.grants import DEFAULT_GRANT_DAYS, MAX_GRANT_DAYS
 from gateway.web.forms import Form, Text
 from gateway.web.paging import paginate
 from gateway.web.render import ConsoleRoute, page
-from gateway.web.routes.common import attempt, back, notice
+from gateway.web.routes.common import ListPage, Search, attempt, back, notice
 from gateway.web.session import AdminUser, ConsoleUser, FormUser
 from gateway.web.views import revoke_reasons
 
@@ -44,8 +44,7 @@ def grants_page(request: Request, actor: Any, svc: Any, *, q: str = "", page_num
 
 @router.get("/admin/grants")
 def grants(request: Request, actor: AdminUser, svc: ServicesDep,
-           q: str = Query("", max_length=64),
-           page_number: int = Query(1, alias="page", ge=1, le=100_000)) -> Response:
+           q: Search = "", page_number: ListPage = 1) -> Response:
     return grants_page(request, actor, svc, q=q, page_number=page_number)
 
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 
 from gateway.api.deps import ServicesDep
 from gateway.api.params import RecordId
 from gateway.i18n import _
 from gateway.web.paging import paginate
 from gateway.web.render import ConsoleRoute, page
+from gateway.web.routes.common import ListPage, Search
 from gateway.web.session import ConsoleUser
 
 router = APIRouter(prefix="/console", route_class=ConsoleRoute)
@@ -25,8 +26,7 @@ QUERIES_LISTED = 5000  # the newest; older ones stay reachable through the audit
 @router.get("/queries")
 def queries(request: Request, actor: ConsoleUser, svc: ServicesDep,
             status: Literal["all", "released", "pending_review", "rejected", "error"] = "all",
-            q: str = Query("", max_length=64),
-            page_number: int = Query(1, alias="page", ge=1, le=100_000)) -> Response:
+            q: Search = "", page_number: ListPage = 1) -> Response:
     found = svc.queries.list(actor, status=None if status == "all" else status,
                              limit=QUERIES_LISTED)
     pg = paginate(found, q=q, fields=("user", "dataset", "sql", "id", "status"),
