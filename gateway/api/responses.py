@@ -100,6 +100,8 @@ class GrantAnswer(Answer):
     status: str
     created_by: str
     request_id: str | None = None
+    revoked_at: str | None = None
+    revoke_reason: str | None = None  # why an admin revoked it (shown to the holder)
     # zCDP datasets (docs/zcdp.md): the grant holds rho; epsilon_* are then OpenDP's
     # conversions of rho_* at conversion_delta
     accounting: str = "pure"

@@ -53,6 +53,7 @@ class Grant:
     request_id: str | None = None
     revoked_by: str | None = None
     revoked_at: str | None = None
+    revoke_reason: str | None = None
     # zCDP grants (total.rho_units > 0): the delta at which their rho is shown as epsilon
     conversion_delta: Budget = field(default_factory=Budget)
 

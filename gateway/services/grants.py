@@ -163,7 +163,7 @@ class Ledger:
                     raise Conflict(_l(
                         "grant %(grant_id)s is already %(status)s",
                         grant_id=grant_id, status=word(grant.status)))
-                tx.grants.revoke(grant_id, by=actor.username, at=iso(now()))
+                tx.grants.revoke(grant_id, by=actor.username, at=iso(now()), reason=note)
                 self.audit.append(tx, action="grant.revoke", outcome="ok", actor=actor,
                                   dataset=grant.dataset, grant_id=grant_id,
                                   request_id=grant.request_id, detail={"note": note})
@@ -242,7 +242,12 @@ class Ledger:
             return live[0]
         if any(g.status == "active" for g in held):
             raise GrantExpired(_l("your grant on %(dataset)s has expired; apply again", dataset=dataset))
-        if any(g.status == "revoked" for g in held):
+        revoked = next((g for g in held if g.status == "revoked"), None)  # the newest
+        if revoked is not None and revoked.revoke_reason:
+            raise GrantRequired(_l(
+                "your grant on %(dataset)s was revoked (reason: %(reason)s); apply again to "
+                "continue", dataset=dataset, reason=revoked.revoke_reason))
+        if revoked is not None:
             raise GrantRequired(_l(
                 "your grant on %(dataset)s was revoked; apply again to continue",
                 dataset=dataset))

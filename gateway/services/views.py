@@ -23,6 +23,7 @@ def grant_view(grant: Grant) -> dict[str, Any]:
         "created_at": grant.created_at, "expires_at": grant.expires_at,
         "status": grant.shown_status, "created_by": grant.created_by,
         "request_id": grant.request_id,
+        "revoked_at": grant.revoked_at, "revoke_reason": grant.revoke_reason,
         **total_fields(total, spent, grant.conversion_delta.delta_float),
     }
 

@@ -29,7 +29,6 @@ def analyst_overview(svc: Services, actor: Principal) -> dict[str, Any]:
         "applications": svc.access.list(actor),
         "grants": grants,
         "left": budget_left(grants),
-        "reasons": revoke_reasons(svc, grants),
         "queries": svc.queries.list(actor, limit=10),
         "datasets": svc.catalog.list(actor),
     }
@@ -115,16 +114,3 @@ def active_grants_for(application: dict[str, Any]) -> list[dict[str, Any]]:
             and g["status"] == "active"
             and ((g.get("org") == org and not g.get("user")) if org
                  else g.get("user") == application["applicant"])]
-
-
-def revoke_reasons(svc: Services, grants: list[dict[str, Any]]) -> dict[str, str]:
-    """Why each revoked grant was revoked: the note of its ``grant.revoke`` audit entry."""
-    reasons = {}
-    for grant in grants:
-        if grant["status"] != "revoked":
-            continue
-        entries, _total = svc.audit.page(AuditFilter(action="grant.revoke", outcome="ok",
-                                                     grant_id=grant["id"]), page=1, size=1)
-        if entries:
-            reasons[grant["id"]] = str(entries[0]["detail"].get("note") or "")
-    return reasons

@@ -162,7 +162,7 @@ class Gateway:
         return records_frame(self._session.get("/v1/grants"),
                              ["id", "dataset", "status", "epsilon_total", "epsilon_spent",
                               "epsilon_remaining", "delta_remaining", "accounting",
-                              "rho_remaining", "expires_at"])
+                              "rho_remaining", "expires_at", "revoke_reason"])
 
     def queries(self, *, status: str | None = None, dataset: str | None = None) -> pd.DataFrame:
         """Your queries, newest first (released results are in query_result)."""

@@ -111,6 +111,8 @@ class Grant(_Shape):
     org: str | None = None
     created_by: str | None = None
     request_id: str | None = None
+    revoked_at: str | None = None
+    revoke_reason: str | None = None  # why an admin revoked it
 
     @property
     def active(self) -> bool:

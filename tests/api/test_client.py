@@ -407,3 +407,19 @@ def test_the_client_imports_without_the_gateway(tmp_path: Path) -> None:
                          text=True, env={**os.environ, "PYTHONPATH": str(root)}, check=False)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().replace("'", '"')) == ["AccessDenied", "BudgetExhausted"]
+
+
+def test_a_revoked_grant_says_why(live: LiveGateway) -> None:
+    """The admin's reason reaches the analyst with the grant and with the refusal."""
+    live.services.users.create(ADMIN, username="rhea", role="researcher", password=PASSWORD)
+    grant = live.services.ledger.give(ADMIN, user="rhea", org=None, dataset="flights",
+                                      epsilon=1.0, delta=None, days=None)
+    live.admin("POST", f"/v1/grants/{grant['id']}/revoke", {"note": "the project ended"})
+    gw = connect(live.url, token=live.token("rhea"), quiet=True)
+    listed = gw.grants().set_index("id")
+    assert listed.loc[grant["id"], "status"] == "revoked"
+    assert listed.loc[grant["id"], "revoke_reason"] == "the project ended"
+    [shape] = gw.runner.grants()
+    assert shape.revoke_reason == "the project ended" and shape.revoked_at and not shape.active
+    with pytest.raises(GrantRequired, match=r"was revoked \(reason: the project ended\)"):
+        gw.dataset("flights").count(epsilon=0.1)

@@ -48,6 +48,11 @@ def test_revoke_with_a_reason_is_audited_under_the_admin(gateway_env: GatewayEnv
     [entry] = entries(env, action="grant.revoke", grant_id=grant["id"])
     assert (entry["actor"], entry["role"], entry["outcome"]) == ("root_admin", "admin", "ok")
     assert entry["detail"]["note"] == "project ended early"
+    # the holder reads the reason with the grant, and when a query is refused
+    shown = env.get("rita", f"/v1/grants/{grant['id']}").json()
+    assert shown["revoke_reason"] == "project ended early" and shown["revoked_at"]
+    listed = {g["id"]: g for g in env.get("rita", "/v1/grants").json()}
+    assert listed[grant["id"]]["revoke_reason"] == "project ended early"
 
 
 def test_disable_needs_a_reason_enable_does_not(gateway_env: GatewayEnv) -> None:

@@ -67,9 +67,9 @@ class GrantRepo(Repo):
         assert grant is not None
         return grant
 
-    def revoke(self, grant_id: str, *, by: str, at: str) -> None:
+    def revoke(self, grant_id: str, *, by: str, at: str, reason: str) -> None:
         self.conn.execute(update(t.grants).where(G.id == grant_id).values(
-            status="revoked", revoked_by=by, revoked_at=at))
+            status="revoked", revoked_by=by, revoked_at=at, revoke_reason=reason))
 
     def extend(self, grant_id: str, *, total: Budget, expires_at: str) -> None:
         self.conn.execute(update(t.grants).where(G.id == grant_id).values(

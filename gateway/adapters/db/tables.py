@@ -90,6 +90,7 @@ grants = Table(
     Column("request_id", String(32), nullable=True),
     Column("revoked_by", String(64), nullable=True),
     Column("revoked_at", String(40), nullable=True),
+    Column("revoke_reason", Text, nullable=True),  # the admin's reason, shown to the holder
 )
 
 queries = Table(

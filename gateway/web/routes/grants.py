@@ -20,7 +20,6 @@ from gateway.web.paging import paginate
 from gateway.web.render import ConsoleRoute, page
 from gateway.web.routes.common import ListPage, Search, attempt, back, notice
 from gateway.web.session import AdminUser, ConsoleUser, FormUser
-from gateway.web.views import revoke_reasons
 
 router = APIRouter(prefix="/console", route_class=ConsoleRoute)
 
@@ -75,7 +74,6 @@ def grant_page(request: Request, actor: Any, svc: Any, grant_id: str, *,
     most = next((d["max_epsilon_per_grant"] for d in svc.catalog.list(actor)
                  if d["name"] == found["dataset"]), found["epsilon_total"])
     return page(request, "grant.html", status=status_for(form), title=_("Grant"), grant=found,
-                revoke_reason=revoke_reasons(svc, [found]).get(found["id"], ""),
                 max_per_grant=most, max_days=MAX_GRANT_DAYS, form=form, notice=notice(request))
 
 
