@@ -1,17 +1,33 @@
 """What every ``/v1`` route answers, as pydantic models (``response_model``), so that
 ``/v1/openapi.json`` documents each response.
 
-Routes answer with ``response_model_exclude_unset``: a field the service did not send
-(``rows`` of a held query, ``context`` for an analyst) stays absent rather than ``null``.
+Routes of an :func:`answer_router` answer with ``response_model_exclude_unset``: a field the
+service did not send (``rows`` of a held query, ``context`` for an analyst) stays absent
+rather than ``null``.
 Models allow extra fields, so a newer service may add one (e.g. zCDP's ``rho``) before its
 model does; the client library reads these shapes the same way (sandbox/client/_shapes.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from fastapi import APIRouter
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict
+
+
+class AnswerRoute(APIRoute):
+    """A route that leaves out of its answer what the service did not send."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **(kwargs | {"response_model_exclude_unset": True}))
+
+
+def answer_router(tag: str) -> APIRouter:
+    """The router of one ``/v1`` resource: its routes declare a model, absent stays absent."""
+    return APIRouter(tags=[tag], route_class=AnswerRoute)
 
 
 class Answer(BaseModel):

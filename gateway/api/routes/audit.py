@@ -2,20 +2,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 from fastapi.responses import Response
 
 from gateway.api.deps import CurrentUser, ServicesDep
 from gateway.api.params import AuditSeq, ExportFormat, FilterText, PageNumber, PageSize
-from gateway.api.responses import AuditEntry, AuditPage, ChainAnswer
+from gateway.api.responses import AuditEntry, AuditPage, ChainAnswer, answer_router
 from gateway.services.audit import AuditFilter, report_json
 
-router = APIRouter(tags=["audit"])
+router = answer_router("audit")
 Text = FilterText
 
 
-@router.get("/audit", response_model=AuditPage,
-             response_model_exclude_unset=True)
+@router.get("/audit", response_model=AuditPage)
 def list_audit(
     actor: CurrentUser, svc: ServicesDep, actor_name: Annotated[str | None, Query(
         alias="actor", max_length=64)] = None,
@@ -30,8 +29,7 @@ def list_audit(
     return {"entries": entries, "total": total, "page": page, "page_size": page_size}
 
 
-@router.get("/audit/verify", response_model=ChainAnswer,
-             response_model_exclude_unset=True)
+@router.get("/audit/verify", response_model=ChainAnswer)
 def verify(actor: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
     return report_json(svc.audit.verify(actor))
 
@@ -46,7 +44,6 @@ def export(actor: CurrentUser, svc: ServicesDep, format: ExportFormat = "jsonl")
         "Content-Disposition": f'attachment; filename="dpsandbox-audit.{format}"'})
 
 
-@router.get("/audit/{seq}", response_model=AuditEntry,
-             response_model_exclude_unset=True)
+@router.get("/audit/{seq}", response_model=AuditEntry)
 def entry(seq: AuditSeq, actor: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
     return svc.audit.entry(seq, actor)

@@ -2,26 +2,24 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request
+from fastapi import Header, Request
 
 from gateway.adapters.auth import secrets_equal
 from gateway.api.deps import Claims, CurrentUser, ServicesDep
-from gateway.api.responses import Me, TokenAnswer
+from gateway.api.responses import Me, TokenAnswer, answer_router
 from gateway.api.schemas import SandboxRevokeBody, SandboxTokenBody, TokenBody
 from gateway.bootstrap import Services
 
-router = APIRouter(tags=["auth"])
+router = answer_router("auth")
 
 
-@router.post("/auth/token", response_model=TokenAnswer,
-             response_model_exclude_unset=True)
+@router.post("/auth/token", response_model=TokenAnswer)
 def token(body: TokenBody, svc: ServicesDep, request: Request) -> dict[str, Any]:
     request.state.claimed_user = body.username[:64]
     return svc.users.login(body.username, body.password)
 
 
-@router.post("/auth/sandbox-token", response_model=TokenAnswer,
-             response_model_exclude_unset=True)
+@router.post("/auth/sandbox-token", response_model=TokenAnswer)
 def sandbox_token(
     body: SandboxTokenBody, svc: ServicesDep,
     x_hub_secret: Annotated[str | None, Header()] = None,
@@ -45,8 +43,7 @@ def _hub_secret_ok(svc: Services, secret: str | None) -> bool:
     return bool(secret) and secrets_equal(secret or "", svc.hub_secret)
 
 
-@router.post("/auth/refresh", response_model=TokenAnswer,
-             response_model_exclude_unset=True)
+@router.post("/auth/refresh", response_model=TokenAnswer)
 def refresh(claims: Claims, actor: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
     return svc.users.refresh(claims, actor)
 
@@ -57,8 +54,7 @@ def logout(claims: Claims, actor: CurrentUser, svc: ServicesDep) -> None:
     svc.users.logout(actor, claims, via="api")
 
 
-@router.get("/me", response_model=Me,
-             response_model_exclude_unset=True)
+@router.get("/me", response_model=Me)
 def me(actor: CurrentUser) -> dict[str, Any]:
     return {"username": actor.username, "role": actor.role, "org": actor.org,
             "scope": actor.scope}

@@ -2,14 +2,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
-
 from gateway.api.deps import CurrentUser, ServicesDep
 from gateway.api.params import DatasetName, DummyRows
-from gateway.api.responses import DatasetAnswer, DummyAnswer
+from gateway.api.responses import DatasetAnswer, DummyAnswer, answer_router
 from gateway.i18n import current_locale
 
-router = APIRouter(tags=["catalog"])
+router = answer_router("catalog")
 
 
 def in_reader_language(dataset: dict[str, Any]) -> dict[str, Any]:
@@ -30,20 +28,17 @@ def in_reader_language(dataset: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-@router.get("/datasets", response_model=list[DatasetAnswer],
-             response_model_exclude_unset=True)
+@router.get("/datasets", response_model=list[DatasetAnswer])
 def list_datasets(actor: CurrentUser, svc: ServicesDep) -> list[dict[str, Any]]:
     return [in_reader_language(d) for d in svc.catalog.list(actor)]
 
 
-@router.get("/datasets/{name}", response_model=DatasetAnswer,
-             response_model_exclude_unset=True)
+@router.get("/datasets/{name}", response_model=DatasetAnswer)
 def describe_dataset(name: DatasetName, actor: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
     return in_reader_language(svc.catalog.describe(actor, name))
 
 
-@router.get("/datasets/{name}/dummy", response_model=DummyAnswer,
-             response_model_exclude_unset=True)
+@router.get("/datasets/{name}/dummy", response_model=DummyAnswer)
 def dummy_rows(
     name: DatasetName, actor: CurrentUser, svc: ServicesDep, rows: DummyRows = 100
 ) -> dict[str, Any]:
