@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 
 os.environ["RUST_BACKTRACE"] = "0"  # before opendp is imported anywhere (design.md)
 
@@ -27,7 +28,7 @@ from gateway.api.routes import (
     users,
 )
 from gateway.bootstrap import Services, bootstrap
-from gateway.domain.errors import InvalidRequest
+from gateway.domain.errors import InvalidRequest, Unavailable
 from gateway.i18n import LocaleMiddleware, _l
 from gateway.services.recovery import RecoveryLoop
 from gateway.settings import Settings
@@ -52,8 +53,21 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app = FastAPI(title="dp-sandbox gateway", version="0.1.0", lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url="/v1/openapi.json")
     app.state.services = services
+    app.state.draining = threading.Event()  # set on SIGTERM by gateway/server.py
     errors.install(app)
     limit = services.settings.max_body_bytes
+
+    @app.middleware("http")
+    async def refuse_while_draining(request: Request,
+                                    call_next: Callable[[Request], Awaitable[Response]]
+                                    ) -> Response:
+        if not app.state.draining.is_set() or request.url.path in health.ALWAYS_ANSWERED:
+            return await call_next(request)
+        exc = Unavailable(_l("this gateway is shutting down; retry and another one answers"))
+        response = error_response(exc.code, exc.localized())
+        response.headers["Retry-After"] = "1"
+        response.headers["Connection"] = "close"
+        return response
 
     @app.middleware("http")
     async def body_limit(request: Request,

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.adapters.auth import TokenService, load_or_create_key, load_or_create_secret
+from gateway.adapters.auth import TokenService
 from gateway.adapters.db import Store
+from gateway.adapters.secrets import load_secrets
 from gateway.services.access import AccessService
 from gateway.services.audit import AuditLog
 from gateway.services.catalog import Catalog
@@ -25,6 +26,7 @@ class Services:
     store: Store
     tokens: TokenService
     hub_secret: str
+    console_secret: str  # the key of the console's CSRF tokens (gateway/web/session.py)
     audit: AuditLog
     users: UserService
     catalog: Catalog
@@ -57,8 +59,9 @@ def bootstrap(settings: Settings | None = None, *, engine: Engine | None = None,
     store = Store(settings.db_url)
     if migrate:
         store.migrate()
-    tokens = TokenService(load_or_create_key(settings.state_dir), issuer=settings.issuer,
-                          audience=settings.audience)
+    secrets = load_secrets(settings.state_dir, settings.secrets_dir)
+    tokens = TokenService(secrets.signing_key, verify_keys=secrets.verify_keys,
+                          issuer=settings.issuer, audience=settings.audience)
     audit = AuditLog(store)
     catalog = Catalog(store, audit, settings)
     ledger = Ledger(store, audit, catalog)
@@ -72,7 +75,7 @@ def bootstrap(settings: Settings | None = None, *, engine: Engine | None = None,
         recovery.register(kind, lambda record: recompute_fit(queries.fits, record))
     return Services(
         settings=settings, store=store, tokens=tokens,
-        hub_secret=load_or_create_secret(settings.state_dir, "hub_secret"),
+        hub_secret=secrets.hub_secret, console_secret=secrets.console_secret,
         audit=audit, users=UserService(store, audit, tokens, settings), catalog=catalog,
         ledger=ledger,
         queries=queries,

@@ -15,13 +15,27 @@ protocol here adds, per connection:
 
 Header size stays bounded by h11 (16 KiB), bodies by the app (``max_body_bytes``).
 ``docs/deploy/gateway-server.md`` says how these fit behind a reverse proxy.
+
+**Draining.** On SIGTERM uvicorn already shuts down gracefully: it closes its listener,
+closes idle connections, lets every request in flight finish (a query computing is
+answered, its release recorded), then runs the app's shutdown. :class:`GatewayServer`
+adds a draining flag, set at the signal, under which ``/readyz`` answers 503 and any new
+request that still reaches the app is refused with 503 ``unavailable`` before it starts;
+with ``drain_seconds`` it keeps listening that long first, so a load balancer polling
+``/readyz`` takes the replica out of rotation before its port closes. A second SIGTERM,
+or SIGINT, stops draining at once (uvicorn's usual shutdown, still waiting for requests in
+flight).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import threading
+import time
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any, ClassVar
 
 import h11
@@ -140,3 +154,33 @@ def server_config(app: Any, settings: Settings, *, host: str, port: int,
         timeout_keep_alive=limits.keep_alive_seconds,
         log_level=options.pop("log_level", "warning"),
         access_log=options.pop("access_log", False), **options)
+
+
+class GatewayServer(uvicorn.Server):
+    """uvicorn's server that marks the app as draining on SIGTERM (see the module docstring)."""
+
+    def __init__(self, config: uvicorn.Config, *, draining: threading.Event,
+                 drain_seconds: float = 0.0) -> None:
+        super().__init__(config)
+        self.draining, self.drain_seconds = draining, drain_seconds
+        self._drain_until: float | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        first = not self.draining.is_set()
+        self.draining.set()
+        if first and sig == signal.SIGTERM and self.drain_seconds > 0:
+            self._captured_signals.append(sig)  # re-raised after shutdown, as uvicorn does
+            self._drain_until = time.monotonic() + self.drain_seconds
+            return
+        super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        if self._drain_until is not None and time.monotonic() >= self._drain_until:
+            return True
+        return await super().on_tick(counter)
+
+
+def serve(app: Any, settings: Settings, *, host: str, port: int) -> None:
+    """Run the gateway until SIGTERM or SIGINT, draining as the settings say."""
+    GatewayServer(server_config(app, settings, host=host, port=port),
+                  draining=app.state.draining, drain_seconds=settings.drain_seconds).run()

@@ -19,6 +19,10 @@ class Settings(BaseSettings):
 
     home: Path = Field(default_factory=_default_home)
     database_url: str | None = None
+    # Replicas share these (docs/deploy/replicas.md): the registered datasets' Parquet files
+    # (default $DPSANDBOX_HOME/data) and the secrets (gateway/adapters/secrets.py).
+    data_dir: Path | None = None
+    secrets_dir: Path | None = None
     gateway_url: str = "http://127.0.0.1:8600"
     hub_url: str = "http://127.0.0.1:8000"
     token_ttl_seconds: int = 3600
@@ -40,10 +44,13 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(default=5.0, gt=0)
     instance_stale_seconds: float = Field(default=30.0, gt=0)
     recovery_interval_seconds: float = Field(default=30.0, gt=0)
+    # after SIGTERM: how long /readyz answers 503 (and new requests are refused) before the
+    # listener closes; in-flight requests finish either way (gateway/server.py)
+    drain_seconds: float = Field(default=0.0, ge=0)
 
-    @cached_property
-    def data_dir(self) -> Path:
-        return self.home / "data"
+    @property
+    def datasets_dir(self) -> Path:
+        return self.data_dir or self.home / "data"
 
     @cached_property
     def state_dir(self) -> Path:
@@ -55,6 +62,7 @@ class Settings(BaseSettings):
 
     def ensure_dirs(self) -> None:
         """Create the private directories: only the gateway's user may enter them."""
-        for path in (self.home, self.data_dir, self.state_dir):
+        for path in (self.home, self.datasets_dir, self.state_dir):
             path.mkdir(parents=True, exist_ok=True)
-            path.chmod(0o700)
+            if path != self.data_dir:  # a shared volume may be read-only: its owner's care
+                path.chmod(0o700)

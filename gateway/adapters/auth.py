@@ -1,28 +1,28 @@
 """Passwords (argon2) and tokens (Ed25519-signed JWTs via pyjwt).
 
-The signing key is generated on first start into the private state directory (0600).
-Verification pins the algorithm list to EdDSA and requires every claim we issue, so
-``alg: none`` and HS256-signed-with-the-public-key tokens are refused. pyjwt's errors
-are translated here, once, into :class:`Unauthenticated`.
+The keys come from ``adapters/secrets.py`` (shared by replicas). One key signs; its token
+header names it (``kid``); tokens signed by a retired key still verify while that key is
+among the verification keys, and are refused once it is dropped. Verification pins the
+algorithm list to EdDSA and requires every claim we issue, so ``alg: none`` and
+HS256-signed-with-the-public-key tokens are refused. pyjwt's errors are translated here,
+once, into :class:`Unauthenticated`.
 """
 
 from __future__ import annotations
 
 import hmac
-import os
 import secrets
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from gateway.adapters.secrets import key_id
 from gateway.domain.errors import Unauthenticated
 from gateway.domain.text import _l
 
@@ -44,43 +44,6 @@ def check_password(password: str, password_hash: str | None) -> bool:
         return False
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-
-
-def load_or_create_key(state_dir: Path) -> Ed25519PrivateKey:
-    path = state_dir / "signing_key.pem"
-    if not path.exists():
-        key = Ed25519PrivateKey.generate()
-        pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        try:
-            _write_private(path, pem)
-        except FileExistsError:
-            pass  # another process won the race; use its key
-    path.chmod(0o600)
-    loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    if not isinstance(loaded, Ed25519PrivateKey):
-        raise RuntimeError(f"{path} is not an Ed25519 private key")
-    return loaded
-
-
-def load_or_create_secret(state_dir: Path, name: str) -> str:
-    path = state_dir / name
-    if not path.exists():
-        try:
-            _write_private(path, secrets.token_urlsafe(32).encode())
-        except FileExistsError:
-            pass
-    path.chmod(0o600)
-    return path.read_text().strip()
-
-
 def secrets_equal(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
 
@@ -99,9 +62,13 @@ class TokenClaims:
 
 
 class TokenService:
-    def __init__(self, key: Ed25519PrivateKey, *, issuer: str, audience: str) -> None:
+    def __init__(self, key: Ed25519PrivateKey, *, issuer: str, audience: str,
+                 verify_keys: tuple[Ed25519PublicKey, ...] = ()) -> None:
         self._key = key
         self.public_key: Ed25519PublicKey = key.public_key()
+        self.key_id = key_id(self.public_key)
+        self._verify_keys = {key_id(k): k for k in verify_keys}
+        self._verify_keys[self.key_id] = self.public_key
         self.issuer = issuer
         self.audience = audience
 
@@ -119,13 +86,29 @@ class TokenService:
             "scope": scope, "iat": now, "nbf": now, "exp": exp, "jti": jti,
             "sexp": session_expires_at or exp, "sid": session_id or jti,
         }
-        return jwt.encode(claims, self._key, algorithm=ALGORITHM), exp - now
+        return (jwt.encode(claims, self._key, algorithm=ALGORITHM,
+                           headers={"kid": self.key_id}), exp - now)
+
+    def _key_for(self, token: str) -> Ed25519PublicKey:
+        """The verification key the token's header names (none named: the signing key's,
+        as tokens issued before key ids had none)."""
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.PyJWTError as exc:
+            raise Unauthenticated(_l("invalid token (%(name)s)", name=type(exc).__name__)) from exc
+        key = self._verify_keys.get(kid) if isinstance(kid, str) else (
+            self.public_key if kid is None else None)
+        if key is None:
+            raise Unauthenticated(_l("token signed by a key this gateway no longer accepts; "
+                                     "sign in again"))
+        return key
 
     def verify(self, token: str) -> TokenClaims:
+        key = self._key_for(token)
         try:
             claims = jwt.decode(
                 token,
-                self.public_key,
+                key,
                 algorithms=[ALGORITHM],
                 audience=self.audience,
                 issuer=self.issuer,

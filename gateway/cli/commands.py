@@ -12,14 +12,11 @@ from gateway.settings import Settings
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from gateway.app import create_app
-    from gateway.server import server_config
+    from gateway.server import serve
 
     settings = Settings()
-    uvicorn.Server(server_config(create_app(settings), settings, host=args.host,
-                                 port=args.port)).run()
+    serve(create_app(settings), settings, host=args.host, port=args.port)
     return 0
 
 

@@ -121,11 +121,11 @@ class Catalog:
                 policy_path=policy_path, name=policy.name, name2=name))
         frame = conform(_read_source(data), policy, str(policy_path))
         self.settings.ensure_dirs()
-        tmp = self.settings.data_dir / f".{name}.{os.getpid()}.tmp"
+        tmp = self.settings.datasets_dir / f".{name}.{os.getpid()}.tmp"
         frame.write_parquet(tmp)
         policy_json = canonical_json(policy.model_dump(mode="json"))
         digest = hashlib.sha256(tmp.read_bytes() + policy_json.encode()).hexdigest()[:20]
-        target = self.settings.data_dir / f"{name}-{digest}.parquet"
+        target = self.settings.datasets_dir / f"{name}-{digest}.parquet"
         tmp.chmod(0o600)
         tmp.replace(target)
         with self.store.writing() as tx:
@@ -156,7 +156,7 @@ class Catalog:
     def _to_record(self, row: DatasetRow) -> DatasetRecord:
         return DatasetRecord(
             name=row.name, policy=self._policy(row.name, row.version, row.policy_json),
-            version=row.version, parquet=self.settings.data_dir / row.file_name,
+            version=row.version, parquet=self.settings.datasets_dir / row.file_name,
             row_count=row.row_count, spent=row.spent, registered_at=row.registered_at,
         )
 

@@ -2,8 +2,8 @@
 
 The cookie holds the same token ``POST /v1/auth/token`` returns; every request verifies
 it and re-reads the account (a disabled account or a changed role ends the session). A
-form's CSRF token is an HMAC of the session's token id (``jti``) under a console secret
-kept in the private state directory, so it is bound to one sign-in and cannot be forged
+form's CSRF token is an HMAC of the session's token id (``jti``) under the console secret
+(``gateway/adapters/secrets.py``, shared by replicas), so it is bound to one sign-in and cannot be forged
 by another site. The sign-in form itself, before any session, uses a random
 double-submit cookie.
 """
@@ -16,13 +16,11 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, Form, Request, Response
 
-from gateway.adapters.auth import TokenClaims, load_or_create_secret
+from gateway.adapters.auth import TokenClaims
 from gateway.api.deps import ServicesDep
 from gateway.bootstrap import Services
 from gateway.domain.errors import Forbidden, Unauthenticated
@@ -50,13 +48,8 @@ class ConsoleSession:
     csrf: str
 
 
-@lru_cache(maxsize=8)
-def _console_key(state_dir: Path) -> bytes:
-    return load_or_create_secret(state_dir, "console_secret").encode()
-
-
 def csrf_for(services: Services, jti: str) -> str:
-    key = _console_key(services.settings.state_dir)
+    key = services.console_secret.encode()
     return hmac.new(key, f"csrf:{jti}".encode(), hashlib.sha256).hexdigest()
 
 

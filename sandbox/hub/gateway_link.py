@@ -8,7 +8,6 @@ scenario notebooks a new home is given, in the language of the request that spaw
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from traitlets.config import LoggingConfigurable
 
 from .isolation import SandboxError
 from .language import sandbox_language, templates_source
-from .settings import HubSettings
+from .settings import HubSettings, hub_secret_file
 from .tokens import SandboxTokenError, revoke_sandbox_token, sandbox_token_for
 
 __all__ = ["GatewayLinkMixin"]
@@ -49,7 +48,8 @@ class GatewayLinkMixin(LoggingConfigurable):
 
     hub_secret_file = Unicode(
         help="""File holding the secret for POST /v1/auth/sandbox-token (written by the
-        gateway; default $DPSANDBOX_HUB_SECRET_FILE, else $DPSANDBOX_HOME/state/hub_secret).
+        gateway; default $DPSANDBOX_HUB_SECRET_FILE, else hub_secret in $DPSANDBOX_SECRETS_DIR,
+        else $DPSANDBOX_HOME/state/hub_secret).
         The env variable DPSANDBOX_HUB_SECRET takes precedence.""",
     ).tag(config=True)
 
@@ -74,9 +74,7 @@ class GatewayLinkMixin(LoggingConfigurable):
 
     @default("hub_secret_file")
     def _hub_secret_file_default(self) -> str:
-        return os.environ.get("DPSANDBOX_HUB_SECRET_FILE") or str(
-            Path(self.dpsandbox_home) / "state" / "hub_secret"
-        )
+        return str(hub_secret_file(Path(self.dpsandbox_home)))
 
     def get_state(self) -> dict[str, Any]:
         state: dict[str, Any] = super().get_state()  # type: ignore[misc]  # the spawner's

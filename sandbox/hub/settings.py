@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["DEFAULT_GATEWAY_URL", "HubSettings", "read_hub_secret"]
+__all__ = ["DEFAULT_GATEWAY_URL", "HubSettings", "hub_secret_file", "read_hub_secret"]
 
 DEFAULT_GATEWAY_URL = "http://127.0.0.1:8600"
 DEFAULT_SANDBOX_ENV = "/opt/dpsandbox/sandbox-env"
@@ -45,11 +45,7 @@ class HubSettings:
 
     @property
     def hub_secret_file(self) -> Path:
-        """Written by the gateway on first start; lets the hub ask for sandbox tokens.
-
-        ``DPSANDBOX_HUB_SECRET_FILE`` points elsewhere (a container secret, say).
-        """
-        return Path(_env("DPSANDBOX_HUB_SECRET_FILE", str(self.home / "state" / "hub_secret")))
+        return hub_secret_file(self.home)
 
     @property
     def console_url(self) -> str:
@@ -61,6 +57,18 @@ class HubSettings:
         self.state_dir.mkdir(mode=0o700, exist_ok=True)
         os.chmod(self.state_dir, 0o700)
         return self.state_dir
+
+
+def hub_secret_file(home: Path) -> Path:
+    """Where the hub finds the secret that lets it ask for sandbox tokens.
+
+    ``DPSANDBOX_HUB_SECRET_FILE`` if set; else ``hub_secret`` in ``DPSANDBOX_SECRETS_DIR``,
+    the gateways' shared secrets (``gateway/adapters/secrets.py``); else the file the
+    gateway writes on first start in its home's ``state``.
+    """
+    shared = os.environ.get("DPSANDBOX_SECRETS_DIR")
+    default = Path(shared) / "hub_secret" if shared else home / "state" / "hub_secret"
+    return Path(_env("DPSANDBOX_HUB_SECRET_FILE", str(default)))
 
 
 def read_hub_secret(secret_file: Path) -> str | None:
