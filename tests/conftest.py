@@ -83,21 +83,23 @@ def make_services(home: Path, demo_files: dict[str, Path], db_url: str | None = 
     return services
 
 
+def serve(services: Services) -> Iterator[GatewayEnv]:
+    """The app of ``services`` behind a test client, for a fixture to ``yield from``."""
+    with TestClient(create_app(services=services)) as client:
+        yield GatewayEnv(services, client)
+
+
 @pytest.fixture(scope="module")
 def gateway_env(tmp_path_factory: pytest.TempPathFactory,
                 demo_files: dict[str, Path]) -> Iterator[GatewayEnv]:
-    services = make_services(tmp_path_factory.mktemp("home"), demo_files)
-    with TestClient(create_app(services=services)) as client:
-        yield GatewayEnv(services, client)
+    yield from serve(make_services(tmp_path_factory.mktemp("home"), demo_files))
 
 
 @pytest.fixture(scope="module")
 def exam_env(tmp_path_factory: pytest.TempPathFactory,
              demo_files: dict[str, Path]) -> Iterator[GatewayEnv]:
     """A gateway with the accounts and one small dataset (exam), per test module."""
-    services = make_services(tmp_path_factory.mktemp("home"), demo_files, datasets=("exam",))
-    with TestClient(create_app(services=services)) as client:
-        yield GatewayEnv(services, client)
+    yield from serve(make_services(tmp_path_factory.mktemp("home"), demo_files, datasets=("exam",)))
 
 
 @pytest.fixture(scope="session")

@@ -73,25 +73,35 @@ def _matrix(X: Any, names: Sequence[str]) -> np.ndarray:
     return array
 
 
+@dataclass(frozen=True, kw_only=True)
+class _FittedRelease:
+    """What a fitted model keeps of the gateway's answer: which release it is, what it cost
+    and whether it was a replay of an earlier one (also in a synthetic frame's ``attrs``)."""
+
+    epsilon_charged: float
+    release_id: str
+    cached: bool = False
+
+    @staticmethod
+    def provenance(answer: Mapping[str, Any]) -> dict[str, Any]:
+        return {"epsilon_charged": _charged(answer), "release_id": str(answer.get("id")),
+                "cached": bool(answer.get("cached"))}
+
+
 @dataclass(frozen=True)
-class DPLinearRegression:
+class DPLinearRegression(_FittedRelease):
     """A DP linear regression (OpenDP's Theil-Sen) fitted on the real data by the gateway."""
 
     coef_: np.ndarray
     intercept_: float
     feature_names_in_: list[str]
     target: str
-    epsilon_charged: float
-    release_id: str
-    cached: bool = False
 
     @classmethod
     def from_answer(cls, answer: Mapping[str, Any]) -> DPLinearRegression:
         f = release_fields(answer)
         return cls(coef_=np.asarray(f["coef_"], dtype=float), intercept_=float(f["intercept_"]),
-                   feature_names_in_=list(f["x"]), target=str(f["y"]),
-                   epsilon_charged=_charged(answer), release_id=str(answer.get("id")),
-                   cached=bool(answer.get("cached")))
+                   feature_names_in_=list(f["x"]), target=str(f["y"]), **cls.provenance(answer))
 
     @property
     def n_features_in_(self) -> int:
@@ -108,7 +118,7 @@ class DPLinearRegression:
 
 
 @dataclass(frozen=True)
-class DPPCA:
+class DPPCA(_FittedRelease):
     """A DP PCA (OpenDP, Amin et al.) fitted by the gateway on columns rescaled to [0, 1]
     by their public policy bounds; :meth:`transform` applies the same rescaling."""
 
@@ -120,9 +130,6 @@ class DPPCA:
     scale_lower: np.ndarray
     scale_span: np.ndarray
     n_samples_: int
-    epsilon_charged: float
-    release_id: str
-    cached: bool = False
 
     @classmethod
     def from_answer(cls, answer: Mapping[str, Any]) -> DPPCA:
@@ -132,8 +139,7 @@ class DPPCA:
                    explained_variance_ratio_=arr("explained_variance_ratio_"), mean_=arr("mean_"),
                    feature_names_in_=list(f["feature_names_in_"]), scale_lower=arr("scale_lower"),
                    scale_span=arr("scale_span"), n_samples_=int(f.get("n_samples") or 0),
-                   epsilon_charged=_charged(answer), release_id=str(answer.get("id")),
-                   cached=bool(answer.get("cached")))
+                   **cls.provenance(answer))
 
     @property
     def n_components_(self) -> int:
@@ -160,9 +166,8 @@ def synthetic_frame(answer: Mapping[str, Any], policy_columns: Mapping[str, Any]
         dtype = dtypes.get((policy_columns.get(name) or {}).get("type", ""))
         if dtype:
             frame[name] = frame[name].astype(dtype)  # type: ignore[call-overload]
-    frame.attrs.update(synthetic=True, differentially_private=True, release_id=answer.get("id"),
-                       note=f.get("note"), marginals=f.get("marginals") or [],
-                       method=f.get("method"), cached=bool(answer.get("cached")),
-                       epsilon_charged=_charged(answer),
+    frame.attrs.update(synthetic=True, differentially_private=True, note=f.get("note"),
+                       marginals=f.get("marginals") or [], method=f.get("method"),
+                       **_FittedRelease.provenance(answer),
                        delta_charged=float(answer.get("delta_charged", answer.get("delta")) or 0))
     return frame

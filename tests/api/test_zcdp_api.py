@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from gateway.adapters.dp import rho_units_for_epsilon
 from gateway.app import create_app
 from sandbox import connect
-from tests.conftest import ADMIN, PASSWORD, GatewayEnv, make_services
+from tests.conftest import ADMIN, PASSWORD, GatewayEnv, make_services, serve
 from tests.live import serve_gateway
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
@@ -42,9 +42,7 @@ def mixed_services(home: Path, demo_files: dict[str, Path]) -> Any:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory,
         demo_files: dict[str, Path]) -> Iterator[GatewayEnv]:
-    services = mixed_services(tmp_path_factory.mktemp("home"), demo_files)
-    with TestClient(create_app(services=services)) as client:
-        yield GatewayEnv(services, client)
+    yield from serve(mixed_services(tmp_path_factory.mktemp("home"), demo_files))
 
 
 def count_body(dataset: str, i: int = 0, **loss: Any) -> dict[str, Any]:

@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.app import create_app
 from gateway.services.common import Principal
-from tests.conftest import ADMIN, PASSWORD, GatewayEnv, make_services
+from tests.conftest import ADMIN, PASSWORD, GatewayEnv, make_services, serve
 
 pytestmark = [pytest.mark.browser]
 ERIN = Principal("erin", "enterprise", "acme")
@@ -24,10 +23,7 @@ RON = Principal("ron", "researcher")
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory,
         demo_files: dict[str, Path]) -> Iterator[GatewayEnv]:
-    services = make_services(tmp_path_factory.mktemp("home"), demo_files,
-                             datasets=("exam", "credit"))
-    with TestClient(create_app(services=services)) as client:
-        yield GatewayEnv(services, client)
+    yield from serve(make_services(tmp_path_factory.mktemp("home"), demo_files, datasets=("exam", "credit")))
 
 
 def signed_in(env: GatewayEnv, username: str, language: str) -> tuple[TestClient, str]:

@@ -86,6 +86,30 @@ def audit(live: LiveGateway, **filters: str) -> list[dict[str, Any]]:
     return list(live.admin("GET", f"/v1/audit?page_size=500&{query}")["entries"])
 
 
+def run_reviewed(name: str, live: LiveGateway, user: str, workdir: Path,
+                 lang: str) -> tuple[Any, list[dict[str, Any]]]:
+    """Run a notebook on the restricted credit data while an admin releases (note "ok") each
+    of ``user``'s queries held for review: the notebook, and each query as the admin saw it."""
+    stop = threading.Event()
+    reviews: list[dict[str, Any]] = []
+
+    def reviewer() -> None:
+        while not stop.wait(0.3):
+            for query in live.admin("GET", "/v1/queries?status=pending_review&dataset=credit"):
+                if query["user"] == user:
+                    reviews.append(live.admin("GET", f"/v1/queries/{query['id']}"))
+                    live.admin("POST", f"/v1/queries/{query['id']}/release", {"note": "ok"})
+
+    thread = threading.Thread(target=reviewer, daemon=True)
+    thread.start()
+    try:
+        notebook = run_notebook(name, live, user, workdir, lang)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    return notebook, reviews
+
+
 def test_templates_are_current() -> None:
     """The committed .ipynb files are what make_templates.py writes, in both languages."""
     import importlib.util
@@ -161,24 +185,8 @@ def test_credit_risk_restricted(live: LiveGateway, tmp_path: Path, lang: str) ->
     erin = analyst(live, "erin", lang)
     live.services.ledger.give(ADMIN, user=erin, org=None, dataset="credit", epsilon=3.0,
                               delta=None, days=30)
-    stop = threading.Event()
-    reviewed: list[str] = []
-
-    def reviewer() -> None:  # an admin releasing held queries while the notebook waits
-        while not stop.wait(0.3):
-            for query in live.admin("GET", "/v1/queries?status=pending_review&dataset=credit"):
-                if query["user"] != erin:
-                    continue
-                live.admin("POST", f"/v1/queries/{query['id']}/release", {"note": "ok"})
-                reviewed.append(query["id"])
-
-    thread = threading.Thread(target=reviewer, daemon=True)
-    thread.start()
-    try:
-        notebook = run_notebook("04_credit_risk_restricted.ipynb", live, erin, tmp_path, lang)
-    finally:
-        stop.set()
-        thread.join(timeout=10)
+    notebook, reviews = run_reviewed("04_credit_risk_restricted.ipynb", live, erin, tmp_path, lang)
+    reviewed = [review["id"] for review in reviews]
     assert len(reviewed) == 3 and images_in(notebook) >= 1
     assert "pending_review" in text_of(notebook)
     for query_id in reviewed:
@@ -199,25 +207,9 @@ def test_credit_synthetic_model(live: LiveGateway, tmp_path: Path, lang: str) ->
     eve = analyst(live, "eve", lang)
     live.services.ledger.give(ADMIN, user=eve, org=None, dataset="credit", epsilon=3.0,
                               delta=None, days=30)
-    stop = threading.Event()
-    reviewed: list[str] = []
-
-    def reviewer() -> None:
-        while not stop.wait(0.3):
-            for query in live.admin("GET", "/v1/queries?status=pending_review&dataset=credit"):
-                if query["user"] == eve:
-                    review = live.admin("GET", f"/v1/queries/{query['id']}")["review"]
-                    assert review["summary"]  # what will leave, shown to the reviewer
-                    live.admin("POST", f"/v1/queries/{query['id']}/release", {"note": "ok"})
-                    reviewed.append(query["id"])
-
-    thread = threading.Thread(target=reviewer, daemon=True)
-    thread.start()
-    try:
-        notebook = run_notebook("05_credit_synthetic_model.ipynb", live, eve, tmp_path, lang)
-    finally:
-        stop.set()
-        thread.join(timeout=10)
+    notebook, reviews = run_reviewed("05_credit_synthetic_model.ipynb", live, eve, tmp_path, lang)
+    reviewed = [review["id"] for review in reviews]
+    assert all(review["review"]["summary"] for review in reviews)  # what will leave, shown
     assert len(reviewed) == 2
     text = text_of(notebook)
     assert "DPLinearRegression" in text and "predicted_amount" in text
