@@ -27,6 +27,7 @@ from typing import Any
 from gateway.adapters.db import Store, Tx
 from gateway.domain.budget import Budget
 from gateway.domain.errors import Conflict, InvalidRequest, NotFound
+from gateway.domain.paging import Found, Window
 from gateway.domain.records import Application, Grant
 from gateway.domain.text import lazy_gettext as _l
 from gateway.domain.workflow import (
@@ -145,15 +146,32 @@ class AccessService:
     def list(self, actor: Principal, status: str | None = None) -> list[dict[str, Any]]:
         """Applications, newest first: admins and auditors see all, analysts their own."""
         with self.refusals(actor, "request.list", detail={"status": (status or "")[:20]}):
-            if status is not None and status not in APPLICATION_TRANSITIONS:
-                raise InvalidRequest(_l(
-                    "status must be one of %(application_transitions)s",
-                    application_transitions=', '.join(APPLICATION_TRANSITIONS)))
+            self._check_status(status)
         with self.store.reading() as tx:
             apps = tx.applications.list(
                 applicant=None if actor.role in READERS else actor.username, status=status)
             grants = tx.grants.by_ids([a.grant_id for a in apps if a.grant_id])
         return [application_view(a, grants.get(a.grant_id or "")) for a in apps]
+
+    def page(self, actor: Principal, window: Window, *,
+             status: str | None = None) -> Found[dict[str, Any]]:
+        """One page of the applications ``actor`` may see (as :meth:`list`), searched in
+        the store."""
+        with self.refusals(actor, "request.list", detail={"status": (status or "")[:20]}):
+            self._check_status(status)
+        with self.store.reading() as tx:
+            found = tx.applications.search(
+                window, applicant=None if actor.role in READERS else actor.username,
+                status=status)
+            grants = tx.grants.by_ids([a.grant_id for a in found.items if a.grant_id])
+        return found.map(lambda a: application_view(a, grants.get(a.grant_id or "")))
+
+    @staticmethod
+    def _check_status(status: str | None) -> None:
+        if status is not None and status not in APPLICATION_TRANSITIONS:
+            raise InvalidRequest(_l(
+                "status must be one of %(application_transitions)s",
+                application_transitions=', '.join(APPLICATION_TRANSITIONS)))
 
     def get(self, actor: Principal, request_id: str) -> dict[str, Any]:
         """One application; admins and auditors also get the context a decision needs."""

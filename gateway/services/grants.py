@@ -22,6 +22,7 @@ from gateway.domain.errors import (
     InvalidRequest,
     NotFound,
 )
+from gateway.domain.paging import Found, Window
 from gateway.domain.records import Application, Grant
 from gateway.domain.text import N_
 from gateway.domain.text import lazy_gettext as _l
@@ -141,6 +142,13 @@ class Ledger:
             grants = (tx.grants.all() if actor.role in READERS
                       else tx.grants.held_by(actor.username, actor.org))
         return [grant_view(g) for g in grants]
+
+    def page(self, actor: Principal, window: Window) -> Found[dict[str, Any]]:
+        """One page of the grants ``actor`` may see (as :meth:`list`), searched in the store."""
+        holder = None if actor.role in READERS else actor.username
+        with self.store.reading() as tx:
+            found = tx.grants.search(window, now=iso(now()), username=holder, org=actor.org)
+        return found.map(grant_view)
 
     def get(self, actor: Principal, grant_id: str) -> dict[str, Any]:
         with self.refusals(actor, "grant.show", grant_id=grant_id[:32]):

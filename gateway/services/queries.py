@@ -27,6 +27,7 @@ from gateway.domain.errors import (
     InvalidRequest,
     NotFound,
 )
+from gateway.domain.paging import Found, Window
 from gateway.domain.query import QuerySpec, public_columns, query_key, validate
 from gateway.domain.records import Grant, QueryRecord
 from gateway.domain.workflow import ANALYST_ROLES, QUERY_TRANSITIONS, next_state
@@ -261,6 +262,15 @@ class QueryService:
                 username=None if actor.role in READERS else actor.username,
                 status=status, dataset=dataset, limit=limit)
         return [query_view(r) for r in records]
+
+    def page(self, actor: Principal, window: Window, *,
+             status: str | None = None) -> Found[dict[str, Any]]:
+        """One page of the queries ``actor`` may see (as :meth:`list`), searched in the store."""
+        with self.store.reading() as tx:
+            found = tx.queries.search(
+                window, username=None if actor.role in READERS else actor.username,
+                status=status)
+        return found.map(query_view)
 
     # -- helpers -------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from typing import Any
 from gateway.adapters.auth import TokenClaims, TokenService, check_password, hash_password
 from gateway.adapters.db import Store
 from gateway.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthenticated
+from gateway.domain.paging import Found, Window
 from gateway.domain.records import User
 from gateway.domain.workflow import ANALYST_ROLES, DISABLE_NEEDS_REASON, ROLES, require_reason
 from gateway.i18n import _l
@@ -70,6 +71,20 @@ class UserService:
         with self.store.reading() as tx:
             users = tx.users.all()
         return [public_user(u) for u in users]
+
+    def page(self, actor: Principal, window: Window) -> Found[dict[str, Any]]:
+        """One page of accounts (admins and auditors), searched in the store."""
+        with self.refusals(actor, "user.list"):
+            actor.require("admin", "auditor")
+        with self.store.reading() as tx:
+            return tx.users.search(window).map(public_user)
+
+    def orgs(self, actor: Principal) -> tuple[str, ...]:
+        """The orgs accounts belong to (for a form's choices)."""
+        with self.refusals(actor, "user.list"):
+            actor.require("admin", "auditor")
+        with self.store.reading() as tx:
+            return tuple(tx.users.orgs())
 
     def set_disabled(self, actor: Principal, username: str, *, disabled: bool,
                      reason: str = "") -> dict[str, Any]:

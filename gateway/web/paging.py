@@ -1,18 +1,18 @@
 """Search and pages for the console's lists (users, applications, grants, queries).
 
-The services return a list in order; a page filters it by a case-insensitive substring of
-the named fields and cuts one page. The lists are small (a platform's accounts, decisions
-and grants); the audit log, which is not, pages in the store (gateway/services/audit.py).
+The store filters by a case-insensitive substring of a list's named columns, counts and
+cuts one page (``LIMIT``/``OFFSET``, :class:`gateway.domain.paging.Window`); this module
+only turns that page into the links of the pager, carrying the list's other filters.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
-PAGE_SIZE = 25
+from gateway.domain.paging import Found, Window
 
 
 @dataclass(frozen=True)
@@ -30,13 +30,7 @@ class Paged:
         return self.base + "?" + urlencode({k: v for k, v in params.items() if v and v != "1"})
 
 
-def paginate(rows: Iterable[dict[str, Any]], *, q: str | None, fields: tuple[str, ...],
-             page: int, base: str, keep: Mapping[str, str] | None = None,
-             size: int = PAGE_SIZE) -> Paged:
-    needle = (q or "").strip().lower()
-    found = [r for r in rows
-             if not needle or any(needle in str(r.get(f) or "").lower() for f in fields)]
-    pages = max(1, -(-len(found) // size))
-    page = min(max(1, page), pages)
-    return Paged(found[(page - 1) * size: page * size], len(found), page, pages,
-                 (q or "").strip(), base, dict(keep or {}))
+def paged(found: Found[dict[str, Any]], window: Window, *, base: str,
+          keep: Mapping[str, str] | None = None) -> Paged:
+    return Paged(found.items, found.total, found.page, window.pages(found.total), window.needle,
+                 base, dict(keep or {}))

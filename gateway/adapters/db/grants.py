@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, case, func, insert, or_, select, update
 
 from gateway.adapters.db import tables as t
 from gateway.adapters.db.rows import Repo, budget_of, record_of
 from gateway.domain.budget import Budget
+from gateway.domain.paging import Found, Window
 from gateway.domain.records import Grant
 
 G = t.grants.c
@@ -44,6 +45,19 @@ class GrantRepo(Repo):
             cond = and_(cond, G.dataset == dataset)
         return [_grant(r) for r in self.conn.execute(
             select(t.grants).where(cond).order_by(G.created_at.desc()))]
+
+    def search(self, window: Window, *, now: str, username: str | None = None,
+               org: str | None = None) -> Found[Grant]:
+        """A page of grants, newest first (``username``: only those it holds, with ``org``'s),
+        searched in holder, org, dataset, id and the status shown (``expired`` once past
+        ``now``)."""
+        shown = case((and_(G.status == "active", G.expires_at <= now), "expired"),
+                     else_=G.status)
+        query = select(t.grants)
+        if username is not None:
+            query = query.where(_holder(username, org))
+        return self.window(query, window, searched=(G.username, G.org, G.dataset, shown, G.id),
+                           order=(G.created_at.desc(), G.id)).map(_grant)
 
     def all(self) -> list[Grant]:
         return [_grant(r) for r in self.conn.execute(select(t.grants).order_by(G.created_at.desc()))]

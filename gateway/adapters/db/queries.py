@@ -9,6 +9,7 @@ from sqlalchemy import and_, insert, or_, select, true, update
 
 from gateway.adapters.db import tables as t
 from gateway.adapters.db.rows import Repo, budget_of, record_of
+from gateway.domain.paging import Found, Window
 from gateway.domain.records import QueryRecord
 
 Q = t.queries.c
@@ -38,6 +39,14 @@ class QueryRepo(Repo):
                 conds.append(column == value)
         return [_query(r) for r in self.conn.execute(
             select(t.queries).where(*conds).order_by(Q.created_at.desc()).limit(limit))]
+
+    def search(self, window: Window, *, username: str | None = None,
+               status: str | None = None) -> Found[QueryRecord]:
+        """A page of queries, newest first, searched in user, dataset, SQL, id and status."""
+        return self.window(select(t.queries), window,
+                           equal=((Q.username, username), (Q.status, status)),
+                           searched=(Q.username, Q.dataset, Q.sql_text, Q.id, Q.status),
+                           order=(Q.created_at.desc(), Q.id)).map(_query)
 
     def add(self, record: QueryRecord) -> None:
         self.conn.execute(insert(t.queries).values(

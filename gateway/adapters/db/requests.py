@@ -9,6 +9,7 @@ from sqlalchemy import and_, insert, select, update
 from gateway.adapters.db import tables as t
 from gateway.adapters.db.rows import Repo, record_of
 from gateway.domain.budget import Budget
+from gateway.domain.paging import Found, Window
 from gateway.domain.records import Application
 
 A = t.applications.c
@@ -38,6 +39,15 @@ class ApplicationRepo(Repo):
         query = select(t.applications).where(*conds).order_by(A.created_at.desc())
         return [_application(r) for r in self.conn.execute(
             query.limit(limit) if limit else query)]
+
+    def search(self, window: Window, *, applicant: str | None = None,
+               status: str | None = None) -> Found[Application]:
+        """A page of applications, newest first, searched in applicant, org, dataset,
+        purpose and id."""
+        return self.window(select(t.applications), window,
+                           equal=((A.applicant, applicant), (A.status, status)),
+                           searched=(A.applicant, A.org, A.dataset, A.purpose, A.id),
+                           order=(A.created_at.desc(), A.id)).map(_application)
 
     def pending(self, applicant: str, dataset: str) -> Application | None:
         row = self.conn.execute(select(t.applications).where(and_(

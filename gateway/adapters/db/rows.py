@@ -6,12 +6,14 @@ differently (budgets as ``*_units`` columns, flags stored as NULL) are given by 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Connection
+from sqlalchemy import ColumnElement, Connection, Row, Select, func, or_, select
 
 from gateway.domain.budget import Budget
+from gateway.domain.paging import Found, Window
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -37,3 +39,19 @@ class Repo:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+
+    def window(self, query: Select[Any], window: Window, *, searched: Sequence[ColumnElement[Any]],
+               order: Sequence[ColumnElement[Any]],
+               equal: Sequence[tuple[ColumnElement[Any], Any]] = ()) -> Found[Row[Any]]:
+        """One page of ``query``'s rows: those where each ``equal`` column given a value (not
+        None) has it, and any ``searched`` column holds the search text (case-insensitive,
+        ``%`` and ``_`` taken literally), counted, then cut."""
+        query = query.where(*(column == value for column, value in equal if value is not None))
+        if window.needle:
+            query = query.where(or_(*(column.icontains(window.needle, autoescape=True)
+                                      for column in searched)))
+        total = int(self.conn.execute(select(func.count()).select_from(query.subquery()))
+                    .scalar() or 0)
+        rows = self.conn.execute(query.order_by(*order).limit(window.size)
+                                 .offset(window.offset(total))).all()
+        return Found(list(rows), total, window.shown_page(total))

@@ -8,6 +8,7 @@ from sqlalchemy import delete, insert, select, update
 
 from gateway.adapters.db import tables as t
 from gateway.adapters.db.rows import Repo, record_of
+from gateway.domain.paging import Found, Window
 from gateway.domain.records import User
 
 R = t.revoked_tokens.c
@@ -24,6 +25,18 @@ class UserRepo(Repo):
 
     def all(self) -> list[User]:
         return [_user(r) for r in self.conn.execute(select(t.users).order_by(t.users.c.username))]
+
+    def search(self, window: Window) -> Found[User]:
+        """A page of accounts by name, searched in name, role and org."""
+        U = t.users.c
+        return self.window(select(t.users), window, searched=(U.username, U.role, U.org),
+                           order=(U.username,)).map(_user)
+
+    def orgs(self) -> list[str]:
+        """Every org an account belongs to, sorted."""
+        return [str(org) for org in self.conn.execute(
+            select(t.users.c.org).where(t.users.c.org.is_not(None)).distinct()
+            .order_by(t.users.c.org)).scalars()]
 
     def add(self, *, username: str, role: str, org: str | None, password_hash: str,
             created_at: str, created_by: str) -> User:

@@ -13,11 +13,12 @@ from fastapi import APIRouter, Request, Response
 from gateway.api.deps import ServicesDep
 from gateway.api.params import Username
 from gateway.domain.errors import NotFound
+from gateway.domain.paging import Window
 from gateway.domain.workflow import ROLES
 from gateway.i18n import _
 from gateway.services.users import MIN_PASSWORD, USERNAME
 from gateway.web.forms import Form, Text
-from gateway.web.paging import paginate
+from gateway.web.paging import paged
 from gateway.web.render import ConsoleRoute, page
 from gateway.web.routes.common import ListPage, Search, attempt, back, notice
 from gateway.web.session import AdminUser, FormUser
@@ -35,11 +36,10 @@ def known_orgs(users: list[dict[str, Any]]) -> list[str]:
 
 def users_page(request: Request, actor: Any, svc: Any, *, q: str = "", page_number: int = 1,
                form: Form | None = None) -> Response:
-    everyone = svc.users.list(actor)
-    pg = paginate(everyone, q=q, fields=("username", "role", "org"), page=page_number,
-                  base="/console/admin/users")
+    window = Window(q, page_number)
+    pg = paged(svc.users.page(actor, window), window, base="/console/admin/users")
     return page(request, "users.html", status=status_for(form), title=_("Users"), pg=pg,
-                orgs=known_orgs(everyone), form=form, notice=notice(request))
+                orgs=svc.users.orgs(actor), form=form, notice=notice(request))
 
 
 @router.get("/users")

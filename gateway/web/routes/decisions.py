@@ -13,11 +13,12 @@ from fastapi import APIRouter, Request, Response
 
 from gateway.api.deps import ServicesDep
 from gateway.api.params import RecordId
+from gateway.domain.paging import Window
 from gateway.i18n import _
 from gateway.services.access import MAX_PURPOSE, MIN_PURPOSE
 from gateway.services.grants import DEFAULT_GRANT_DAYS, MAX_GRANT_DAYS
 from gateway.web.forms import Form, Text
-from gateway.web.paging import paginate
+from gateway.web.paging import paged
 from gateway.web.render import ConsoleRoute, page
 from gateway.web.routes.common import ListPage, Search, attempt, back, notice
 from gateway.web.session import AdminUser, ConsoleUser, FormUser
@@ -116,9 +117,9 @@ def reject(request_id: RecordId, request: Request, actor: FormUser, svc: Service
 def applications(request: Request, actor: AdminUser, svc: ServicesDep,
                  status: Literal["pending", "approved", "rejected", "withdrawn", "all"] = "pending",
                  q: Search = "", page_number: ListPage = 1) -> Response:
-    found = svc.access.list(actor, status=None if status == "all" else status)
-    pg = paginate(found, q=q, fields=("applicant", "org", "dataset", "purpose", "id"),
-                  page=page_number, base="/console/admin/applications", keep={"status": status})
+    window = Window(q, page_number)
+    found = svc.access.page(actor, window, status=None if status == "all" else status)
+    pg = paged(found, window, base="/console/admin/applications", keep={"status": status})
     return page(request, "applications.html", title=_("Applications"), pg=pg, shown=status,
                 notice=notice(request))
 

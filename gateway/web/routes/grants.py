@@ -12,11 +12,12 @@ from fastapi import APIRouter, Request, Response
 
 from gateway.api.deps import ServicesDep
 from gateway.api.params import RecordId
+from gateway.domain.paging import Window
 from gateway.domain.workflow import ANALYST_ROLES
 from gateway.i18n import _
 from gateway.services.grants import DEFAULT_GRANT_DAYS, MAX_GRANT_DAYS
 from gateway.web.forms import Form, Text
-from gateway.web.paging import paginate
+from gateway.web.paging import paged
 from gateway.web.render import ConsoleRoute, page
 from gateway.web.routes.common import ListPage, Search, attempt, back, notice
 from gateway.web.session import AdminUser, ConsoleUser, FormUser
@@ -30,8 +31,8 @@ def status_for(form: Form | None) -> int:
 
 def grants_page(request: Request, actor: Any, svc: Any, *, q: str = "", page_number: int = 1,
                 form: Form | None = None) -> Response:
-    pg = paginate(svc.ledger.list(actor), q=q, fields=("user", "org", "dataset", "status", "id"),
-                  page=page_number, base="/console/admin/grants")
+    window = Window(q, page_number)
+    pg = paged(svc.ledger.page(actor, window), window, base="/console/admin/grants")
     users = svc.users.list(actor)
     analysts = [u for u in users if u["role"] in ANALYST_ROLES and not u["disabled"]]
     orgs = sorted({u["org"] for u in users if u.get("org") and u["role"] == "enterprise"})

@@ -13,24 +13,23 @@ from fastapi import APIRouter, Request, Response
 
 from gateway.api.deps import ServicesDep
 from gateway.api.params import RecordId
+from gateway.domain.paging import Window
 from gateway.i18n import _
-from gateway.web.paging import paginate
+from gateway.web.paging import paged
 from gateway.web.render import ConsoleRoute, page
 from gateway.web.routes.common import ListPage, Search
 from gateway.web.session import ConsoleUser
 
 router = APIRouter(prefix="/console", route_class=ConsoleRoute)
-QUERIES_LISTED = 5000  # the newest; older ones stay reachable through the audit log
 
 
 @router.get("/queries")
 def queries(request: Request, actor: ConsoleUser, svc: ServicesDep,
             status: Literal["all", "released", "pending_review", "rejected", "error"] = "all",
             q: Search = "", page_number: ListPage = 1) -> Response:
-    found = svc.queries.list(actor, status=None if status == "all" else status,
-                             limit=QUERIES_LISTED)
-    pg = paginate(found, q=q, fields=("user", "dataset", "sql", "id", "status"),
-                  page=page_number, base="/console/queries", keep={"status": status})
+    window = Window(q, page_number)
+    found = svc.queries.page(actor, window, status=None if status == "all" else status)
+    pg = paged(found, window, base="/console/queries", keep={"status": status})
     return page(request, "queries.html", title=_("Queries"), pg=pg, shown=status)
 
 
