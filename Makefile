@@ -38,6 +38,7 @@ system-packages:
 	command -v mmdebstrap >/dev/null 2>&1 || command -v debootstrap >/dev/null 2>&1 || missing="$$missing mmdebstrap"; \
 	command -v mkfs.ext4 >/dev/null 2>&1 || missing="$$missing e2fsprogs"; \
 	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
+	command -v java >/dev/null 2>&1 || missing="$$missing openjdk-17-jre-headless"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
@@ -67,6 +68,7 @@ bench: install system-packages sandbox-env sandbox-image
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/zcdp.py
 	$(BIN)/python bench/synth.py
+	$(BIN)/python bench/spark.py
 	$(BIN)/python bench/hub.py
 	$(BIN)/python bench/hub_docker.py
 

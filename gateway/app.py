@@ -48,6 +48,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         yield
         if loop is not None:
             await run_in_threadpool(loop.stop)
+        if services.catalog.spark is not None:  # the SparkSession, if one was started
+            await run_in_threadpool(services.catalog.spark.stop)
         services.store.dispose()
 
     app = FastAPI(title="dp-sandbox gateway", version="0.1.0", lifespan=lifespan,

@@ -8,6 +8,7 @@ from typing import Any
 from gateway.adapters.auth import TokenService
 from gateway.adapters.db import Store
 from gateway.adapters.secrets import load_secrets
+from gateway.adapters.spark import SparkSessions
 from gateway.services.access import AccessService
 from gateway.services.audit import AuditLog
 from gateway.services.catalog import Catalog
@@ -39,17 +40,28 @@ class Services:
 
 
 class LazyEngine:
-    """The OpenDP engine, imported on first use (CLI commands never pay for it)."""
+    """The engines behind the query port, each imported on first use (CLI commands never pay
+    for them): the OpenDP polars engine, or the Spark engine for a policy with ``engine:
+    spark`` (one SparkSession per process, on ``settings.spark_master``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, spark_sessions: SparkSessions | None = None) -> None:
         self._engine: Engine | None = None
+        self._spark: Engine | None = None
+        self.spark_sessions = spark_sessions or SparkSessions()
 
-    def plan(self, *args: Any, **kwargs: Any) -> Any:
+    def plan(self, spec: Any, policy: Any, **kwargs: Any) -> Any:
+        if getattr(policy, "engine", "polars") == "spark":
+            if self._spark is None:
+                from gateway.adapters.spark import spark_engine
+
+                self._spark = spark_engine(self.spark_sessions)  # type: ignore[assignment]
+            assert self._spark is not None
+            return self._spark.plan(spec, policy, **kwargs)
         if self._engine is None:
             from gateway.adapters.dp import Engine as OpenDPEngine
 
             self._engine = OpenDPEngine()
-        return self._engine.plan(*args, **kwargs)
+        return self._engine.plan(spec, policy, **kwargs)
 
 
 def bootstrap(settings: Settings | None = None, *, engine: Engine | None = None,
@@ -63,10 +75,11 @@ def bootstrap(settings: Settings | None = None, *, engine: Engine | None = None,
     tokens = TokenService(secrets.signing_key, verify_keys=secrets.verify_keys,
                           issuer=settings.issuer, audience=settings.audience)
     audit = AuditLog(store)
-    catalog = Catalog(store, audit, settings)
+    spark = SparkSessions(settings.spark_master)  # started only if a Spark dataset is used
+    catalog = Catalog(store, audit, settings, spark=spark)
     ledger = Ledger(store, audit, catalog)
     instance = Instance()
-    queries = QueryService(store, audit, catalog, ledger, engine or LazyEngine(),
+    queries = QueryService(store, audit, catalog, ledger, engine or LazyEngine(spark),
                            runner=instance.id)
     recovery = Recovery(store, instance, stale_seconds=settings.instance_stale_seconds,
                         in_flight=queries.releases.computing)

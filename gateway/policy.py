@@ -8,6 +8,7 @@ bound 600 is above upper bound -60``.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +20,8 @@ from gateway.domain.text import _l
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 ColumnType = Literal["str", "int", "float", "bool"]
+# a spark source: a path or URI (no whitespace, no quotes), or a table name [catalog.][db.]table
+SPARK_SOURCE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)?[^\s'\"`;]+$")
 DEFAULT_DELTA_QUERIES = 10_000  # default dataset_delta_cap: this many queries at the policy's delta
 
 
@@ -134,6 +137,9 @@ class Policy(_Strict):
     description_zh: str = ""
     domain: str = "general"
     source: str = Field(min_length=1)
+    # polars: source is a file under the gateway's data directory, copied there at
+    # registration; spark: a Parquet directory or a table name, read in place (docs/spark.md)
+    engine: Literal["polars", "spark"] = "polars"
     access: Literal["open", "conditional", "restricted"]
     # pure: (epsilon, delta)-DP, Laplace noise, basic composition; zcdp: rho-zCDP, Gaussian
     # noise, grants hold rho (docs/zcdp.md)
@@ -144,13 +150,17 @@ class Policy(_Strict):
     columns: dict[str, Column] = Field(min_length=1)
     synthetic: SyntheticLimits = SyntheticLimits()
 
-    @field_validator("source")
-    @classmethod
-    def _relative(cls, value: str) -> str:
-        path = Path(value)
+    @model_validator(mode="after")
+    def _source(self) -> Policy:
+        if self.engine == "spark":
+            if not SPARK_SOURCE.match(self.source) or ".." in self.source.split("/"):
+                raise ValueError("source of a spark dataset must be a Parquet directory (a path "
+                                 "or a URI such as hdfs://...) or a table name (db.table)")
+            return self
+        path = Path(self.source)
         if path.is_absolute() or ".." in path.parts:
             raise ValueError("source must be a file name relative to the data directory")
-        return value
+        return self
 
     @model_validator(mode="after")
     def _unit(self) -> Policy:

@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     # after SIGTERM: how long /readyz answers 503 (and new requests are refused) before the
     # listener closes; in-flight requests finish either way (gateway/server.py)
     drain_seconds: float = Field(default=0.0, ge=0)
+    # the Spark engine's cluster (docs/spark.md): local[*], spark://host:7077, sc://host:15002
+    spark_master: str = "local[*]"
 
     @property
     def datasets_dir(self) -> Path:

@@ -38,7 +38,8 @@ def cmd_user_list(args: argparse.Namespace) -> int:
 
 def cmd_dataset_add(args: argparse.Namespace) -> int:
     svc = services()
-    rec = svc.catalog.register(cli_actor(), name=args.name, data=Path(args.data),
+    rec = svc.catalog.register(cli_actor(), name=args.name,
+                               data=Path(args.data) if args.data else None,
                                policy_file=Path(args.policy) if args.policy else None)
     console.print(f"registered [bold]{rec.name}[/bold] version {rec.version} "
                   f"({rec.row_count} rows, access {rec.policy.access})")
@@ -132,7 +133,8 @@ def add_admin_commands(sub: Any) -> None:
     ds = sub.add_parser("dataset", help="datasets").add_subparsers(dest="action", required=True)
     da = ds.add_parser("add")
     da.add_argument("name")
-    da.add_argument("--data", required=True)
+    da.add_argument("--data", help="the data file (.csv, .parquet); none for engine: spark, "
+                    "whose policy's source is read in place")
     da.add_argument("--policy")
     da.set_defaults(func=cmd_dataset_add)
     ds.add_parser("list").set_defaults(func=cmd_dataset_list)

@@ -37,6 +37,11 @@ class DatasetRecord:
     row_count: int
     spent: Budget
     registered_at: str
+    location: str = ""  # what the engine reads: the Parquet file, or a Spark source in place
+
+    @property
+    def engine(self) -> str:
+        return self.policy.engine
 
     @property
     def epsilon_spent_units(self) -> int:
@@ -95,8 +100,10 @@ def conform(frame: pl.DataFrame, policy: Policy, origin: str) -> pl.DataFrame:
 
 
 class Catalog:
-    def __init__(self, store: Store, audit: AuditLog, settings: Settings) -> None:
+    def __init__(self, store: Store, audit: AuditLog, settings: Settings, *,
+                 spark: Any = None) -> None:
         self.store, self.audit, self.settings = store, audit, settings
+        self.spark = spark  # SparkSessions: registers datasets with engine: spark
         self.refusals = audit.refusals
         self._lock = threading.Lock()
         self._policies: dict[tuple[str, str], Policy] = {}
@@ -104,13 +111,14 @@ class Catalog:
     # -- registration --------------------------------------------------------------------
 
     def register(
-        self, actor: Principal, *, name: str, data: Path, policy_file: Path | None = None
+        self, actor: Principal, *, name: str, data: Path | None = None,
+        policy_file: Path | None = None
     ) -> DatasetRecord:
         with self.refusals(actor, "dataset.register", dataset=name[:63]):
             return self._register(actor, name=name, data=data, policy_file=policy_file)
 
     def _register(
-        self, actor: Principal, *, name: str, data: Path, policy_file: Path | None
+        self, actor: Principal, *, name: str, data: Path | None, policy_file: Path | None
     ) -> DatasetRecord:
         actor.require("admin", full_scope=True)
         policy_path = policy_file or REPO_POLICIES / f"{name}.yaml"
@@ -119,27 +127,56 @@ class Catalog:
             raise PolicyError(_l(
                 "%(policy_path)s: name: %(name)s does not match dataset %(name2)s",
                 policy_path=policy_path, name=policy.name, name2=name))
-        frame = conform(_read_source(data), policy, str(policy_path))
-        self.settings.ensure_dirs()
-        tmp = self.settings.datasets_dir / f".{name}.{os.getpid()}.tmp"
-        frame.write_parquet(tmp)
         policy_json = canonical_json(policy.model_dump(mode="json"))
-        digest = hashlib.sha256(tmp.read_bytes() + policy_json.encode()).hexdigest()[:20]
-        target = self.settings.datasets_dir / f"{name}-{digest}.parquet"
-        tmp.chmod(0o600)
-        tmp.replace(target)
+        if policy.engine == "spark":
+            file_name, rows, digest = self._in_place(policy, data, str(policy_path), policy_json)
+        else:
+            file_name, rows, digest = self._copied(policy, data, str(policy_path), policy_json)
         with self.store.writing() as tx:
             existing = tx.datasets.get(name)
             if existing is not None and existing.version == digest:
                 return self._to_record(existing)  # same data, same policy: nothing to change
             tx.datasets.save(name, new=existing is None, title=policy.title, domain=policy.domain,
                              access=policy.access, policy_json=policy_json, version=digest,
-                             file_name=target.name, row_count=frame.height,
+                             file_name=file_name, row_count=rows,
                              registered_at=iso(now()), registered_by=actor.username)
             self.audit.append(tx, action="dataset.register", outcome="ok", actor=actor,
                               dataset=name, detail={"version": digest, "access": policy.access,
+                                                    "engine": policy.engine,
                                                     "replaced": existing.version if existing else None})
         return self.record(name)
+
+    def _copied(self, policy: Policy, data: Path | None, origin: str,
+                policy_json: str) -> tuple[str, int, str]:
+        """The polars engine's data: conformed and copied into the private data directory."""
+        if data is None:
+            raise PolicyError(_l("%(origin)s: the data file is missing (--data)", origin=origin))
+        frame = conform(_read_source(data), policy, origin)
+        self.settings.ensure_dirs()
+        tmp = self.settings.datasets_dir / f".{policy.name}.{os.getpid()}.tmp"
+        frame.write_parquet(tmp)
+        digest = hashlib.sha256(tmp.read_bytes() + policy_json.encode()).hexdigest()[:20]
+        target = self.settings.datasets_dir / f"{policy.name}-{digest}.parquet"
+        tmp.chmod(0o600)
+        tmp.replace(target)
+        return target.name, frame.height, digest
+
+    def _in_place(self, policy: Policy, data: Path | None, origin: str,
+                  policy_json: str) -> tuple[str, int, str]:
+        """The Spark engine's data: checked where it is (docs/spark.md), never copied."""
+        if data is not None:
+            raise PolicyError(_l(
+                "%(origin)s: engine: spark reads the policy's source in place; register it "
+                "without a data file", origin=origin))
+        if self.spark is None:
+            raise PolicyError(_l("%(origin)s: engine: spark is not available here",
+                                 origin=origin))
+        from gateway.adapters.spark.source import inspect_source
+
+        facts = inspect_source(self.spark.get(), policy, data_dir=self.settings.datasets_dir,
+                               origin=origin)
+        digest = hashlib.sha256((facts.fingerprint + policy_json).encode()).hexdigest()[:20]
+        return facts.location, facts.row_count, digest
 
     # -- reading -------------------------------------------------------------------------
 
@@ -154,10 +191,12 @@ class Catalog:
         return cached
 
     def _to_record(self, row: DatasetRow) -> DatasetRecord:
+        policy = self._policy(row.name, row.version, row.policy_json)
+        parquet = self.settings.datasets_dir / row.file_name
         return DatasetRecord(
-            name=row.name, policy=self._policy(row.name, row.version, row.policy_json),
-            version=row.version, parquet=self.settings.datasets_dir / row.file_name,
+            name=row.name, policy=policy, version=row.version, parquet=parquet,
             row_count=row.row_count, spent=row.spent, registered_at=row.registered_at,
+            location=row.file_name if policy.engine == "spark" else str(parquet),
         )
 
     def record(self, name: str, tx: Tx | None = None) -> DatasetRecord:

@@ -130,6 +130,11 @@ class FitService:
     def prepare(self, request: FitRequest) -> Prepared:
         spec = request.spec or spec_from_body(request.release, request.body)
         rec = self.catalog.record(spec.dataset)
+        if rec.policy.engine != "polars":
+            raise UnsupportedQuery(_l(
+                "synthetic data and models are not available on dataset %(dataset)s, which the "
+                "Spark engine answers (counts, sums, means and histograms only)",
+                dataset=rec.name))
         if rec.policy.accounting != "pure":
             raise UnsupportedQuery(_l(
                 "synthetic data and models are charged in (epsilon, delta); dataset %(dataset)s "

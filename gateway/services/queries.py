@@ -155,7 +155,7 @@ class QueryService:
 
     def plan(self, prepared: Prepared) -> Plan:
         rec = prepared.dataset
-        return self.engine.plan(prepared.spec, rec.policy, parquet=rec.parquet,
+        return self.engine.plan(prepared.spec, rec.policy, parquet=rec.location,
                                 version=rec.version, loss=prepared.loss)
 
     def compute(self, actor: Principal, prepared: Prepared, plan: Plan,

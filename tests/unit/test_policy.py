@@ -52,6 +52,12 @@ def _write(tmp_path: Path, mutate: dict[str, object]) -> Path:
         ({"accounting": "zcdp", "budget.delta": 0}, "(top level)", "zcdp needs budget.delta > 0"),
         ({"accounting": "zcdp", "budget.dataset_rho_cap": -1}, "budget.dataset_rho_cap",
          "greater than 0"),
+        ({"engine": "duckdb"}, "engine", "Input should be 'polars' or 'spark'"),
+        ({"source": "/srv/lake/flights"}, "(top level)", "relative to the data directory"),
+        ({"engine": "spark", "source": "lake.flights; DROP"}, "(top level)",
+         "a Parquet directory"),
+        ({"engine": "spark", "source": "hdfs://nn/lake/../secret"}, "(top level)",
+         "a Parquet directory"),
     ],
 )
 def test_bad_policy_message_names_file_field_problem(
@@ -75,6 +81,15 @@ def test_accounting_defaults_to_pure_and_may_be_zcdp(tmp_path: Path) -> None:
     policy = load_policy(_write(tmp_path, {"accounting": "zcdp", "budget.dataset_rho_cap": 2.5}))
     assert (policy.accounting, policy.budget.dataset_rho_cap) == ("zcdp", 2.5)
     assert policy.public()["accounting"] == "zcdp"
+
+
+@pytest.mark.parametrize("source", ["hdfs://namenode:8020/lake/trips", "/srv/lake/trips",
+                                    "lake/trips", "warehouse.trips", "trips.parquet"])
+def test_a_spark_source_is_a_parquet_directory_or_a_table(tmp_path: Path, source: str) -> None:
+    assert {load_policy(p).engine for p in POLICIES.glob("*.yaml")} == {"polars"}
+    policy = load_policy(_write(tmp_path, {"engine": "spark", "source": source}))
+    assert (policy.engine, policy.source) == ("spark", source)
+    assert "source" not in policy.public()
 
 
 def test_the_zcdp_variant_of_exam_loads() -> None:

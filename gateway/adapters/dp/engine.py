@@ -122,7 +122,7 @@ class Engine:
                 "a noisy threshold, which needs delta > 0", columns=", ".join(spec.group_by)))
         primary = loss.rho_float if zcdp else loss.epsilon_float
         total: Loss = (primary, loss.delta_float if bp.thresholded else 0.0)
-        budgets = _budgets(spec, bp, total)
+        budgets = stage_budgets(spec, bp, total)
         key = (version, _shape(spec, policy), loss.epsilon_units, loss.delta_units, loss.rho_units)
         with translated("plan"):
             _check_schema(bp, parquet)
@@ -146,7 +146,7 @@ class Engine:
         return Plan(spec, bp, space, Path(parquet), measurements, budgets, spent)
 
 
-def _budgets(spec: QuerySpec, bp: Blueprint, total: Loss) -> list[Loss]:
+def stage_budgets(spec: QuerySpec, bp: Blueprint, total: Loss) -> list[Loss]:
     parts = len(spec.select)
     return [
         (total[0] * stage.share / parts * SHARE_SLACK, total[1] * stage.share / parts * SHARE_SLACK)

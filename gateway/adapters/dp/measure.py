@@ -182,7 +182,7 @@ def calibrate(space: Space, bp: Blueprint, stage: Stage, budget: Loss) -> Calibr
     return Calibration(tuple(scales), threshold)
 
 
-def _first_threshold(
+def first_threshold(
     scale: float, delta: float, *, per_group: int, groups: int, gaussian: bool
 ) -> int:
     """Smallest t with P(noise(scale) > t - per_group) <= delta / groups.
@@ -205,7 +205,7 @@ def _threshold(
 ) -> int:
     contributions = bp.max_contributions
     per_group = min(contributions, bp.max_rows)
-    threshold = _first_threshold(
+    threshold = first_threshold(
         scales[stage.key_unit], budget[1], per_group=per_group, groups=contributions,
         gaussian=space.zcdp,
     )

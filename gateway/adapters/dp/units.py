@@ -110,24 +110,48 @@ class Summand:
     integer: bool
 
 
-def summand_of(name: str, col: Column, max_rows: int) -> Summand:
+@dataclass(frozen=True)
+class FixedPoint:
+    """How a column is summed exactly: clipped to ``clip``, times ``factor`` (a power of 2),
+    truncated to an integer in ``bounds`` (which include 0: a null adds 0). The same for
+    every engine, so their sums and noise agree."""
+
+    clip: tuple[float, float]
+    bounds: tuple[int, int]
+    factor: float
+    integer: bool  # an int column summed as it is (factor 1)
+
+    @property
+    def sensitivity(self) -> int:
+        """What one row can add to or take from the sum, in units of 1 / factor."""
+        return max(abs(self.bounds[0]), abs(self.bounds[1]))
+
+
+def fixed_point(col: Column, max_rows: int) -> FixedPoint:
     assert col.bounds is not None
     lo, hi = col.bounds
     if col.type == "int":
         ilo, ihi = math.ceil(lo), math.floor(hi)
         if max_rows * max(abs(ilo), abs(ihi)) < INT_SUM_LIMIT:
-            low, high = min(ilo, 0), max(ihi, 0)
-            expr = pl.col(name)
-            if (low, high) != (ilo, ihi):
-                expr = expr.clip(pl.lit(ilo, dtype=pl.Int64), pl.lit(ihi, dtype=pl.Int64))
-            return Summand(expr.fill_null(pl.lit(0, dtype=pl.Int64)), (low, high), 1.0, True)
+            return FixedPoint((ilo, ihi), (min(ilo, 0), max(ihi, 0)), 1.0, True)
         lo, hi = float(ilo), float(ihi)
     magnitude = max(abs(lo), abs(hi)) or 1.0
     factor = 2.0 ** math.floor(math.log2(INT_SUM_LIMIT / (max_rows * magnitude)))
-    clipped = pl.col(name).cast(pl.Float64).clip(float(lo), float(hi))
-    scaled = (clipped.fill_null(0.0) * factor).cast(pl.Int64)
     bounds = (math.floor(min(lo, 0) * factor), math.ceil(max(hi, 0) * factor))
-    return Summand(scaled.fill_null(pl.lit(0, dtype=pl.Int64)), bounds, factor, False)
+    return FixedPoint((float(lo), float(hi)), bounds, factor, False)
+
+
+def summand_of(name: str, col: Column, max_rows: int) -> Summand:
+    point = fixed_point(col, max_rows)
+    if point.integer:
+        ilo, ihi = int(point.clip[0]), int(point.clip[1])
+        expr = pl.col(name)
+        if point.bounds != (ilo, ihi):
+            expr = expr.clip(pl.lit(ilo, dtype=pl.Int64), pl.lit(ihi, dtype=pl.Int64))
+        return Summand(expr.fill_null(pl.lit(0, dtype=pl.Int64)), point.bounds, 1.0, True)
+    clipped = pl.col(name).cast(pl.Float64).clip(*point.clip)
+    scaled = (clipped.fill_null(0.0) * point.factor).cast(pl.Int64)
+    return Summand(scaled.fill_null(pl.lit(0, dtype=pl.Int64)), point.bounds, point.factor, False)
 
 
 def mean_scale_ratio(lo: float, hi: float, *, gaussian: bool = False) -> float:

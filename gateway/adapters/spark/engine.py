@@ -1,0 +1,200 @@
+"""The Spark engine: the same port as the OpenDP polars engine, for data read in place.
+
+    engine = SparkEngine(SparkSessions("local[*]"))
+    plan = engine.plan(spec, policy, parquet=location, version=v, loss=loss)  # schema only
+    plan.accuracy(alpha=0.05)     # OpenDP's noise half-widths; spends nothing
+    release = plan.release()      # Spark aggregates, then OpenDP adds the noise
+
+``plan`` compiles the spec with the polars engine's compiler (the same validation, stages,
+units and fixed point), refuses what this engine cannot bound (:class:`UnsupportedQuery`,
+e.g. quantiles), calibrates OpenDP measurements for the collected vectors (:mod:`.noise`)
+and checks that their privacy maps add up to the charge: the primary loss (epsilon, or rho
+under zCDP) equals the charge to within float rounding, and never exceeds it; delta, spent
+only by a key threshold, never exceeds it. Anything else is an :class:`InternalError`
+before any data is read. Results and accuracy are assembled by the polars engine's
+:mod:`gateway.adapters.dp.results`, so both engines answer in the same shape.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+from gateway.adapters.dp.compiler import Blueprint, Stage, compile_spec
+from gateway.adapters.dp.engine import Release, stage_budgets
+from gateway.adapters.dp.measure import Loss, translated
+from gateway.adapters.dp.results import accuracy, assemble, collect_cells
+from gateway.adapters.spark import frames
+from gateway.adapters.spark.noise import (
+    StageNoise,
+    accuracy_by_alias,
+    calibrate,
+    noisy_vector,
+    released_keys,
+)
+from gateway.adapters.spark.session import SparkSessions
+from gateway.domain.budget import Budget
+from gateway.domain.errors import DomainError, InternalError, InvalidRequest
+from gateway.domain.query import QuerySpec
+from gateway.domain.text import _l
+from gateway.policy import Policy
+
+__all__ = ["SparkEngine", "SparkPlan", "check_charge"]
+
+log = logging.getLogger(__name__)
+
+MAP_TOLERANCE = 1e-6  # relative: the maps' sum may fall this far below the charge, no further
+
+
+def check_charge(spent: Loss, total: Loss, *, exact: bool = True) -> None:
+    """The charge must be what OpenDP's maps say the measurements spend (``exact``), or at
+    least cover it where a key count's noise was raised to OpenDP's minimum scale."""
+    low = total[0] * (1 - MAP_TOLERANCE) if exact else 0.0
+    primary_ok = low <= spent[0] <= total[0]
+    if not (primary_ok and 0 <= spent[1] <= total[1]):
+        raise InternalError(f"the planned measurements would spend {spent}, not the charge {total}")
+
+
+@contextmanager
+def spark_errors(phase: str) -> Iterator[None]:
+    """Spark's failures as domain errors: reading the data is the operator's problem, never
+    the analyst's, so both phases give an :class:`InternalError` (a plan's charges nothing)."""
+    from py4j.protocol import Py4JError
+    from pyspark.errors import PySparkException
+
+    try:
+        yield
+    except DomainError:
+        raise
+    except (PySparkException, Py4JError, OSError) as exc:
+        log.warning("Spark %s failed: %s", phase, exc, exc_info=exc)
+        if phase == "plan":
+            raise InternalError(_l("the data of this dataset cannot be read by Spark")) from exc
+        raise InternalError(_l("the Spark engine failed while releasing the query")) from exc
+
+
+class SparkEngine:
+    def __init__(self, sessions: SparkSessions) -> None:
+        self.sessions = sessions
+
+    def plan(self, spec: QuerySpec, policy: Policy, *, parquet: Any, version: str,
+             loss: Budget) -> SparkPlan:
+        """Compile, calibrate and check; reads the source's schema only."""
+        zcdp = loss.is_zcdp
+        bp = compile_spec(spec, policy, gaussian=zcdp)
+        if bp.thresholded and loss.delta_units == 0:
+            raise InvalidRequest(_l(
+                "group_by %(columns)s has no public keys, so its keys are released only above "
+                "a noisy threshold, which needs delta > 0", columns=", ".join(spec.group_by)))
+        total: Loss = (loss.rho_float if zcdp else loss.epsilon_float,
+                       loss.delta_float if bp.thresholded else 0.0)
+        budgets = stage_budgets(spec, bp, total)
+        with translated("plan"):
+            noise = [calibrate(stage, bp, policy, budget, gaussian=zcdp)
+                     for stage, budget in zip(bp.stages, budgets, strict=True)]
+        spent_by_stage = [stage.loss() for stage in noise]
+        spent = (sum(s[0] for s in spent_by_stage), sum(s[1] for s in spent_by_stage))
+        check_charge(spent, total, exact=not any(stage.floored for stage in noise))
+        self._check_schema(policy, bp, str(parquet))
+        return SparkPlan(spec, policy, bp, str(parquet), self.sessions, noise, spent, zcdp)
+
+    def _check_schema(self, policy: Policy, bp: Blueprint, location: str) -> None:
+        with spark_errors("plan"):
+            schema = frames.read_source(self.sessions.get(), location).schema
+        stored = {f.name: f.dataType for f in schema.fields}
+        for name in bp.columns:
+            kind = policy.columns[name].type
+            if name not in stored or not frames.compatible(kind, stored[name]):
+                raise InternalError(_l(
+                    "column %(name)s is stored as %(stored)s, which does not match its policy "
+                    "type", name=name, stored=str(stored.get(name))))
+
+    def close(self) -> None:
+        self.sessions.stop()
+
+
+@dataclass
+class SparkPlan:
+    spec: QuerySpec
+    policy: Policy
+    blueprint: Blueprint
+    location: str
+    sessions: SparkSessions
+    noise: list[StageNoise]
+    spent: Loss
+    zcdp: bool
+    output_columns: list[str] = field(init=False)
+    _released: bool = field(default=False, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+
+    def __post_init__(self) -> None:
+        self.output_columns = self.spec.output_columns
+
+    def _by_alias(self, alpha: float) -> dict[str, float | None]:
+        if not 0 < alpha < 1:
+            raise InvalidRequest(_l("alpha must be between 0 and 1, got %(alpha)s", alpha=alpha))
+        with translated("plan"):
+            return accuracy_by_alias(self.noise, alpha, gaussian=self.zcdp)
+
+    def accuracy(self, alpha: float = 0.05) -> dict[str, float | None]:
+        """Half-width of the (1 - alpha) noise interval per output column (means: None
+        before release), as the polars engine reports it."""
+        return accuracy(self.blueprint, self._by_alias(alpha), None)
+
+    def aggregates(self) -> list[list[Any]]:
+        """Spark's exact aggregates, one list of rows per stage: private, never released as
+        they are (the release adds noise to them; tests draw many releases from one)."""
+        bp = self.blueprint
+        with spark_errors("release"):
+            rows = frames.rows(frames.read_source(self.sessions.get(), self.location),
+                               self.spec, self.policy, bp)
+            return [frames.stage_cells(rows, bp, stage, self.policy).collect()
+                    for stage in bp.stages]
+
+    def release(self, *, alpha: float = 0.05) -> Release:
+        """Aggregate with Spark and add OpenDP's noise, once."""
+        with self._lock:
+            if self._released:
+                raise InternalError("a plan is released at most once")
+            self._released = True
+        return self.noised(self.aggregates(), alpha=alpha)
+
+    def noised(self, aggregates: list[list[Any]], *, alpha: float = 0.05) -> Release:
+        by_alias = self._by_alias(alpha)
+        with translated("release"):
+            frames_ = [_noisy_frame(stage, noise, cells)
+                       for stage, noise, cells in zip(self.blueprint.stages, self.noise,
+                                                      aggregates, strict=True)]
+        keyed = collect_cells(self.blueprint, frames_)
+        return Release(columns=list(self.output_columns), rows=assemble(self.blueprint, keyed),
+                       accuracy=accuracy(self.blueprint, by_alias, keyed))
+
+
+def _noisy_frame(stage: Stage, noise: StageNoise, cells: list[Any]) -> pl.DataFrame:
+    """The stage's cells with noise, as the polars engine's stage frame: key columns, then
+    one column per alias. Public keys: every key cell, absent ones as 0; private keys:
+    those that cleared the threshold."""
+    by = list(stage.by)
+    exact = {tuple(row[name] for name in by): row.asDict() for row in cells}
+    if stage.keys is not None:
+        keys = list(stage.keys.select(by).iter_rows())
+        columns: dict[str, list[Any]] = {}
+    elif by:
+        assert noise.keys is not None
+        kept = released_keys(noise.keys, {key: int(row[noise.keys.alias]) for key, row in exact.items()})
+        keys = sorted(kept, key=lambda key: tuple((v is None, str(v)) for v in key))
+        columns = {noise.keys.alias: [kept[key] for key in keys]}
+    else:
+        keys = [()]
+        columns = {}
+    for vector in noise.vectors:
+        values = [int(exact.get(key, {}).get(vector.alias) or 0) for key in keys]
+        columns[vector.alias] = noisy_vector(vector, values)
+    data = {name: [key[i] for key in keys] for i, name in enumerate(by)}
+    return pl.DataFrame({**data, **columns}, strict=False)
