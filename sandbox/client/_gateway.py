@@ -6,6 +6,7 @@ import getpass
 import html
 import math
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from sandbox.client._session import (
     Session,
     default_token_file,
     freshest,
+    gateway_transport,
     read_token_file,
     token_claims,
 )
@@ -34,6 +36,20 @@ from sandbox.client._suggest import did_you_mean
 
 URL_ENV = "DPSANDBOX_GATEWAY_URL"
 TOKEN_ENV = "DPSANDBOX_TOKEN"  # noqa: S105 - a variable name, not a secret
+SOCKET_ENV = "DPSANDBOX_GATEWAY_SOCKET"
+
+
+def _hub_socket(url: str | None) -> str | None:
+    """The Unix socket the hub relays to the gateway of ``DPSANDBOX_GATEWAY_URL``, when
+    ``url`` is that gateway and the socket is there (a bubblewrap sandbox): one hop less
+    than the sandbox's TCP forwarder, a few milliseconds per request."""
+    path = os.environ.get(SOCKET_ENV)
+    if not path or url not in (None, os.environ.get(URL_ENV)):
+        return None
+    try:
+        return path if stat.S_ISSOCK(os.stat(path).st_mode) else None
+    except OSError:
+        return None
 
 
 def connect(url: str | None = None, *, token: str | None = None, username: str | None = None,
@@ -43,10 +59,13 @@ def connect(url: str | None = None, *, token: str | None = None, username: str |
     """Connect to the gateway.
 
     In a sandbox, ``connect()`` takes the URL and token the hub put in the environment
-    (``DPSANDBOX_GATEWAY_URL``, ``DPSANDBOX_TOKEN``) and keeps the token fresh in
-    ``~/.dpsandbox_token``. Elsewhere: ``connect(url, token=...)`` or, for development,
-    ``connect(url, username=..., password=...)``.
+    (``DPSANDBOX_GATEWAY_URL``, ``DPSANDBOX_TOKEN``, and in a bubblewrap sandbox
+    ``DPSANDBOX_GATEWAY_SOCKET``, the Unix socket it reaches that gateway through) and
+    keeps the token fresh in ``~/.dpsandbox_token``. Elsewhere: ``connect(url, token=...)``
+    or, for development, ``connect(url, username=..., password=...)``.
     """
+    if transport is None and (socket_path := _hub_socket(url)) is not None:
+        transport = gateway_transport(socket_path)
     url = url or os.environ.get(URL_ENV)
     if not url:
         raise DPSandboxError(_("no gateway URL: call connect(url) or set {env}").format(

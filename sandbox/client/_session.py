@@ -12,6 +12,7 @@ import base64
 import binascii
 import json
 import os
+import socket
 import tempfile
 import threading
 import time
@@ -39,6 +40,17 @@ RETRY_ATTEMPTS = 5
 RETRY_FIRST_WAIT = 0.5  # seconds, doubled after each attempt
 RETRY_MAX_WAIT = 10.0
 RETRY_STATUSES = frozenset({502, 503, 504})
+# Without TCP_NODELAY a POST's body waits for the gateway's (delayed) ACK of its headers:
+# tens of milliseconds on every query. A Unix socket has no such delay.
+_NO_DELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+
+
+def gateway_transport(socket_path: str | None = None) -> httpx.HTTPTransport:
+    """The default transport: TCP with TCP_NODELAY, or HTTP over the Unix socket
+    ``socket_path`` (the hub's relay to the gateway, inside a bubblewrap sandbox)."""
+    if socket_path is not None:
+        return httpx.HTTPTransport(uds=socket_path)
+    return httpx.HTTPTransport(socket_options=_NO_DELAY)
 
 
 def token_claims(token: str) -> dict[str, Any]:
@@ -112,7 +124,8 @@ class Session:
         self._token = token
         self.token_file = token_file
         self._lock = threading.Lock()
-        self._http = httpx.Client(base_url=self.url, timeout=timeout, transport=transport,
+        self._http = httpx.Client(base_url=self.url, timeout=timeout,
+                                  transport=transport or gateway_transport(),
                                   headers={"User-Agent": "dpsandbox-client/0.1"})
 
     # -- token ---------------------------------------------------------------------------

@@ -31,7 +31,10 @@ from .isolation import SandboxError, SandboxLayout, account_files, bwrap_command
 from .relay import SANDBOX_INIT, SANDBOX_RUN_DIR, HostRelay, RelayError
 from .seccomp import SeccompUnavailable, seccomp_filter_fd
 
-__all__ = ["BubblewrapMixin", "on_loopback"]
+__all__ = ["GATEWAY_SOCKET", "BubblewrapMixin", "on_loopback"]
+
+# The hub's relay to the gateway as a sandbox sees it (DPSANDBOX_GATEWAY_SOCKET).
+GATEWAY_SOCKET = SANDBOX_RUN_DIR / "gateway.sock"
 
 
 def _is_ip(host: str) -> bool:
@@ -169,7 +172,7 @@ class BubblewrapMixin(LoggingConfigurable):
             str(Path(self.sandbox_env) / "bin" / "python"), "-I", "-S",
             str(SANDBOX_RUN_DIR / SANDBOX_INIT.name),
             "--listen-fd", str(door.fileno()), "--port", str(self.port),
-            "--forward", f"{gateway_port}={SANDBOX_RUN_DIR / 'gateway.sock'}",
+            "--forward", f"{gateway_port}={GATEWAY_SOCKET}",
             "--forward", f"{hub_port}={SANDBOX_RUN_DIR / 'hub.sock'}",
             "--", *self.cmd, *self.get_args(),
         ]  # fmt: skip

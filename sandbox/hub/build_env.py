@@ -94,9 +94,9 @@ def inputs_digest(*parts: bytes) -> str:
 def _client_sources(repo: Path) -> list[Path]:
     """The files that make up the ``sandbox`` package inside a sandbox (no hub code)."""
     files = []
-    init = repo / "sandbox" / "__init__.py"
-    if init.is_file():
-        files.append(init)
+    for name in ("__init__.py", "server.py"):  # server.py: the Jupyter server's side
+        if (repo / "sandbox" / name).is_file():
+            files.append(repo / "sandbox" / name)
     client = repo / "sandbox" / "client"
     if client.is_dir():
         files.extend(

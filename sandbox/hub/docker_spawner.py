@@ -36,6 +36,7 @@ from .gateway_link import GatewayLinkMixin
 from .homes import HomeVolumeError, HomeVolumes, parse_size
 from .image import IMAGE_DIR, ImageBuildError, image_exists, sandbox_image_tag
 from .isolation import SandboxError
+from .settings import SERVER_ARGS
 from .tokens import token_id
 
 __all__ = ["DockerSandboxSpawner"]
@@ -166,7 +167,7 @@ class DockerSandboxSpawner(GatewayLinkMixin, DockerSpawner):
         return env
 
     def get_args(self) -> list[str]:
-        return [*super().get_args(), "--KernelManager.transport=ipc"]
+        return [*super().get_args(), *SERVER_ARGS, "--KernelManager.transport=ipc"]
 
     # ------------------------------------------------------------------ preparation
 

@@ -8,7 +8,9 @@ chose. JupyterLab asks for ``v1.kernel.websocket.jupyter.org`` on every kernel c
 Chrome then refuses the handshake ("Sent non-empty 'Sec-WebSocket-Protocol' header but
 no response was received") and JupyterLab reconnects with the legacy protocol: every
 kernel connection first failed. Here the proxy answers with the subprotocol the target
-selected (or none when the target selected none).
+selected (or none when the target selected none). And it sends each websocket message
+at once (TCP_NODELAY): tornado leaves Nagle's algorithm on after the handshake, so every
+message after the first of a cell's burst waited about 40 ms for the browser's delayed ACK.
 
 Health checks sent before the hub's route is in place are answered 404 by the proxy,
 which logs each at error level ("[E] 404 GET /hub/health"); they are logged at info
@@ -22,7 +24,8 @@ import re
 import sys
 from typing import Any
 
-__all__ = ["MARKER", "HealthChecksAreNotErrors", "install", "select_upstream_subprotocol"]
+__all__ = ["MARKER", "HealthChecksAreNotErrors", "install", "open_without_delay",
+           "select_upstream_subprotocol"]
 
 MARKER = b"sandbox.hub.proxy"  # in the process's command line (sandbox/hub/run.py)
 
@@ -32,6 +35,11 @@ def select_upstream_subprotocol(handler: Any, subprotocols: list[str]) -> str | 
     client = getattr(handler, "ws_client", None)  # the proxy's connection to the target
     chosen = client.selected_subprotocol if client is not None else None
     return chosen if chosen in subprotocols else None
+
+
+def open_without_delay(handler: Any, *args: Any, **kwargs: Any) -> None:
+    """Once the browser's websocket is open: no Nagle delay on what is sent to it."""
+    handler.set_nodelay(True)
 
 
 class HealthChecksAreNotErrors(logging.Filter):
@@ -49,6 +57,7 @@ def install() -> None:
     from configurable_http_proxy.handlers import ProxyHandler
 
     ProxyHandler.select_subprotocol = select_upstream_subprotocol  # type: ignore[method-assign]
+    ProxyHandler.open = open_without_delay  # type: ignore[method-assign]
     for name in ("configurable_http_proxy", "tornado.access"):  # the proxy's, and tornado's
         logging.getLogger(name).addFilter(HealthChecksAreNotErrors())
 

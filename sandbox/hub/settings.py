@@ -11,10 +11,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["DEFAULT_GATEWAY_URL", "HubSettings", "hub_secret_file", "read_hub_secret"]
+__all__ = ["DEFAULT_GATEWAY_URL", "SERVER_ARGS", "HubSettings", "hub_secret_file", "read_hub_secret"]
 
 DEFAULT_GATEWAY_URL = "http://127.0.0.1:8600"
 DEFAULT_SANDBOX_ENV = "/opt/dpsandbox/sandbox-env"
+# Options of every sandbox's Jupyter server, whatever the isolation: kernel messages
+# leave at once instead of 40 ms later (sandbox/server.py, shipped with the client).
+SERVER_ARGS = (
+    "--ServerApp.kernel_websocket_connection_class=sandbox.server.NoDelayKernelConnection",
+)
 
 
 def _env(name: str, default: str) -> str:

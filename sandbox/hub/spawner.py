@@ -45,7 +45,7 @@ from traitlets import Any as AnyTrait
 from traitlets import Bool, CaselessStrEnum, Integer, Unicode, default
 
 from .accounts import AnalystAccountMixin
-from .bubblewrap import BubblewrapMixin, on_loopback
+from .bubblewrap import GATEWAY_SOCKET, BubblewrapMixin, on_loopback
 from .confinement import ConfinementMixin
 from .gateway_link import GatewayLinkMixin
 from .isolation import (
@@ -54,7 +54,7 @@ from .isolation import (
     is_alive,
     signal_process,
 )
-from .settings import HubSettings
+from .settings import SERVER_ARGS, HubSettings
 from .tokens import token_id
 
 __all__ = ["SandboxSpawner"]
@@ -174,10 +174,13 @@ class SandboxSpawner(
             for key in ("DPSANDBOX_GATEWAY_URL", "JUPYTERHUB_API_URL", "JUPYTERHUB_ACTIVITY_URL"):
                 if key in env:
                     env[key] = on_loopback(env[key])
+            # The client library speaks HTTP over the hub's relay socket itself, one hop
+            # shorter than through the loopback forwarder (which other programs use).
+            env["DPSANDBOX_GATEWAY_SOCKET"] = str(GATEWAY_SOCKET)
         return env
 
     def get_args(self) -> list[str]:
-        args = super().get_args()
+        args = [*super().get_args(), *SERVER_ARGS]
         if self.kernel_transport_ipc:
             args.append("--KernelManager.transport=ipc")
         return args

@@ -86,6 +86,7 @@ def _private_token_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("DPSANDBOX_TOKEN_FILE", str(tmp_path / "token"))
     monkeypatch.delenv("DPSANDBOX_TOKEN", raising=False)
     monkeypatch.delenv("DPSANDBOX_GATEWAY_URL", raising=False)
+    monkeypatch.delenv("DPSANDBOX_GATEWAY_SOCKET", raising=False)
 
 
 # -- connecting ------------------------------------------------------------------------
@@ -98,6 +99,67 @@ def test_connect_from_the_environment(live: LiveGateway,
     gw = connect()
     assert gw.me()["username"] == "rita" and gw.me()["scope"] == "sandbox"
     assert gw.username == "rita" and "rita" in repr(gw) and "rita" in gw._repr_html_()
+
+
+@contextmanager
+def hub_relay(run_dir: Path, gateway_url: str) -> Iterator[Path]:
+    """The hub's real relay (sandbox/hub/relay.py) to ``gateway_url``, on a loop of its own."""
+    import asyncio
+
+    from sandbox.hub.relay import HostRelay
+
+    host, port = gateway_url.removeprefix("http://").split(":")
+    relay = HostRelay(run_dir, gateway=(host, int(port)), hub_api=(host, free_port()))
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(relay.start(), loop).result(10)
+    async def close() -> None:
+        await relay.close()
+        pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in pending:  # connections still open end with the relay
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    try:
+        yield run_dir / "gateway.sock"
+    finally:
+        asyncio.run_coroutine_threadsafe(close(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+def test_in_a_bubblewrap_sandbox_the_client_speaks_http_over_the_hubs_socket(
+        live: LiveGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DPSANDBOX_GATEWAY_SOCKET: straight to the hub's relay, not through the sandbox's
+    loopback forwarder. Nothing listens on the URL's port here: only the socket answers."""
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("DPSANDBOX_GATEWAY_URL", nowhere)
+    monkeypatch.setenv("DPSANDBOX_TOKEN", live.sandbox_token("rita"))
+    with hub_relay(tmp_path / "run", live.url) as socket_path:
+        monkeypatch.setenv("DPSANDBOX_GATEWAY_SOCKET", str(socket_path))
+        gw = connect()
+        assert gw.me()["username"] == "rita" and gw.url == nowhere
+        assert "flights" in gw.datasets().index
+        gw.close()
+        # Another gateway's URL, given explicitly, is not sent to the hub's socket.
+        with pytest.raises(GatewayUnreachable):
+            connect(f"http://127.0.0.1:{free_port()}", token=live.sandbox_token("rita"))
+    # The socket gone (the hub stopped): the URL is tried, and the failure says so.
+    with pytest.raises(GatewayUnreachable, match="could not reach the gateway"):
+        connect()
+
+
+def test_the_client_sends_without_nagles_delay(live: LiveGateway) -> None:
+    """TCP_NODELAY on the client's connections: a POST's body leaves with its headers
+    instead of waiting for the gateway's delayed ACK (tens of ms on every query)."""
+    import socket
+
+    gw = connect(live.url, token=live.token("rita"))
+    with gw._session._http.stream("GET", "/v1/me") as response:
+        sock = response.extensions["network_stream"].get_extra_info("socket")
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
 
 
 def test_connect_with_password_and_token(live: LiveGateway) -> None:

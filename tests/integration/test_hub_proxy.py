@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -36,6 +37,18 @@ class Echo(WebSocketHandler):
 
     def on_message(self, message: str | bytes) -> None:
         self.write_message(message)
+
+
+class Burst(WebSocketHandler):
+    """Answers each message with four small ones, as a kernel answers a cell (status,
+    input, reply, status); sent without delay here, so only the proxy's hop is measured."""
+
+    def open(self, *args: str) -> None:
+        self.set_nodelay(True)
+
+    def on_message(self, message: str | bytes) -> None:
+        for part in ("busy", "input", "reply", "idle"):
+            self.write_message(f"{message}:{part}")
 
 
 def _wait_port(port: int, timeout: float = 30) -> None:
@@ -84,6 +97,34 @@ async def _handshake(proxy_port: int, target_port: int,
         return chosen, str(echoed)
     finally:
         server.stop()
+
+
+async def _burst_rounds(proxy_port: int, target_port: int, rounds: int) -> list[float]:
+    server = HTTPServer(Application([(r"/.*", Burst)]))
+    server.listen(target_port, "127.0.0.1")
+    try:
+        client = await websocket_connect(
+            HTTPRequest(f"ws://127.0.0.1:{proxy_port}/user/x/api/kernels/k/channels"))
+        times = []
+        for i in range(rounds):
+            start = time.perf_counter()
+            await client.write_message(str(i))
+            for _ in range(4):
+                assert str(await client.read_message()).startswith(f"{i}:")
+            times.append((time.perf_counter() - start) * 1000)
+        client.close()
+        return times
+    finally:
+        server.stop()
+
+
+def test_the_proxy_passes_each_websocket_message_on_at_once(proxy_to: tuple[int, int]) -> None:
+    """No Nagle on the proxy's side of the browser's websocket: the messages after the
+    first of a burst were held about 40 ms for the client's delayed ACK."""
+    port, target = proxy_to
+    with ThreadPoolExecutor(1) as pool:
+        times = pool.submit(asyncio.run, _burst_rounds(port, target, 20)).result(60)
+    assert statistics.median(times) < 30, times
 
 
 def _run(port: int, target: int, subprotocols: list[str] | None) -> tuple[str | None, str]:
