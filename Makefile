@@ -67,6 +67,7 @@ test: install system-packages sandbox-env sandbox-image
 bench: install system-packages sandbox-env sandbox-image
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/zcdp.py
+	$(BIN)/python bench/replicas.py
 	$(BIN)/python bench/synth.py
 	$(BIN)/python bench/spark.py
 	$(BIN)/python bench/hub.py
