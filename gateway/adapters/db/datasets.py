@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 
 from gateway.adapters.db import tables as t
-from gateway.adapters.db.rows import Repo, budget_of, record_of
+from gateway.adapters.db.rows import RecordRepo, budget_of, record_of
 from gateway.domain.budget import Budget
 from gateway.domain.records import DatasetRow
 
@@ -18,10 +18,12 @@ def _dataset(row: Any) -> DatasetRow:
     return record_of(DatasetRow, row, spent=budget_of(row, "spent_units"))
 
 
-class DatasetRepo(Repo):
+class DatasetRepo(RecordRepo[DatasetRow]):
+    table = t.datasets
+    to_record = staticmethod(_dataset)
+
     def get(self, name: str) -> DatasetRow | None:
-        row = self.conn.execute(select(t.datasets).where(D.name == name)).first()
-        return _dataset(row) if row else None
+        return self.first(D.name == name)
 
     def all(self) -> list[DatasetRow]:
         return [_dataset(r) for r in self.conn.execute(select(t.datasets).order_by(D.name))]

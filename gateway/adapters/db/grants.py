@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, insert, or_, select, update
 
 from gateway.adapters.db import tables as t
-from gateway.adapters.db.rows import Repo, budget_of, record_of
+from gateway.adapters.db.rows import RecordRepo, budget_of, record_of
 from gateway.domain.budget import Budget
 from gateway.domain.paging import Found, Window
 from gateway.domain.records import Grant
@@ -25,12 +25,12 @@ def _holder(username: str, org: str | None) -> Any:
     return or_(mine, G.org == org) if org else mine
 
 
-class GrantRepo(Repo):
+class GrantRepo(RecordRepo[Grant]):
+    table = t.grants
+    to_record = staticmethod(_grant)
+
     def get(self, grant_id: str | None) -> Grant | None:
-        if grant_id is None:
-            return None
-        row = self.conn.execute(select(t.grants).where(G.id == grant_id)).first()
-        return _grant(row) if row else None
+        return None if grant_id is None else self.first(G.id == grant_id)
 
     def by_ids(self, ids: list[str]) -> dict[str, Grant]:
         if not ids:

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import and_, insert, or_, select, true, update
 
 from gateway.adapters.db import tables as t
-from gateway.adapters.db.rows import Repo, budget_of, record_of
+from gateway.adapters.db.rows import RecordRepo, budget_of, record_of
 from gateway.domain.paging import Found, Window
 from gateway.domain.records import QueryRecord
 
@@ -19,17 +19,17 @@ def _query(row: Any) -> QueryRecord:
     return record_of(QueryRecord, row, cost=budget_of(row, "units"), recovered=bool(row.recovered))
 
 
-class QueryRepo(Repo):
+class QueryRepo(RecordRepo[QueryRecord]):
+    table = t.queries
+    to_record = staticmethod(_query)
+
     def get(self, query_id: str) -> QueryRecord | None:
-        row = self.conn.execute(select(t.queries).where(Q.id == query_id)).first()
-        return _query(row) if row else None
+        return self.first(Q.id == query_id)
 
     def released(self, grant_id: str, key: str) -> QueryRecord | None:
         """The first answer released under this grant for this query key (the cache)."""
-        row = self.conn.execute(select(t.queries).where(and_(
-            Q.grant_id == grant_id, Q.query_key == key, Q.status == "released"))
-            .order_by(Q.created_at)).first()
-        return _query(row) if row else None
+        return self.first(Q.grant_id == grant_id, Q.query_key == key, Q.status == "released",
+                          order_by=Q.created_at)
 
     def list(self, *, username: str | None = None, status: str | None = None,
              dataset: str | None = None, limit: int = 200) -> list[QueryRecord]:
@@ -59,9 +59,7 @@ class QueryRepo(Repo):
             idempotency_key=record.idempotency_key))
 
     def by_idempotency_key(self, username: str, key: str) -> QueryRecord | None:
-        row = self.conn.execute(select(t.queries).where(and_(
-            Q.username == username, Q.idempotency_key == key))).first()
-        return _query(row) if row else None
+        return self.first(Q.username == username, Q.idempotency_key == key)
 
     def running_without(self, *, live: set[str], charged_before: str,
                         limit: int = 100) -> Sequence[QueryRecord]:

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import and_, insert, select, update
 
 from gateway.adapters.db import tables as t
-from gateway.adapters.db.rows import Repo, record_of
+from gateway.adapters.db.rows import RecordRepo, record_of
 from gateway.domain.budget import Budget
 from gateway.domain.paging import Found, Window
 from gateway.domain.records import Application
@@ -20,12 +20,12 @@ def _application(row: Any) -> Application:
                      auto_approved=bool(row.auto_approved))
 
 
-class ApplicationRepo(Repo):
+class ApplicationRepo(RecordRepo[Application]):
+    table = t.applications
+    to_record = staticmethod(_application)
+
     def get(self, request_id: str | None) -> Application | None:
-        if request_id is None:
-            return None
-        row = self.conn.execute(select(t.applications).where(A.id == request_id)).first()
-        return _application(row) if row else None
+        return None if request_id is None else self.first(A.id == request_id)
 
     def list(self, *, applicant: str | None = None, status: str | None = None,
              exclude: str | None = None, limit: int | None = None) -> list[Application]:
@@ -50,9 +50,7 @@ class ApplicationRepo(Repo):
                            order=(A.created_at.desc(), A.id)).map(_application)
 
     def pending(self, applicant: str, dataset: str) -> Application | None:
-        row = self.conn.execute(select(t.applications).where(and_(
-            A.applicant == applicant, A.dataset == dataset, A.status == "pending"))).first()
-        return _application(row) if row else None
+        return self.first(A.applicant == applicant, A.dataset == dataset, A.status == "pending")
 
     def add(self, application: Application) -> None:
         self.conn.execute(insert(t.applications).values(

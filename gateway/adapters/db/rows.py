@@ -6,11 +6,11 @@ differently (budgets as ``*_units`` columns, flags stored as NULL) are given by 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import fields
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Connection, Row, Select, func, or_, select
+from sqlalchemy import ColumnElement, Connection, Row, Select, Table, func, or_, select
 
 from gateway.domain.budget import Budget
 from gateway.domain.paging import Found, Window
@@ -55,3 +55,17 @@ class Repo:
         rows = self.conn.execute(query.order_by(*order).limit(window.size)
                                  .offset(window.offset(total))).all()
         return Found(list(rows), total, window.shown_page(total))
+
+class RecordRepo(Repo, Generic[R]):
+    """A repository of one table whose rows are one kind of record."""
+
+    table: ClassVar[Table]
+    to_record: Callable[[Any], R]  # a module's row mapper, as a staticmethod
+
+    def first(self, *where: Any, order_by: Any = None) -> R | None:
+        """The first row matching every condition (in ``order_by``), as a record."""
+        statement = select(self.table).where(*where)
+        if order_by is not None:
+            statement = statement.order_by(order_by)
+        row = self.conn.execute(statement).first()
+        return self.to_record(row) if row else None

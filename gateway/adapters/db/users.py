@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 
 from gateway.adapters.db import tables as t
-from gateway.adapters.db.rows import Repo, record_of
+from gateway.adapters.db.rows import RecordRepo, Repo, record_of
 from gateway.domain.paging import Found, Window
 from gateway.domain.records import User
 
@@ -18,10 +18,12 @@ def _user(row: Any) -> User:
     return record_of(User, row, disabled=bool(row.disabled), failed_logins=row.failed_logins or 0)
 
 
-class UserRepo(Repo):
+class UserRepo(RecordRepo[User]):
+    table = t.users
+    to_record = staticmethod(_user)
+
     def get(self, username: str) -> User | None:
-        row = self.conn.execute(select(t.users).where(t.users.c.username == username)).first()
-        return _user(row) if row else None
+        return self.first(t.users.c.username == username)
 
     def all(self) -> list[User]:
         return [_user(r) for r in self.conn.execute(select(t.users).order_by(t.users.c.username))]
