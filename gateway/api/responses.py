@@ -91,6 +91,10 @@ class DatasetAnswer(Answer):
     dataset_epsilon_cap: float | None = None
     registered_at: str | None = None
     policy: dict[str, Any] | None = None
+    # "zcdp": charged in rho (docs/zcdp.md); admins and auditors see rho spent and the cap
+    accounting: str = "pure"
+    rho_spent: float | None = None
+    dataset_rho_cap: float | None = None
 
 
 class DummyAnswer(Answer):

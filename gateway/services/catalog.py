@@ -20,6 +20,7 @@ from gateway.domain.errors import Forbidden, InvalidRequest, NotFound
 from gateway.domain.records import DatasetRow
 from gateway.i18n import _l
 from gateway.policy import Policy, PolicyError, load_policy, parse_policy
+from gateway.services import accounting
 from gateway.services.audit import AuditLog
 from gateway.services.common import READERS, Principal, iso, now
 from gateway.settings import Settings
@@ -224,12 +225,15 @@ class Catalog:
                         for n, c in pol.columns.items() if not c.hidden},
             "default_epsilon": pol.budget.default_epsilon,
             "max_epsilon_per_grant": pol.budget.max_epsilon_per_grant,
-            "version": rec.version,
+            "version": rec.version, "accounting": pol.accounting,
         }
         if for_admin:
             out["epsilon_spent"] = rec.spent.epsilon_float
             out["dataset_epsilon_cap"] = pol.budget.dataset_epsilon_cap
             out["registered_at"] = rec.registered_at
+            if accounting.is_zcdp(pol):  # the cap that binds, in rho (docs/zcdp.md)
+                out["rho_spent"] = rec.spent.rho_float
+                out["dataset_rho_cap"] = accounting.dataset_cap(pol).rho_float
         return out
 
     def list(self, actor: Principal) -> list[dict[str, Any]]:

@@ -73,20 +73,30 @@ def audit_log(svc: Services, flt: AuditFilter, *, page: int, size: int) -> dict[
     }
 
 
-def chart_limits(svc: Services, actor: Principal) -> tuple[dict[str, Decimal], dict[str, Decimal]]:
-    """Each dataset's cap, and the epsilon granted to each analyst in total (their own grants
-    and their org's, which they share)."""
-    caps = {d["name"]: Decimal(str(d["dataset_epsilon_cap"])) for d in svc.catalog.list(actor)
-            if d.get("dataset_epsilon_cap") is not None}
+Limits = dict[str, dict[str, Decimal]]  # unit ("epsilon", "rho") -> name -> limit
+
+
+def chart_limits(svc: Services, actor: Principal) -> tuple[Limits, Limits]:
+    """Each dataset's cap, and the budget granted to each analyst in total (their own grants
+    and their org's, which they share), in the unit of each dataset's accounting: rho for
+    zCDP, epsilon for pure DP."""
+    caps: Limits = {"epsilon": {}, "rho": {}}
+    for dataset in svc.catalog.list(actor):
+        unit = "rho" if dataset.get("accounting") == "zcdp" else "epsilon"
+        cap = dataset.get(f"dataset_{unit}_cap")
+        if cap is not None:
+            caps[unit][dataset["name"]] = Decimal(str(cap))
     orgs: dict[str, list[str]] = {}
     for user in svc.users.list(actor):
         if user.get("org"):
             orgs.setdefault(user["org"], []).append(user["username"])
-    granted: dict[str, Decimal] = {}
+    granted: Limits = {"epsilon": {}, "rho": {}}
     for grant in svc.ledger.list(actor):
+        unit = "rho" if grant.get("accounting") == "zcdp" else "epsilon"
         holders = [grant["user"]] if grant["user"] else orgs.get(grant["org"] or "", [])
         for name in holders:
-            granted[name] = granted.get(name, Decimal(0)) + Decimal(str(grant["epsilon_total"]))
+            total = granted[unit].get(name, Decimal(0))
+            granted[unit][name] = total + Decimal(str(grant[f"{unit}_total"]))
     return caps, granted
 
 

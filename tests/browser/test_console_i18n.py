@@ -42,7 +42,8 @@ CJK = re.compile(r"[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]")
 # Words that are data or names, never interface text: accounts, datasets, orgs, the policies'
 # identifiers (columns, categories, domains, sources), units and product names.
 NAMES = {"root_admin", "admin2", "audrey", "rita", "ron", "erin", "eve", "acme", "flights",
-         "exam", "credit", "epsilon", "delta", "Epsilon", "Delta", "system", "cli", "test",
+         "exam", "credit", "epsilon", "delta", "Epsilon", "Delta", "rho", "Rho", "zCDP",
+         "system", "cli", "test",
          "dp", "sandbox", "JupyterLab", "UTC", "API", "SQL", "JSON", "CSV", "Lines", "English",
          "nycflights13", "mlmRev", "modeldata", "credit_data", "Exam", "GCSE", "LRT", "HHMM",
          "EWR", "JFK", "LGA"}
