@@ -9,6 +9,7 @@ number traces back to the decision that allowed it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -444,17 +445,26 @@ def test_restricted_reject_charges_nothing(gateway_env: GatewayEnv, spy: SpyEngi
     assert entry["epsilon"] == "0" and entry["request_id"] is not None
 
 
-def test_revoked_before_release_charges_nothing(gateway_env: GatewayEnv,
-                                                spy: SpyEngine) -> None:
-    env = gateway_env
-    env.services.users.create(ADMIN, username="zoe", role="researcher", password=PASSWORD)
-    grant_id = restricted_grant(env, "zoe")
-    held = query(env, "zoe", "credit").json()
+def revoke(env: GatewayEnv, grant_id: str) -> None:
     env.post("root_admin", f"/v1/grants/{grant_id}/revoke", {"note": "project ended"})
+
+
+@pytest.mark.parametrize(("analyst", "end", "code"),
+                         [("zoe", revoke, "grant_required"), ("vic", expire, "grant_expired")],
+                         ids=["revoked", "expired"])
+def test_a_grant_ended_before_release_charges_nothing(
+    gateway_env: GatewayEnv, spy: SpyEngine, analyst: str,
+    end: Callable[[GatewayEnv, str], None], code: str,
+) -> None:
+    env = gateway_env
+    env.services.users.create(ADMIN, username=analyst, role="researcher", password=PASSWORD)
+    grant_id = restricted_grant(env, analyst)
+    held = query(env, analyst, "credit").json()
+    end(env, grant_id)
     resp = env.post("root_admin", f"/v1/queries/{held['id']}/release")
-    assert resp.status_code == 403 and resp.json()["error"]["code"] == "grant_required"
+    assert resp.status_code == 403 and resp.json()["error"]["code"] == code
     assert spy.releases == 0 and spent(env, grant_id) == 0
-    assert env.get("zoe", f"/v1/queries/{held['id']}").json()["status"] == "pending_review"
+    assert env.get(analyst, f"/v1/queries/{held['id']}").json()["status"] == "pending_review"
 
 
 # -- traceability ----------------------------------------------------------------------------
@@ -488,18 +498,6 @@ def test_released_number_traces_back_to_the_decision(gateway_env: GatewayEnv) ->
     assert "half for a pilot" in str(decision["detail"])
     users = {u["username"]: u for u in env.get("audrey", "/v1/users").json()}
     assert users[application["applicant"]]["role"] == "researcher"
-
-
-def test_expired_before_release_charges_nothing(gateway_env: GatewayEnv,
-                                                spy: SpyEngine) -> None:
-    env = gateway_env
-    env.services.users.create(ADMIN, username="vic", role="researcher", password=PASSWORD)
-    grant_id = restricted_grant(env, "vic")
-    held = query(env, "vic", "credit").json()
-    expire(env, grant_id)
-    resp = env.post("root_admin", f"/v1/queries/{held['id']}/release")
-    assert resp.status_code == 403 and resp.json()["error"]["code"] == "grant_expired"
-    assert spy.releases == 0 and spent(env, grant_id) == 0
 
 
 def test_two_admins_deciding_at_once_make_one_decision(gateway_env: GatewayEnv) -> None:

@@ -16,16 +16,22 @@ COUNT_BY_ORIGIN = {"dataset": "flights", "select": [{"agg": "count"},
                    "group_by": ["origin"], "epsilon": 0.2}
 
 
+def fresh_release(response: Any, columns: list[str], *, epsilon: float) -> dict[str, Any]:
+    """A query's first answer (not from cache): released by origin, charged ``epsilon``."""
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    assert body["status"] == "released" and body["cached"] is False
+    assert body["columns"] == columns
+    assert sorted(row[0] for row in body["rows"]) == ["EWR", "JFK", "LGA"]
+    assert body["epsilon_charged"] == pytest.approx(epsilon)
+    return body
+
+
 def test_release_charge_audit_and_cache(gateway_env: GatewayEnv) -> None:
     env = gateway_env
     grant = env.grant("rita", "flights", 2.0)
-    first = env.post("rita", "/v1/queries", COUNT_BY_ORIGIN)
-    assert first.status_code == 200, first.text
-    body = first.json()
-    assert body["status"] == "released" and body["cached"] is False
-    assert body["columns"] == ["origin", "count", "mean_dep_delay"]
-    assert sorted(r[0] for r in body["rows"]) == ["EWR", "JFK", "LGA"]
-    assert body["epsilon_charged"] == pytest.approx(0.2)
+    body = fresh_release(env.post("rita", "/v1/queries", COUNT_BY_ORIGIN),
+                         ["origin", "count", "mean_dep_delay"], epsilon=0.2)
     assert body["budget"]["epsilon_remaining"] == pytest.approx(1.8)
     assert set(body["accuracy"]) >= {"alpha", "count", "mean_dep_delay"}
 

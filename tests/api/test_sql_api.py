@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from gateway.adapters.sql import compile_sql
 from gateway.services.audit import AuditFilter
+from tests.api.test_queries import fresh_release
 from tests.conftest import GatewayEnv
 
 SQL = "SELECT origin, COUNT(*) AS n, AVG(dep_delay) FROM flights WHERE month BETWEEN 6 AND 8 GROUP BY origin"
@@ -48,13 +49,8 @@ def test_sql_release_is_the_structured_release(gateway_env: GatewayEnv) -> None:
     """Same spec, same loss: the structured query gets the SQL query's answer from cache."""
     env = gateway_env
     before = _spent(env, "rita")
-    first = env.post("rita", "/v1/queries", {"sql": SQL, "epsilon": 0.3})
-    assert first.status_code == 200, first.text
-    body = first.json()
-    assert body["status"] == "released" and body["cached"] is False
-    assert body["columns"] == ["origin", "n", "mean_dep_delay"]
-    assert sorted(row[0] for row in body["rows"]) == ["EWR", "JFK", "LGA"]
-    assert body["epsilon_charged"] == pytest.approx(0.3)
+    body = fresh_release(env.post("rita", "/v1/queries", {"sql": SQL, "epsilon": 0.3}),
+                         ["origin", "n", "mean_dep_delay"], epsilon=0.3)
     assert _spent(env, "rita") == pytest.approx(before + 0.3)
 
     same = env.post("rita", "/v1/queries", {**STRUCTURED, "epsilon": 0.3}).json()

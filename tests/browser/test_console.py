@@ -26,6 +26,14 @@ ERIN = Principal("erin", "enterprise", "acme")
 ADMIN2 = Principal("admin2", "admin")
 
 
+def approved(console: Console, analyst: Principal, dataset: str, *, epsilon: float, days: int,
+             purpose: str, note: str) -> None:
+    """The analyst's application for ``dataset``, approved by admin2 (services, not pages)."""
+    applied = console.services.access.apply(analyst, dataset=dataset, epsilon=epsilon, days=days,
+                                            purpose=purpose)
+    console.services.access.approve(ADMIN2, applied["id"], note=note)
+
+
 def run_query(console: Console, actor: Principal, dataset: str, epsilon: float,
               **spec: Any) -> dict[str, Any]:
     body = {"dataset": dataset, "select": [{"agg": "count"}], **spec}
@@ -71,9 +79,8 @@ def test_admin_approves_an_application_and_the_analyst_sees_the_grant(
 
 def test_admin_reviews_a_restricted_query_and_manages_grants_users_datasets(
         console: Console, sign_in: Any) -> None:
-    applied = console.services.access.apply(RON, dataset="credit", epsilon=2.0, days=30,
-                                            purpose="Default rates by home ownership")
-    console.services.access.approve(ADMIN2, applied["id"], note="fine")
+    approved(console, RON, "credit", epsilon=2.0, days=30,
+             purpose="Default rates by home ownership", note="fine")
     held = run_query(console, RON, "credit", 0.5, group_by=["home"])
     assert held["status"] == "pending_review"
 
@@ -136,9 +143,8 @@ def test_admin_reviews_a_restricted_query_and_manages_grants_users_datasets(
 
 def test_auditor_filters_follows_the_trail_and_exports_a_verifiable_log(
         console: Console, sign_in: Any) -> None:
-    applied = console.services.access.apply(ERIN, dataset="flights", epsilon=1.0, days=10,
-                                            purpose="Carrier punctuality benchmark")
-    console.services.access.approve(ADMIN2, applied["id"], note="ok for the benchmark")
+    approved(console, ERIN, "flights", epsilon=1.0, days=10,
+             purpose="Carrier punctuality benchmark", note="ok for the benchmark")
     run_query(console, ERIN, "flights", 0.2, where=[{"column": "month", "op": "=", "value": 7}])
     run_query(console, ERIN, "exam", 0.3, group_by=["sex"])
 
