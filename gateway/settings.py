@@ -65,6 +65,7 @@ class Settings(BaseSettings):
     def ensure_dirs(self) -> None:
         """Create the private directories: only the gateway's user may enter them."""
         for path in (self.home, self.datasets_dir, self.state_dir):
+            if path == self.data_dir and path.is_dir():
+                continue  # a shared volume, perhaps read-only: its owner sets its mode
             path.mkdir(parents=True, exist_ok=True)
-            if path != self.data_dir:  # a shared volume may be read-only: its owner's care
-                path.chmod(0o700)
+            path.chmod(0o700)

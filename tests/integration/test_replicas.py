@@ -42,6 +42,12 @@ class Cluster:
     url: str
     settings: dict[str, str]
 
+    def up(self) -> None:
+        """Start again any replica an earlier test killed or stopped."""
+        for replica in self.replicas:
+            if replica.proc is None or replica.proc.poll() is not None:
+                replica.start(timeout=120)
+
     def token(self, replica: int, user: str) -> str:
         return self.replicas[replica].token(user, PASSWORD)
 
@@ -84,7 +90,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory,
     (secrets / "hub_secret").write_text(HUB_SECRET)
     (secrets / "console_secret").write_text(uuid.uuid4().hex)
     settings = {"DPSANDBOX_SECRETS_DIR": str(secrets),
-                "DPSANDBOX_DATA_DIR": str(root / "admin" / "data")}
+                "DPSANDBOX_DATA_DIR": str(root / "admin" / "data"),
+                "DPSANDBOX_DRAIN_SECONDS": "3"}
     replicas = []
     for i in range(3):
         (root / f"r{i}").mkdir()
@@ -108,6 +115,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory,
 
 
 def test_spend_under_concurrency_is_exact_across_replicas(cluster: Cluster) -> None:
+    cluster.up()
     grant = cluster.grant("rita", "exam", 1.0)
     tokens = [cluster.token(i, "rita") for i in range(3)]
     start = threading.Barrier(60)
@@ -133,6 +141,9 @@ def test_spend_under_concurrency_is_exact_across_replicas(cluster: Cluster) -> N
               if e["detail"].get("code") == "budget_exhausted"]
     assert len(charges) == len(releases) == 4 and len(denied) == 56  # every answer audited
     assert cluster.spent(grant["id"]) == sum(Decimal(c["epsilon"]) for c in charges) == 1
+    every_exam_charge = cluster.audit(action="query.charge", outcome="ok", dataset="exam")
+    assert cluster.admin.catalog.record("exam").spent.epsilon == sum(
+        Decimal(c["epsilon"]) for c in every_exam_charge)  # the dataset's cap counts them all
     report = cluster.admin.audit.verify()
     assert report.ok, report
     seqs = [e["seq"] for e in cluster.audit()]
@@ -151,6 +162,7 @@ def login_console(client: httpx.Client, replica: GatewayProcess, other: GatewayP
 
 
 def test_sessions_revocation_and_cache_are_shared(cluster: Cluster) -> None:
+    cluster.up()
     r0, r1, r2 = cluster.replicas
     grant = cluster.grant("ron", "exam", 1.0)
     token = cluster.token(0, "ron")
@@ -239,6 +251,7 @@ def running_of(cluster: Cluster, user: str) -> list[dict[str, Any]]:
 
 
 def test_sigkill_during_a_burst_loses_nothing_and_peers_finish_it(cluster: Cluster) -> None:
+    cluster.up()
     grant = cluster.grant("erin", "flights", 5.0)
     token = cluster.token(1, "erin")
     sent: dict[str, int] = {}
@@ -284,58 +297,52 @@ def test_sigkill_during_a_burst_loses_nothing_and_peers_finish_it(cluster: Clust
     assert Counter(r["query_id"] for r in releases) == Counter(set(ids.values()))
     assert cluster.spent(grant["id"]) == sum(Decimal(c["epsilon"]) for c in charges)
     assert cluster.admin.audit.verify().ok
-    cluster.replicas[0].start()
 
 
 def test_sigterm_lets_the_query_in_flight_finish_and_starts_no_other(
         cluster: Cluster) -> None:
-    draining = GatewayProcess(cluster.replicas[0].home.parent / "drain", cluster.url,
-                              **cluster.settings, DPSANDBOX_DRAIN_SECONDS="2")
-    draining.home.mkdir()
-    draining.start(timeout=120)
-    try:
-        grant = cluster.grant("eve", "flights", 5.0)
-        token = draining.token("eve", PASSWORD)
-        assert httpx.get(f"{draining.url}/readyz").status_code == 200
-        slow: dict[str, Any] = {}
+    cluster.up()
+    draining = cluster.replicas[2]  # draining 3 s: /readyz 503 before the port closes
+    grant = cluster.grant("eve", "flights", 5.0)
+    token = draining.token("eve", PASSWORD)
+    assert httpx.get(f"{draining.url}/readyz").status_code == 200
+    slow: dict[str, Any] = {}
 
-        def pca(epsilon: float) -> None:
-            body = {"dataset": "flights", "kind": "pca", "epsilon": epsilon, "components": 2,
-                    "columns": ["distance", "air_time", "dep_delay", "arr_delay", "hour"]}
-            resp = httpx.post(f"{draining.url}/v1/models", json=body, headers=bearer(token),
-                              timeout=120)
-            slow.update(status=resp.status_code, body=resp.json())
+    def pca(epsilon: float) -> None:
+        body = {"dataset": "flights", "kind": "pca", "epsilon": epsilon, "components": 2,
+                "columns": ["distance", "air_time", "dep_delay", "arr_delay", "hour"]}
+        resp = httpx.post(f"{draining.url}/v1/models", json=body, headers=bearer(token),
+                          timeout=120)
+        slow.update(status=resp.status_code, body=resp.json())
 
-        for attempt in range(3):  # until the fit is caught computing (it takes ~0.5 s)
-            thread = threading.Thread(target=pca, args=(0.5 + attempt / 10,))
-            thread.start()
-            while thread.is_alive() and not running_of(cluster, "eve"):
-                time.sleep(0.01)
-            if running_of(cluster, "eve"):
-                break
-            thread.join()
-        else:
-            pytest.fail("the fit was never caught in flight")
-        assert draining.proc is not None
-        draining.proc.send_signal(signal.SIGTERM)
-        charged = cluster.audit(action="query.charge", outcome="ok", grant_id=grant["id"])
+    for attempt in range(3):  # until the fit is caught computing (it takes ~0.5 s)
+        thread = threading.Thread(target=pca, args=(0.5 + attempt / 10,))
+        thread.start()
+        while thread.is_alive() and not running_of(cluster, "eve"):
+            time.sleep(0.01)
+        if running_of(cluster, "eve"):
+            break
+        thread.join()
+    else:
+        pytest.fail("the fit was never caught in flight")
+    assert draining.proc is not None
+    draining.proc.send_signal(signal.SIGTERM)
+    charged = cluster.audit(action="query.charge", outcome="ok", grant_id=grant["id"])
 
-        ready = httpx.get(f"{draining.url}/readyz")
-        assert ready.status_code == 503 and ready.json()["status"] == "draining"
-        assert httpx.get(f"{draining.url}/healthz").status_code == 200
-        refused = httpx.post(f"{draining.url}/v1/queries", headers=bearer(token), json={
-            "dataset": "flights", "epsilon": 0.1, "select": [{"agg": "count"}]})
-        assert refused.status_code == 503 and refused.headers["retry-after"]
-        assert refused.json()["error"]["code"] == "unavailable"
+    ready = httpx.get(f"{draining.url}/readyz")
+    assert ready.status_code == 503 and ready.json()["status"] == "draining"
+    assert httpx.get(f"{draining.url}/healthz").status_code == 200
+    refused = httpx.post(f"{draining.url}/v1/queries", headers=bearer(token), json={
+        "dataset": "flights", "epsilon": 0.1, "select": [{"agg": "count"}]})
+    assert refused.status_code == 503 and refused.headers["retry-after"]
+    assert refused.json()["error"]["code"] == "unavailable"
 
-        thread.join(timeout=120)
-        assert slow["status"] == 200 and slow["body"]["status"] == "released", slow
-        assert draining.proc.wait(timeout=60) == -signal.SIGTERM
-        with pytest.raises(httpx.ConnectError):
-            httpx.get(f"{draining.url}/healthz")
-        assert slow["body"]["id"] in [c["query_id"] for c in charged]
-        assert cluster.audit(action="query.charge", outcome="ok",
-                             grant_id=grant["id"]) == charged  # the refused one: nothing
-        assert not running_of(cluster, "eve")
-    finally:
-        draining.stop()
+    thread.join(timeout=120)
+    assert slow["status"] == 200 and slow["body"]["status"] == "released", slow
+    assert draining.proc.wait(timeout=60) == -signal.SIGTERM
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{draining.url}/healthz")
+    assert slow["body"]["id"] in [c["query_id"] for c in charged]
+    assert cluster.audit(action="query.charge", outcome="ok",
+                         grant_id=grant["id"]) == charged  # the refused one: nothing
+    assert not running_of(cluster, "eve")
