@@ -58,7 +58,8 @@ def check_charge(spent: Loss, total: Loss, *, exact: bool = True) -> None:
     low = total[0] * (1 - MAP_TOLERANCE) if exact else 0.0
     primary_ok = low <= spent[0] <= total[0]
     if not (primary_ok and 0 <= spent[1] <= total[1]):
-        raise InternalError(f"the planned measurements would spend {spent}, not the charge {total}")
+        raise InternalError(_l("the planned measurements would spend %(spent)s, not the charge "
+                               "%(total)s", spent=spent, total=total))
 
 
 @contextmanager
@@ -161,7 +162,7 @@ class SparkPlan:
         """Aggregate with Spark and add OpenDP's noise, once."""
         with self._lock:
             if self._released:
-                raise InternalError("a plan is released at most once")
+                raise InternalError(_l("a plan is released at most once"))
             self._released = True
         return self.noised(self.aggregates(), alpha=alpha)
 

@@ -31,6 +31,7 @@ from gateway.adapters.dp.compiler import BIN, Blueprint, Stage
 from gateway.adapters.dp.units import FixedPoint, Unit, fixed_point
 from gateway.domain.errors import InternalError
 from gateway.domain.query import Filter, QuerySpec
+from gateway.domain.text import _l
 from gateway.policy import Policy
 
 SPARK_TYPES = {"int": "bigint", "float": "double", "str": "string", "bool": "boolean"}
@@ -153,8 +154,8 @@ def _aggregates(unit: Unit, policy: Policy, max_rows: int) -> list[SparkColumn]:
         if unit.kind == "sum":
             return [total.alias(first)]
         return [total.alias(first), F.count(F.col(column)).alias(unit.aliases[1])]
-    raise InternalError(f"the Spark engine has no aggregate for {unit.kind}; this is a bug "
-                        "(the plan refuses it)")
+    raise InternalError(_l("the Spark engine has no aggregate for %(kind)s; this is a bug (the "
+                           "plan refuses it)", kind=unit.kind))
 
 
 def _summand(name: str, point: FixedPoint) -> SparkColumn:

@@ -152,7 +152,7 @@ def calibrate(stage: Stage, bp: Blueprint, policy: Policy, budget: Loss, *,
         parts = _parts(unit, policy, bp, gaussian)
         at_one = sum(float(vector_measurement(r, gaussian=gaussian).map(s)) for _, r, s in parts)
         if not (math.isfinite(at_one) and at_one > 0):
-            raise InternalError(f"calibration returned a loss of {at_one}")
+            raise InternalError(_l("calibration returned a loss of %(loss)s", loss=at_one))
         scale = (math.sqrt(at_one / share) if gaussian else at_one / share) * HEADROOM
         for alias, relative, sensitivity in parts:
             if alias == key_alias:
@@ -219,6 +219,6 @@ def noisy_vector(noisy: Noisy, values: Sequence[int]) -> list[int]:
 
 def _i64(value: int) -> int:
     if not -I64 < value < I64:
-        raise InternalError("an aggregate is outside 64-bit integers; the data has more rows "
-                            "than its policy's max_rows")
+        raise InternalError(_l("an aggregate is outside 64-bit integers; the data has more rows "
+                               "than its policy's max_rows"))
     return value
