@@ -18,7 +18,14 @@ Modules (private to the package; import from here):
 pyspark is imported only when a Spark dataset is planned or registered.
 """
 
+import warnings
+
 from gateway.adapters.spark.session import SparkSessions
+
+# pyspark 4.3 warns on import that it is not certified with pandas 3; the gateway converts
+# nothing to pandas (it collects Rows), so a healthy start stays quiet
+warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas",
+                        category=FutureWarning)
 
 __all__ = ["SparkSessions", "spark_engine"]
 
