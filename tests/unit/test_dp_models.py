@@ -65,6 +65,11 @@ def regression(parquet: Path, epsilon: float, **kwargs: Any) -> Any:
     return plan_regression(make_policy(), parquet=parquet, loss=Budget.of(epsilon), **args)
 
 
+def pca(parquet: Path, epsilon: float, **kwargs: Any) -> Any:
+    args: dict[str, Any] = {"columns": ["x", "y", "z"], "components": 2} | kwargs
+    return plan_pca(make_policy(), parquet=parquet, loss=Budget.of(epsilon), **args)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "words"),
     [
@@ -86,9 +91,10 @@ def test_models_refuse_a_delta(parquet: Path) -> None:
         plan_regression(make_policy(), parquet=parquet, x=["x"], y="y", loss=Budget.of(1.0, 1e-6))
 
 
-@pytest.mark.parametrize("epsilon", [0.3, 1.0, 10.0])
-def test_regression_charge_is_opendps_map(parquet: Path, epsilon: float) -> None:
-    plan = regression(parquet, epsilon)
+@pytest.mark.parametrize(("fit", "epsilon"), [(regression, 0.3), (regression, 1.0),
+                                             (regression, 10.0), (pca, 0.5), (pca, 3.0)])
+def test_a_models_charge_is_opendps_map(parquet: Path, fit: Any, epsilon: float) -> None:
+    plan = fit(parquet, epsilon)
     spent = plan.measurement.map(plan.d_in)
     assert plan.spent == (spent, 0.0)
     assert epsilon * 0.999 < spent <= epsilon
@@ -116,11 +122,6 @@ def test_a_model_plan_releases_once(parquet: Path) -> None:
         plan.release()
 
 
-def pca(parquet: Path, epsilon: float, **kwargs: Any) -> Any:
-    args: dict[str, Any] = {"columns": ["x", "y", "z"], "components": 2} | kwargs
-    return plan_pca(make_policy(), parquet=parquet, loss=Budget.of(epsilon), **args)
-
-
 @pytest.mark.parametrize(
     ("kwargs", "words"),
     [
@@ -135,14 +136,6 @@ def pca(parquet: Path, epsilon: float, **kwargs: Any) -> Any:
 def test_pca_refusals(tmp_path: Path, kwargs: dict[str, Any], words: str) -> None:
     with pytest.raises(InvalidRequest, match=words):
         pca(tmp_path / "absent.parquet", 1.0, **kwargs)
-
-
-@pytest.mark.parametrize("epsilon", [0.5, 3.0])
-def test_pca_charge_is_opendps_map(parquet: Path, epsilon: float) -> None:
-    plan = pca(parquet, epsilon)
-    spent = plan.measurement.map(plan.d_in)
-    assert plan.spent == (spent, 0.0)
-    assert epsilon * 0.999 < spent <= epsilon
 
 
 def test_pca_finds_the_main_direction(parquet: Path) -> None:
