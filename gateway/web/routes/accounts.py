@@ -20,7 +20,7 @@ from gateway.services.users import MIN_PASSWORD, USERNAME
 from gateway.web.forms import Form, Text
 from gateway.web.paging import paged
 from gateway.web.render import ConsoleRoute, page
-from gateway.web.routes.common import ListPage, Search, attempt, back, notice
+from gateway.web.routes.common import ListWindow, attempt, back, notice
 from gateway.web.session import AdminUser, FormUser
 
 router = APIRouter(prefix="/console/admin", route_class=ConsoleRoute)
@@ -34,18 +34,17 @@ def known_orgs(users: list[dict[str, Any]]) -> list[str]:
     return sorted({u["org"] for u in users if u.get("org")})
 
 
-def users_page(request: Request, actor: Any, svc: Any, *, q: str = "", page_number: int = 1,
+def users_page(request: Request, actor: Any, svc: Any, *, window: Window | None = None,
                form: Form | None = None) -> Response:
-    window = Window(q, page_number)
+    window = window or Window()
     pg = paged(svc.users.page(actor, window), window, base="/console/admin/users")
     return page(request, "users.html", status=status_for(form), title=_("Users"), pg=pg,
                 orgs=svc.users.orgs(actor), form=form, notice=notice(request))
 
 
 @router.get("/users")
-def users(request: Request, actor: AdminUser, svc: ServicesDep,
-          q: Search = "", page_number: ListPage = 1) -> Response:
-    return users_page(request, actor, svc, q=q, page_number=page_number)
+def users(request: Request, actor: AdminUser, svc: ServicesDep, window: ListWindow) -> Response:
+    return users_page(request, actor, svc, window=window)
 
 
 @router.post("/users")

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, TypeVar
 
-from fastapi import Query, Request
+from fastapi import Depends, Query, Request
 from fastapi.responses import RedirectResponse
 
 from gateway.domain.errors import Conflict, InvalidRequest, NotFound
+from gateway.domain.paging import Window
 from gateway.i18n import N_, _
 from gateway.web.forms import Form
 
@@ -17,6 +18,14 @@ T = TypeVar("T")
 # A list page's search box and page number (``?q=...&page=...``), as every list takes them.
 Search = Annotated[str, Query(max_length=64)]
 ListPage = Annotated[int, Query(alias="page", ge=1, le=100_000)]
+
+
+def list_window(q: Search = "", page_number: ListPage = 1) -> Window:
+    """The part of a list asked for: what its search box holds, and which page."""
+    return Window(q, page_number)
+
+
+ListWindow = Annotated[Window, Depends(list_window)]
 
 NOTICES = {
     "approved": N_("The application was approved and its grant created."),

@@ -13,14 +13,13 @@ from fastapi import APIRouter, Request, Response
 
 from gateway.api.deps import ServicesDep
 from gateway.api.params import RecordId
-from gateway.domain.paging import Window
 from gateway.i18n import _
 from gateway.services.access import MAX_PURPOSE, MIN_PURPOSE
 from gateway.services.grants import DEFAULT_GRANT_DAYS, MAX_GRANT_DAYS
 from gateway.web.forms import Form, Text
 from gateway.web.paging import paged
 from gateway.web.render import ConsoleRoute, page
-from gateway.web.routes.common import ListPage, Search, attempt, back, notice
+from gateway.web.routes.common import ListWindow, attempt, back, notice
 from gateway.web.session import AdminUser, ConsoleUser, FormUser
 from gateway.web.views import active_grants_for, analyst_overview, with_accuracy
 
@@ -114,10 +113,9 @@ def reject(request_id: RecordId, request: Request, actor: FormUser, svc: Service
 
 
 @router.get("/admin/applications")
-def applications(request: Request, actor: AdminUser, svc: ServicesDep,
+def applications(request: Request, actor: AdminUser, svc: ServicesDep, window: ListWindow,
                  status: Literal["pending", "approved", "rejected", "withdrawn", "all"] = "pending",
-                 q: Search = "", page_number: ListPage = 1) -> Response:
-    window = Window(q, page_number)
+                 ) -> Response:
     found = svc.access.page(actor, window, status=None if status == "all" else status)
     pg = paged(found, window, base="/console/admin/applications", keep={"status": status})
     return page(request, "applications.html", title=_("Applications"), pg=pg, shown=status,

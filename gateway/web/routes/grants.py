@@ -19,7 +19,7 @@ from gateway.services.grants import DEFAULT_GRANT_DAYS, MAX_GRANT_DAYS
 from gateway.web.forms import Form, Text
 from gateway.web.paging import paged
 from gateway.web.render import ConsoleRoute, page
-from gateway.web.routes.common import ListPage, Search, attempt, back, notice
+from gateway.web.routes.common import ListWindow, attempt, back, notice
 from gateway.web.session import AdminUser, ConsoleUser, FormUser
 
 router = APIRouter(prefix="/console", route_class=ConsoleRoute)
@@ -29,9 +29,9 @@ def status_for(form: Form | None) -> int:
     return 422 if form is not None and not form.ok else 200
 
 
-def grants_page(request: Request, actor: Any, svc: Any, *, q: str = "", page_number: int = 1,
+def grants_page(request: Request, actor: Any, svc: Any, *, window: Window | None = None,
                 form: Form | None = None) -> Response:
-    window = Window(q, page_number)
+    window = window or Window()
     pg = paged(svc.ledger.page(actor, window), window, base="/console/admin/grants")
     users = svc.users.list(actor)
     analysts = [u for u in users if u["role"] in ANALYST_ROLES and not u["disabled"]]
@@ -43,9 +43,8 @@ def grants_page(request: Request, actor: Any, svc: Any, *, q: str = "", page_num
 
 
 @router.get("/admin/grants")
-def grants(request: Request, actor: AdminUser, svc: ServicesDep,
-           q: Search = "", page_number: ListPage = 1) -> Response:
-    return grants_page(request, actor, svc, q=q, page_number=page_number)
+def grants(request: Request, actor: AdminUser, svc: ServicesDep, window: ListWindow) -> Response:
+    return grants_page(request, actor, svc, window=window)
 
 
 @router.post("/admin/grants")

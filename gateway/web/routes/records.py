@@ -13,21 +13,19 @@ from fastapi import APIRouter, Request, Response
 
 from gateway.api.deps import ServicesDep
 from gateway.api.params import RecordId
-from gateway.domain.paging import Window
 from gateway.i18n import _
 from gateway.web.paging import paged
 from gateway.web.render import ConsoleRoute, page
-from gateway.web.routes.common import ListPage, Search
+from gateway.web.routes.common import ListWindow
 from gateway.web.session import ConsoleUser
 
 router = APIRouter(prefix="/console", route_class=ConsoleRoute)
 
 
 @router.get("/queries")
-def queries(request: Request, actor: ConsoleUser, svc: ServicesDep,
+def queries(request: Request, actor: ConsoleUser, svc: ServicesDep, window: ListWindow,
             status: Literal["all", "released", "pending_review", "rejected", "error"] = "all",
-            q: Search = "", page_number: ListPage = 1) -> Response:
-    window = Window(q, page_number)
+            ) -> Response:
     found = svc.queries.page(actor, window, status=None if status == "all" else status)
     pg = paged(found, window, base="/console/queries", keep={"status": status})
     return page(request, "queries.html", title=_("Queries"), pg=pg, shown=status)
