@@ -67,3 +67,26 @@ def test_revoke_reasons_are_copied_from_the_audit_log(store_url: str) -> None:
         reasons = dict(conn.execute(sa.text("SELECT id, revoke_reason FROM grants")).all())
     assert reasons == {"g1": "project ended", "g2": None, "g3": None}
     store.dispose()
+
+
+
+def test_replicas_starting_together_migrate_the_store_once(store_url: str) -> None:
+    """Three processes migrating one empty database at once (replicas started together):
+    each takes the store's write lock, so one migrates and the others find it current."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    code = "import sys; from gateway.adapters.db import Store; Store(sys.argv[1]).migrate()"
+    procs = [subprocess.Popen([sys.executable, "-c", code, store_url], cwd=root,
+                              env={**os.environ, "PYTHONPATH": str(root)},
+                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    failures = [err for proc in procs if (err := proc.communicate(timeout=120)[1])
+                and proc.returncode]
+    assert not failures, failures[0][-2000:]
+    store = Store(store_url)
+    with store.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+    store.dispose()

@@ -136,18 +136,16 @@ class Store:
             yield Tx(conn)
 
     def migrate(self) -> None:
-        """Bring the schema to the newest Alembic revision. On PostgreSQL under the write
-        lock: replicas starting together migrate one after the other (the later ones find
-        the schema at its head), and no write runs on a half-migrated schema."""
+        """Bring the schema to the newest Alembic revision, in a write transaction: processes
+        starting together migrate one after the other (the later ones find the schema at
+        its head), and no write runs on a half-migrated schema."""
         from alembic import command
         from alembic.config import Config
 
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
-        with translated(), self.engine.begin() as conn:
-            if not self.is_sqlite:
-                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK_KEY})
+        with self.write() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
 
