@@ -115,14 +115,7 @@ class Engine:
         """Validate-compile the spec into OpenDP measurement(s) over pl.scan_parquet(parquet),
         reading no data. Raises UnsupportedQuery / InvalidRequest with user-facing messages."""
         zcdp = loss.is_zcdp
-        bp = compile_spec(spec, policy, gaussian=zcdp)
-        if bp.thresholded and loss.delta_units == 0:
-            raise InvalidRequest(_l(
-                "group_by %(columns)s has no public keys, so its keys are released only above "
-                "a noisy threshold, which needs delta > 0", columns=", ".join(spec.group_by)))
-        primary = loss.rho_float if zcdp else loss.epsilon_float
-        total: Loss = (primary, loss.delta_float if bp.thresholded else 0.0)
-        budgets = stage_budgets(spec, bp, total)
+        bp, total, budgets = compile_budgeted(spec, policy, loss)
         key = (version, _shape(spec, policy), loss.epsilon_units, loss.delta_units, loss.rho_units)
         with translated("plan"):
             _check_schema(bp, parquet)
@@ -144,6 +137,21 @@ class Engine:
                                     spent=spent, total=total))
         self._cache.put(key, calibrations)
         return Plan(spec, bp, space, Path(parquet), measurements, budgets, spent)
+
+
+def compile_budgeted(spec: QuerySpec, policy: Policy, loss: Budget) -> tuple[Blueprint, Loss, list[Loss]]:
+    """The spec's blueprint, the loss it may spend (rho under zCDP, else epsilon; delta only
+    for keys released above a noisy threshold) and that loss split over its stages; where
+    every engine starts. Thresholded keys without delta are refused."""
+    zcdp = loss.is_zcdp
+    bp = compile_spec(spec, policy, gaussian=zcdp)
+    if bp.thresholded and loss.delta_units == 0:
+        raise InvalidRequest(_l(
+            "group_by %(columns)s has no public keys, so its keys are released only above "
+            "a noisy threshold, which needs delta > 0", columns=", ".join(spec.group_by)))
+    total: Loss = (loss.rho_float if zcdp else loss.epsilon_float,
+                   loss.delta_float if bp.thresholded else 0.0)
+    return bp, total, stage_budgets(spec, bp, total)
 
 
 def stage_budgets(spec: QuerySpec, bp: Blueprint, total: Loss) -> list[Loss]:

@@ -26,8 +26,8 @@ from typing import Any
 
 import polars as pl
 
-from gateway.adapters.dp.compiler import Blueprint, Stage, compile_spec
-from gateway.adapters.dp.engine import Release, stage_budgets
+from gateway.adapters.dp.compiler import Blueprint, Stage
+from gateway.adapters.dp.engine import Release, compile_budgeted
 from gateway.adapters.dp.measure import Loss, translated
 from gateway.adapters.dp.results import accuracy, assemble, collect_cells
 from gateway.adapters.spark import frames
@@ -88,14 +88,7 @@ class SparkEngine:
              loss: Budget) -> SparkPlan:
         """Compile, calibrate and check; reads the source's schema only."""
         zcdp = loss.is_zcdp
-        bp = compile_spec(spec, policy, gaussian=zcdp)
-        if bp.thresholded and loss.delta_units == 0:
-            raise InvalidRequest(_l(
-                "group_by %(columns)s has no public keys, so its keys are released only above "
-                "a noisy threshold, which needs delta > 0", columns=", ".join(spec.group_by)))
-        total: Loss = (loss.rho_float if zcdp else loss.epsilon_float,
-                       loss.delta_float if bp.thresholded else 0.0)
-        budgets = stage_budgets(spec, bp, total)
+        bp, total, budgets = compile_budgeted(spec, policy, loss)
         with translated("plan"):
             noise = [calibrate(stage, bp, policy, budget, gaussian=zcdp)
                      for stage, budget in zip(bp.stages, budgets, strict=True)]
