@@ -18,12 +18,15 @@ import pytest
 from gateway.adapters.dp import Engine
 from gateway.adapters.spark import SparkSessions
 from gateway.adapters.spark.engine import SparkEngine, SparkPlan, check_charge
+from gateway.adapters.sql import compile_sql
 from gateway.domain.budget import Budget
 from gateway.domain.errors import InternalError, InvalidRequest, UnsupportedQuery
 from gateway.domain.query import Aggregate, Filter, QuerySpec
-from gateway.policy import Policy
+from gateway.policy import Policy, load_policy
+from gateway.services.catalog import conform
 from tests.unit.test_engine import make_frame, make_policy
 
+POLICIES = Path(__file__).resolve().parents[2] / "policies"
 STRICT_ALPHA = 1e-9  # agreement checks: a false alarm once in ~1e7 runs over ~100 cells
 ID_UNIT = {"id_column": "person", "max_contributions": 3}
 
@@ -94,16 +97,76 @@ def test_releases_agree_with_the_polars_engine_within_the_reported_accuracy(
     policy = make_policy(privacy_unit=ID_UNIT) if unit == "ids" else make_policy()
     spark_plan, polars_plan = both(spark, files, QUERIES[name], policy, loss(2.0))
     assert spark_plan.accuracy() == pytest.approx(polars_plan.accuracy())
-    ours, theirs = spark_plan.release(alpha=STRICT_ALPHA), polars_plan.release(alpha=STRICT_ALPHA)
+    assert_agree(spark_plan, spark_plan.release(alpha=STRICT_ALPHA),
+                 polars_plan.release(alpha=STRICT_ALPHA))
+
+
+DEMO_QUERIES = [
+    ("flights", "SELECT origin, COUNT(*) AS n, AVG(dep_delay) AS delay FROM flights "
+                "WHERE month >= 6 GROUP BY origin"),
+    ("flights", "SELECT carrier, COUNT(*) AS n, SUM(distance) AS miles FROM flights GROUP BY carrier"),
+    ("flights", "SELECT month, SUM(air_time) AS air FROM flights WHERE origin IN ('JFK', 'LGA') "
+                "GROUP BY month"),
+    ("flights", "SELECT dest, AVG(arr_delay) AS late FROM flights WHERE hour BETWEEN 6 AND 12 "
+                "GROUP BY dest"),
+    ("exam", "SELECT sex, schgend, COUNT(*) AS n, AVG(normexam) AS score FROM exam "
+             "GROUP BY sex, schgend"),
+    ("exam", "SELECT school, COUNT(*) AS n FROM exam WHERE standLRT > 0 GROUP BY school"),
+    ("credit", "SELECT status, home, COUNT(*) AS n, AVG(income) AS income, SUM(amount) AS amount "
+               "FROM credit GROUP BY status, home"),
+    ("credit", "SELECT COUNT(income) AS known, AVG(assets) AS assets FROM credit "
+               "WHERE records = 'no'"),
+]
+
+
+@pytest.fixture(scope="module")
+def demo_copies(demo_files: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+                ) -> dict[str, tuple[Policy, Path, Path]]:
+    """Per demo dataset: its policy, its registered (conformed) Parquet file, and a Spark
+    copy of it as a Parquet directory."""
+    root = tmp_path_factory.mktemp("demo")
+    out = {}
+    for name in ("flights", "exam", "credit"):
+        policy = load_policy(POLICIES / f"{name}.yaml")
+        frame = conform(pl.read_parquet(demo_files[name]), policy, name)
+        single, directory = root / f"{name}.parquet", root / name
+        frame.write_parquet(single)
+        directory.mkdir()
+        frame.write_parquet(directory / "part-0.parquet")
+        out[name] = (policy, single, directory)
+    return out
+
+
+@pytest.mark.parametrize(("dataset", "sql"), DEMO_QUERIES)
+def test_the_demo_datasets_answer_like_the_polars_engine(
+    spark: SparkEngine, demo_copies: dict[str, tuple[Policy, Path, Path]], dataset: str, sql: str
+) -> None:
+    policy, single, directory = demo_copies[dataset]
+    query = compile_sql(sql)
+    budget = Budget.query_loss(1.0, policy.delta)
+    ours = spark.plan(query, policy, parquet=str(directory), version="v", loss=budget)
+    theirs = Engine().plan(query, policy, parquet=single, version="v", loss=budget)
+    assert ours.accuracy() == pytest.approx(theirs.accuracy())
+    assert_agree(ours, ours.release(alpha=STRICT_ALPHA), theirs.release(alpha=STRICT_ALPHA))
+
+
+def assert_agree(plan: SparkPlan, ours: Any, theirs: Any) -> None:
+    """Same columns, same keys (private keys: mostly the same), values within the sum of
+    both engines' reported accuracy."""
+    width = len(plan.spec.group_by)
+    means = {unit.agg.name for unit in plan.blueprint.outputs if unit.kind == "mean" and unit.agg}
     assert ours.columns == theirs.columns
-    width = len(QUERIES[name].group_by)
     mine = {tuple(row[:width]): row[width:] for row in ours.rows}
     other = {tuple(row[:width]): row[width:] for row in theirs.rows}
-    assert set(mine) == set(other) and mine
-    for key, values in mine.items():
-        for column, a, b in zip(ours.columns[width:], values, other[key], strict=True):
+    if plan.blueprint.thresholded:  # a key near the threshold may clear it in one release only
+        assert len(set(mine) & set(other)) >= 0.8 * max(len(mine), len(other))
+    else:
+        assert set(mine) == set(other)
+    assert mine
+    for key in set(mine) & set(other):
+        for column, a, b in zip(ours.columns[width:], mine[key], other[key], strict=True):
             if a is None or b is None:  # a mean is None when its noisy count is below 1
-                assert column.startswith("mean") or a is b is None, (key, column)
+                assert column in means or a is b is None, (key, column)
                 continue
             tolerance = ours.accuracy[column] + theirs.accuracy[column]
             assert abs(a - b) <= tolerance, (key, column, a, b, tolerance)
