@@ -23,7 +23,7 @@ from gateway.i18n import N_, _
 from gateway.services.audit import MAX_PAGE, AuditFilter, AuditLog
 
 WIDTH, HEIGHT = 720, 280
-LEFT, RIGHT, TOP, BOTTOM = 64, 20, 16, 44
+LEFT, RIGHT, TOP, BOTTOM = 76, 20, 16, 44  # room for ticks like 0.00625 (rho)
 MAX_SERIES = 8
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies; dashes help more.
 COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000",
@@ -167,7 +167,7 @@ def chart(key: str, title: str, items: list[Charge], by: str, *,
         limit = limits.get(name)
         out.series.append(Series(name, COLOURS[index], DASHES[index], " ".join(points),
                                  running, len(mine), limit, y(limit) if limit else None))
-    out.y_ticks = [(y(Decimal(str(top * k / 4))), f"{top * k / 4:g}") for k in range(5)]
+    out.y_ticks = [(y(Decimal(str(top * k / 4))), f"{top * k / 4:.3g}") for k in range(5)]
     span = end - start
     fmt = "%H:%M:%S" if span < 3 * 3600 else "%m-%d %H:%M" if span < 4 * 86400 else "%Y-%m-%d"
     zone = shown_items[0].at.tzinfo

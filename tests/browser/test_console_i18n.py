@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from gateway.domain.paging import PAGE_SIZE
 from gateway.services.audit import AuditFilter
 from gateway.services.common import Principal
 from gateway.services.queries import QueryRequest
@@ -55,7 +56,7 @@ TYPED_ZH = ["按机场研究起飞延误的季节性变化，供交通规划研�
 
 def policy_words() -> set[str]:
     words: set[str] = set()
-    for path in POLICIES.glob("*.yaml"):
+    for path in POLICIES.glob("**/*.yaml"):  # variants too (exam_zcdp)
         policy = yaml.safe_load(path.read_text(encoding="utf-8"))
         words |= {policy["name"], policy["domain"], policy.get("source", "")}
         for name, column in policy["columns"].items():
@@ -65,7 +66,9 @@ def policy_words() -> set[str]:
     return {w for text in words for w in re.findall(r"[A-Za-z][A-Za-z0-9_]+", text)}
 
 
-ALLOWED = NAMES | policy_words() | set(ACTIONS)
+# Accounts enough for the users list to have a second page (the pager, in both languages).
+MORE_ACCOUNTS = [f"analyst{i:02d}" for i in range(PAGE_SIZE + 1)]
+ALLOWED = NAMES | policy_words() | set(ACTIONS) | set(MORE_ACCOUNTS)
 VISIBLE_TEXT = """() => {
   const skip = new Set(["CODE", "PRE", "TIME", "SCRIPT", "STYLE"]);
   const out = [];
@@ -168,9 +171,17 @@ def run_query(console: Console, actor: Principal, dataset: str, epsilon: float,
 
 
 @pytest.fixture(scope="module")
-def world(console: Console) -> dict[str, Any]:
-    """Something on every page: decisions, grants (one revoked), queries (one held)."""
+def world(console: Console, demo_files: dict[str, Path]) -> dict[str, Any]:
+    """Something on every page: decisions, grants (one revoked), queries (one held), a list
+    longer than a page, a zCDP dataset charged in rho (its own budget charts)."""
     svc = console.services
+    for name in MORE_ACCOUNTS:
+        svc.users.create(ADMIN, username=name, role="researcher", password=PASSWORD)
+    svc.catalog.register(ADMIN, name="exam_zcdp", data=demo_files["exam"],
+                         policy_file=POLICIES / "variants" / "exam_zcdp.yaml")
+    svc.ledger.give(ADMIN, user="rita", org=None, dataset="exam_zcdp", epsilon=1.0, delta=None,
+                    days=10)
+    run_query(console, RITA, "exam_zcdp", 0.2)
     first = svc.access.apply(RITA, dataset="flights", epsilon=2.0, days=30, purpose=TYPED_ZH[0])
     svc.access.approve(ADMIN2, first["id"], note=TYPED_ZH[3])
     run_query(console, RITA, "flights", 0.2, group_by=["origin"])
@@ -202,6 +213,9 @@ def pages(world: dict[str, Any]) -> dict[str, list[str]]:
              f"/console/queries/{world['query']}", "/console/audit",
              "/console/audit?action=grant.revoke", "/console/audit/entries/3",
              "/console/audit/charts", "/console/audit/charts?range=1d", "/console/catalog",
+             # search and pages: a second page, a search with a pager, one finding nothing
+             "/console/admin/users?page=2", "/console/admin/users?q=analyst",
+             "/console/admin/grants?q=no-such-thing", "/console/queries?status=error",
              MISSING]
     analyst = ["/console", "/console/catalog", "/console/queries",
                f"/console/grants/{world['rita_grant']}", f"/console/applications/{world['app']}",
@@ -213,7 +227,7 @@ def pages(world: dict[str, Any]) -> dict[str, list[str]]:
 def slug(path: str) -> str:
     if path.startswith("/console/applications/"):
         return "decision"
-    return re.sub(r"[^a-z0-9]+", "-", path.split("?")[0].lower()).strip("-")[:40] or "home"
+    return re.sub(r"[^a-z0-9]+", "-", path.lower()).strip("-")[:48] or "home"
 
 
 @pytest.mark.parametrize("locale", ["zh-CN", "en-US"])
@@ -233,9 +247,11 @@ def test_every_console_page_in_both_languages(console: Console, reader: Any,
             left = english_left(text) if locale == "zh-CN" else chinese_left(text)
             if left:
                 problems[f"{username} {path}"] = left
-            if path in ("/console", "/console/admin/grants", "/console/catalog",
-                        "/console/audit/charts", f"/console/applications/{world['duplicate_app']}"):
-                tab.shot(f"{locale[:2]}-{username}-{slug(path)}")
+            tab.shot(f"{locale[:2]}-{username}-{slug(path)}")  # every page, kept
+            if "q=analyst" in path:  # the pager is on the walk, in this language
+                expect(tab.page.locator("nav.pager")).to_contain_text("2")
+            if path == "/console/audit/charts":  # zCDP charges drawn in rho
+                expect(tab.page.locator("svg[role=img]")).to_have_count(4)
         assert tab.errors == [], f"browser console errors as {username}: {tab.errors}"
     assert not problems, f"text left in the other language on {locale} pages: {problems}"
 
