@@ -90,3 +90,6 @@ def test_the_pager_keeps_the_search_and_the_filter(admin: TestClient) -> None:
     link = re.search(r'href="([^"]+)" rel="next"', page.text)
     assert link and link.group(1).replace("&amp;", "&") == (
         "/console/admin/applications?status=pending&q=study&page=2")
+    # the status tabs keep the search too, the shown one marked
+    assert 'href="/console/admin/applications?status=all&amp;q=study"' in page.text
+    assert re.search(r'status=pending&amp;q=study" aria-current="true"', page.text)
