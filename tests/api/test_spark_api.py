@@ -51,6 +51,8 @@ def env(tmp_path_factory: pytest.TempPathFactory,
     rec = services.catalog.register(ADMIN, name="exam_spark",
                                     policy_file=spark_policy(home, lake))
     assert rec.row_count == frame.height and rec.location == str(lake)
+    services.catalog.register(ADMIN, name="exam_held",
+                              policy_file=spark_policy(home, lake, "exam_held", access="restricted"))
     with TestClient(create_app(services=services)) as client:
         yield GatewayEnv(services, client)
     assert not services.catalog.spark.started  # the app's shutdown stopped it
@@ -126,6 +128,22 @@ def test_a_query_it_cannot_bound_is_refused_and_charges_nothing(
     assert refusal["detail"]["code"] == "unsupported_query"
     assert "Spark engine" in refusal["detail"]["reason"], refusal
     assert not refusal.get("epsilon") and not refusal.get("grant_id"), refusal
+
+
+def test_a_restricted_spark_dataset_holds_queries_for_review(env: GatewayEnv) -> None:
+    env.grant("ron", "exam_held", 1.0)
+    held = env.post("ron", "/v1/queries", body("exam_held")).json()
+    assert held["status"] == "pending_review" and "rows" not in held
+    assert spent(env, "ron", "exam_held") == 0
+    review = env.get("root_admin", f"/v1/queries/{held['id']}").json()["review"]
+    assert review["accuracy"]["count"] > 0, review
+    resp = env.post("root_admin", f"/v1/queries/{held['id']}/release", {"note": "aggregates"})
+    assert resp.status_code == 200, resp.text
+    released = env.get("ron", f"/v1/queries/{held['id']}").json()
+    assert released["status"] == "released" and [r[0] for r in released["rows"]] == ["F", "M"]
+    assert spent(env, "ron", "exam_held") == pytest.approx(0.5)
+    [charge] = audit(env, query_id=held["id"], action="query.charge")
+    assert charge["actor"] == "root_admin" and charge["detail"]["analyst"] == "ron"
 
 
 def test_synthetic_data_is_refused_on_a_spark_dataset(env: GatewayEnv) -> None:
