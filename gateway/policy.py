@@ -17,11 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from gateway.domain.errors import InvalidRequest
 from gateway.domain.text import _l
+from gateway.services.input_errors import describe, refusal
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 ColumnType = Literal["str", "int", "float", "bool"]
 # a spark source: a path or URI (no whitespace, no quotes), or a table name [catalog.][db.]table
 SPARK_SOURCE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)?[^\s'\"`;]+$")
+TOP_LEVEL = _l("(top level)")
 DEFAULT_DELTA_QUERIES = 10_000  # default dataset_delta_cap: this many queries at the policy's delta
 
 
@@ -50,26 +52,29 @@ class Column(_Strict):
             return None
         lo, hi = value
         if not (math.isfinite(lo) and math.isfinite(hi)):
-            raise ValueError(f"bounds must be finite numbers, got [{lo}, {hi}]")
+            raise refusal(_l("bounds must be finite numbers, got [%(low)s, %(high)s]", low=lo, high=hi))
         if lo > hi:
-            raise ValueError(f"lower bound {lo:g} is above upper bound {hi:g}")
+            raise refusal(_l("lower bound %(low)s is above upper bound %(high)s",
+                              low=format(lo, "g"), high=format(hi, "g")))
         return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Column:
         if self.bounds is not None and self.type not in ("int", "float"):
-            raise ValueError(f"bounds are only for int and float columns, not {self.type}")
+            raise refusal(_l("bounds are only for int and float columns, not %(type)s",
+                              type=self.type))
         if self.categories is not None:
             if not self.categories:
-                raise ValueError("categories must not be empty")
+                raise refusal(_l("categories must not be empty"))
             if len(set(map(str, self.categories))) != len(self.categories):
-                raise ValueError("categories must be distinct")
+                raise refusal(_l("categories must be distinct"))
             wanted = {"str": str, "int": int, "bool": bool, "float": float}[self.type]
             bad = [c for c in self.categories if type(c) is not wanted]
             if bad:
-                raise ValueError(f"categories of a {self.type} column must be {self.type}: {bad[:3]}")
+                raise refusal(_l("categories of a %(type)s column must be %(type)s: %(bad)s",
+                                  type=self.type, bad=bad[:3]))
         if self.null_rate and not self.nullable:
-            raise ValueError("null_rate needs nullable: true")
+            raise refusal(_l("null_rate needs nullable: true"))
         return self
 
 
@@ -100,11 +105,11 @@ class BudgetPolicy(_Strict):
     def _ordered(self) -> BudgetPolicy:
         for name in ("default_epsilon", "max_epsilon_per_grant", "delta", "dataset_epsilon_cap"):
             if not math.isfinite(getattr(self, name)):
-                raise ValueError(f"{name} must be a finite number")
+                raise refusal(_l("%(name)s must be a finite number", name=name))
         if self.default_epsilon > self.max_epsilon_per_grant:
-            raise ValueError("default_epsilon is above max_epsilon_per_grant")
+            raise refusal(_l("default_epsilon is above max_epsilon_per_grant"))
         if self.max_epsilon_per_grant > self.dataset_epsilon_cap:
-            raise ValueError("max_epsilon_per_grant is above dataset_epsilon_cap")
+            raise refusal(_l("max_epsilon_per_grant is above dataset_epsilon_cap"))
         return self
 
 
@@ -122,11 +127,11 @@ def _check_id_column(name: str, column: Column) -> None:
     person contributes would not hold: the id column can hold no missing value, declared
     (``nullable``, ``null_rate``) or hidden in the type (a float id can be NaN)."""
     if column.nullable or column.null_rate:
-        raise ValueError(f"privacy_unit.id_column {name} is nullable: rows without an id "
-                         "would all count as one person; make it nullable: false")
+        raise refusal(_l("privacy_unit.id_column %(name)s is nullable: rows without an id "
+                         "would all count as one person; make it nullable: false", name=name))
     if column.type == "float":
-        raise ValueError(f"privacy_unit.id_column {name} is a float column, which can hold "
-                         "NaN (a hidden missing id); use an int or str id")
+        raise refusal(_l("privacy_unit.id_column %(name)s is a float column, which can hold "
+                         "NaN (a hidden missing id); use an int or str id", name=name))
 
 
 class Policy(_Strict):
@@ -154,28 +159,28 @@ class Policy(_Strict):
     def _source(self) -> Policy:
         if self.engine == "spark":
             if not SPARK_SOURCE.match(self.source) or ".." in self.source.split("/"):
-                raise ValueError("source of a spark dataset must be a Parquet directory (a path "
-                                 "or a URI such as hdfs://...) or a table name (db.table)")
+                raise refusal(_l("source of a spark dataset must be a Parquet directory (a "
+                                 "path or a URI such as hdfs://...) or a table name (db.table)"))
             return self
         path = Path(self.source)
         if path.is_absolute() or ".." in path.parts:
-            raise ValueError("source must be a file name relative to the data directory")
+            raise refusal(_l("source must be a file name relative to the data directory"))
         return self
 
     @model_validator(mode="after")
     def _unit(self) -> Policy:
         unit = self.privacy_unit.id_column
         if unit is not None and unit not in self.columns:
-            raise ValueError(f"privacy_unit.id_column {unit} is not among the columns")
+            raise refusal(_l("privacy_unit.id_column %(name)s is not among the columns", name=unit))
         if unit is not None:
             _check_id_column(unit, self.columns[unit])
         if not any(not c.hidden for c in self.columns.values()):
-            raise ValueError("every column is hidden: nothing could be queried")
+            raise refusal(_l("every column is hidden: nothing could be queried"))
         if self.accounting == "zcdp" and self.budget.delta <= 0:
-            raise ValueError("accounting zcdp needs budget.delta > 0: grants are shown as "
-                             "(epsilon, delta) at that delta")
+            raise refusal(_l("accounting zcdp needs budget.delta > 0: grants are shown as "
+                             "(epsilon, delta) at that delta"))
         if self.accounting == "pure" and self.budget.dataset_rho_cap is not None:
-            raise ValueError("budget.dataset_rho_cap is only for accounting: zcdp")
+            raise refusal(_l("budget.dataset_rho_cap is only for accounting: zcdp"))
         return self
 
     @property
@@ -193,20 +198,13 @@ class Policy(_Strict):
         return data
 
 
-def _location(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(p) for p in loc) or "(top level)"
-
-
 def parse_policy(data: object, *, origin: str) -> Policy:
     if not isinstance(data, dict):
         raise PolicyError(_l("%(origin)s: (top level): expected a mapping of policy fields", origin=origin))
     try:
         return Policy.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{_location(err['loc'])}: {err['msg'].removeprefix('Value error, ')}"
-            for err in exc.errors()
-        )
+        problems = describe(exc.errors(), whole=TOP_LEVEL)
         raise PolicyError(_l("%(origin)s: %(problems)s", origin=origin, problems=problems)) from exc
 
 

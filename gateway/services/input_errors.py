@@ -59,7 +59,7 @@ INVALID = _l("invalid value")
 
 PROBLEMS: dict[str, Problem] = {
     "missing": _fixed(_l("is required")),
-    "extra_forbidden": _fixed(_l("is not a field of this request")),
+    "extra_forbidden": _fixed(_l("is not a known field here")),
     "json_invalid": _fixed(_l("is not valid JSON")),
     "json_type": _fixed(_l("should be JSON text")),
     "none_required": _fixed(_l("should be null")),

@@ -93,7 +93,7 @@ def test_body_validation_in_the_readers_language(gateway_env: GatewayEnv) -> Non
          "role：应为以下之一：'researcher'、'enterprise'、'admin'、'auditor'；"
          "password：应至少有 8 个字符"),
         ("rita", "/v1/requests", {"dataset": "flights", "purpose": "p" * 30, "colour": "red"},
-         "colour: is not a field of this request", "colour：不是此请求的字段"),
+         "colour: is not a known field here", "colour：不是此处可用的字段"),
         ("rita", "/v1/requests", {"purpose": "p" * 30, "epsilon": "lots"},
          "dataset: is required; epsilon: should be a number",
          "dataset：为必填项；epsilon：应为数字"),

@@ -38,21 +38,21 @@ def _write(tmp_path: Path, mutate: dict[str, object]) -> Path:
 @pytest.mark.parametrize(
     ("mutate", "field", "problem"),
     [
-        ({"columns.month.type": "date"}, "columns.month.type", "Input should be"),
+        ({"columns.month.type": "date"}, "columns.month.type", "should be one of 'str'"),
         ({"columns.dep_delay.bounds": [600, -60]}, "columns.dep_delay.bounds",
          "lower bound 600 is above upper bound -60"),
         ({"columns.dep_delay.bounds": [float("nan"), 1]}, "columns.dep_delay.bounds", "finite"),
-        ({"source": ...}, "source", "Field required"),
-        ({"access": "secret"}, "access", "Input should be"),
+        ({"source": ...}, "source", "is required"),
+        ({"access": "secret"}, "access", "should be one of 'open'"),
         ({"budget.default_epsilon": 10.0}, "budget", "default_epsilon is above"),
-        ({"columns.origin.colour": "red"}, "columns.origin.colour", "Extra inputs"),
+        ({"columns.origin.colour": "red"}, "columns.origin.colour", "is not a known field"),
         ({"privacy_unit.id_column": "nope"}, "(top level)", "id_column nope"),
-        ({"accounting": "renyi"}, "accounting", "Input should be 'pure' or 'zcdp'"),
+        ({"accounting": "renyi"}, "accounting", "should be one of 'pure', 'zcdp'"),
         ({"budget.dataset_rho_cap": 1.0}, "(top level)", "dataset_rho_cap is only for"),
         ({"accounting": "zcdp", "budget.delta": 0}, "(top level)", "zcdp needs budget.delta > 0"),
         ({"accounting": "zcdp", "budget.dataset_rho_cap": -1}, "budget.dataset_rho_cap",
          "greater than 0"),
-        ({"engine": "duckdb"}, "engine", "Input should be 'polars' or 'spark'"),
+        ({"engine": "duckdb"}, "engine", "should be one of 'polars', 'spark'"),
         ({"source": "/srv/lake/flights"}, "(top level)", "relative to the data directory"),
         ({"engine": "spark", "source": "lake.flights; DROP"}, "(top level)",
          "a Parquet directory"),
@@ -108,3 +108,22 @@ def test_a_nullable_or_hidden_nullable_id_column_is_refused(
     path = _write(tmp_path, {"privacy_unit.id_column": "tailnum", "columns.tailnum": column})
     with pytest.raises(PolicyError, match=problem):
         load_policy(path)
+
+
+def test_a_bad_policy_reads_in_chinese_for_a_chinese_reader(tmp_path: Path) -> None:
+    """The CLI shows policy problems in DPSANDBOX_LANG's language; the record stays English."""
+    from gateway.domain.text import use_locale
+
+    path = _write(tmp_path, {"columns.dep_delay.bounds": [600, -60], "access": "secret",
+                             "columns.origin.colour": "red"})
+    with pytest.raises(PolicyError) as info:
+        load_policy(path)
+    assert info.value.message == (
+        f"{path}: access: should be one of 'open', 'conditional', 'restricted'; "
+        "columns.dep_delay.bounds: lower bound 600 is above upper bound -60; "
+        "columns.origin.colour: is not a known field here")
+    with use_locale("zh_CN"):
+        assert info.value.localized() == (
+            f"{path}：access：应为以下之一：'open'、'conditional'、'restricted'；"
+            "columns.dep_delay.bounds：下限 600 大于上限 -60；"
+            "columns.origin.colour：不是此处可用的字段")
