@@ -79,6 +79,16 @@ class UserService:
         with self.store.reading() as tx:
             return tx.users.search(window).map(public_user)
 
+    def get(self, actor: Principal, username: str) -> dict[str, Any]:
+        """One account (admins and auditors)."""
+        with self.refusals(actor, "user.show", detail={"username": username[:64]}):
+            actor.require("admin", "auditor")
+            with self.store.reading() as tx:
+                user = tx.users.get(username)
+            if user is None:
+                raise NotFound(_l("no user %(username)s", username=username))
+        return public_user(user)
+
     def orgs(self, actor: Principal) -> tuple[str, ...]:
         """The orgs accounts belong to (for a form's choices)."""
         with self.refusals(actor, "user.list"):

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from gateway.services.audit import AuditFilter
 from gateway.services.common import Principal
 from tests.conftest import ADMIN, PASSWORD, GatewayEnv
 
@@ -108,3 +109,15 @@ def test_a_parameter_the_framework_refuses_is_a_page_in_the_readers_language(
     assert english.status_code == chinese.status_code == 422
     assert "Page: should be at least 1" in english.text  # the page capitalizes
     assert "Page：应不小于 1" in chinese.text
+
+
+def test_an_account_page_reads_one_account(gateway_env: GatewayEnv) -> None:
+    client = fresh(gateway_env)
+    assert sign_in(client, "root_admin").status_code == 303
+    found = client.get("/console/admin/users/rita")
+    assert found.status_code == 200 and "Account rita" in found.text
+    missing = client.get("/console/admin/users/nobody")
+    assert missing.status_code == 404 and "No user nobody" in missing.text  # capitalized by the page
+    entries, _total = gateway_env.services.audit.page(
+        AuditFilter(action="user.show", outcome="denied"), page=1, size=5)
+    assert entries and entries[0]["detail"]["username"] == "nobody"

@@ -8,7 +8,8 @@ from pathlib import Path
 from gateway.web.words import ACTIONS
 
 GATEWAY = Path(__file__).resolve().parents[2] / "gateway"
-WRITES = re.compile(r"""(?:action=|\.denied\([^,]+,\s*)"([a-z_]+(?:\.[a-z_]+)?)\"""")
+# an action written, refused (``denied``), or named for the refusals of a use case
+WRITES = re.compile(r"""(?:action=|\.denied\([^,]+,\s*|refusals\([^,()]+,\s*)"([a-z_]+(?:\.[a-z_]+)?)\"""")
 
 
 def test_every_audited_action_is_a_choice_of_the_filter() -> None:

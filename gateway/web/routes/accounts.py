@@ -12,7 +12,6 @@ from fastapi import APIRouter, Request, Response
 
 from gateway.api.deps import ServicesDep
 from gateway.api.params import Username
-from gateway.domain.errors import NotFound
 from gateway.domain.paging import Window
 from gateway.domain.workflow import ROLES
 from gateway.i18n import _
@@ -28,10 +27,6 @@ router = APIRouter(prefix="/console/admin", route_class=ConsoleRoute)
 
 def status_for(form: Form | None) -> int:
     return 422 if form is not None and not form.ok else 200
-
-
-def known_orgs(users: list[dict[str, Any]]) -> list[str]:
-    return sorted({u["org"] for u in users if u.get("org")})
 
 
 def users_page(request: Request, actor: Any, svc: Any, *, window: Window | None = None,
@@ -71,13 +66,10 @@ def create_user(request: Request, actor: FormUser, svc: ServicesDep, username: T
 
 def account_page(request: Request, actor: Any, svc: Any, username: str, *,
                  form: Form | None = None) -> Response:
-    everyone = svc.users.list(actor)
-    found = next((u for u in everyone if u["username"] == username), None)
-    if found is None:
-        raise NotFound(_("there is no account %(name)s") % {"name": username})
+    found = svc.users.get(actor, username)
     return page(request, "user.html", status=status_for(form),
                 title=_("Account %(name)s") % {"name": username}, account=found,
-                orgs=known_orgs(everyone), form=form, notice=notice(request))
+                orgs=svc.users.orgs(actor), form=form, notice=notice(request))
 
 
 @router.get("/users/{username}")
