@@ -79,6 +79,8 @@ QUERIES = {
                                      Aggregate("count"), by=("month",)),
     "private keys": spec(Aggregate("count"), Aggregate("sum", "dist"), by=("carrier",)),
     "private keys, no count": spec(Aggregate("mean", "ratio"), by=("carrier",)),
+    "private keys histogram": spec(Aggregate("histogram", "delay", bins=(-60, 0, 60, 600)),
+                                   Aggregate("count"), by=("carrier",)),
 }
 
 

@@ -109,9 +109,6 @@ class SparkEngine:
                     "column %(name)s is stored as %(stored)s, which does not match its policy "
                     "type", name=name, stored=str(stored.get(name))))
 
-    def close(self) -> None:
-        self.sessions.stop()
-
 
 @dataclass
 class SparkPlan:
