@@ -11,6 +11,7 @@ import subprocess
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, TypeVar
 
 import pytest
@@ -117,6 +118,22 @@ def test_container_host_config_is_locked_down(tmp_path: Path) -> None:
     assert spawner.network_name == network_names(str(tmp_path)).network
     assert spawner.pull_policy == "never" and spawner.remove is True
     assert "--KernelManager.transport=ipc" in spawner.get_args()
+
+
+def test_what_stop_needs_survives_a_hub_restart(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DPSANDBOX_HOME", str(tmp_path))
+    monkeypatch.delenv("DPSANDBOX_HUB_SECRET_FILE", raising=False)
+    before = DockerSandboxSpawner(hub_state_dir=str(tmp_path), user=SimpleNamespace(name="rita"))
+    assert before.hub_secret_file == str(tmp_path / "state" / "hub_secret")
+    before.token_jti, before.sandbox_token = "1" * 32, "a token"
+    before.home_name, before.needs_cleanup = "dps-rita", True
+    after = DockerSandboxSpawner(hub_state_dir=str(tmp_path), user=SimpleNamespace(name="rita"))
+    after.load_state(before.get_state())
+    assert (after.token_jti, after.home_name, after.needs_cleanup) == ("1" * 32, "dps-rita", True)
+    assert after.sandbox_token == ""  # the token itself is never saved
+    after.clear_state()
+    assert "token_jti" not in after.get_state()
 
 
 def test_bridge_filter_accepts_two_ports_and_routes_nothing() -> None:
