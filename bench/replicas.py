@@ -43,7 +43,7 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run import OUT, Gateway, body, make_data, write_policy  # noqa: E402
+from bench.run import OUT, Gateway, body, make_data, run_clients, write_policy  # noqa: E402
 from gateway.adapters.secrets import new_signing_key_pem  # noqa: E402
 
 PG = os.environ.get("DPSANDBOX_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -104,13 +104,7 @@ class Load:
                     latencies.append(self.one(own, offset + i, cached=cached,
                                               tag=tag if cached else next(self.tags)))
 
-        threads = [threading.Thread(target=client, args=(c,)) for c in range(CLIENTS)]
-        start = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        wall = time.perf_counter() - start
+        wall = run_clients(client, CLIENTS)
         if len(latencies) != CLIENTS * per_client:
             raise SystemExit("a client failed; see the gateways' logs")
         latencies.sort()

@@ -256,6 +256,17 @@ def gateway_median(gw: Gateway, dataset: str, by: str) -> float:
         return statistics.median(gw.query(client, dataset, by) for _ in range(REPEATS))
 
 
+def run_clients(client: Callable[[int], None], clients: int) -> float:
+    """Run ``client(0)`` .. ``client(clients - 1)`` in as many threads at once: wall seconds."""
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - start
+
+
 def overhead(gw: Gateway) -> dict[str, float]:
     with httpx.Client() as client:
         for _ in range(10):
@@ -267,13 +278,7 @@ def overhead(gw: Gateway) -> dict[str, float]:
             for _ in range(PER_CLIENT):
                 gw.query(own, "bench_small", "region")
 
-    threads = [threading.Thread(target=client_run) for _ in range(CLIENTS)]
-    start = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - start
+    wall = run_clients(lambda _client: client_run(), CLIENTS)
     return {
         "p50": latencies[len(latencies) // 2],
         "p95": latencies[int(len(latencies) * 0.95) - 1],
