@@ -28,8 +28,10 @@ def test_services_import_no_sqlalchemy_and_no_tables() -> None:
 
 
 def test_only_budget_converts_units_to_numbers() -> None:
-    """No hand-written 1e9 / 1e18 factors or unit constants outside gateway/domain/budget.py."""
-    factor = re.compile(r"[*/]\s*(1e9|1e18|10\s*\*\*\s*(9|18))\b|\b(EPSILON|DELTA)_(SCALE|UNIT)\b")
+    """No hand-written 1e9 / 1e12 / 1e18 factors (epsilon, rho, delta units) or unit constants
+    outside gateway/domain/budget.py."""
+    factor = re.compile(r"[*/]\s*(1e-?(9|12|18)|10\s*\*\*\s*-?(9|12|18))\b"
+                        r"|\b(EPSILON|DELTA|RHO)_(SCALE|UNIT)\b")
     for path in GATEWAY.rglob("*.py"):
         if path == GATEWAY / "domain" / "budget.py" or "migrations" in path.parts:
             continue
