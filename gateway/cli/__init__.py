@@ -20,7 +20,7 @@ from gateway.cli.common import err
 from gateway.cli.image import add_image_commands
 from gateway.cli.requests import add_request_commands
 from gateway.domain.errors import DomainError
-from gateway.i18n import locale_from_env, use_locale
+from gateway.i18n import _, locale_from_env, use_locale
 
 __all__ = ["build_parser", "main"]
 
@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return int(args.func(args))
         except DomainError as exc:
-            err.print(f"[red]error ({exc.code}):[/red] {exc.localized()}")
+            err.print(_("[red]error (%(code)s):[/red] %(message)s")
+                      % {"code": exc.code, "message": exc.localized()})
             return 2
         except KeyboardInterrupt:
             return 130

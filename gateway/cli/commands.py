@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.cli.common import cli_actor, console, err, print_table, read_password, services
+from gateway.domain.workflow import word
+from gateway.i18n import _
 from gateway.settings import Settings
 
 
@@ -25,14 +27,15 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     password = read_password(args.password_file)
     user = svc.users.create(cli_actor(), username=args.name, role=args.role, password=password,
                             org=args.org)
-    console.print(f"created {user['role']} [bold]{user['username']}[/bold]"
-                  + (f" of {user['org']}" if user["org"] else ""))
+    names = {"role": str(word(user["role"])), "name": user["username"], "org": user["org"]}
+    console.print(_("created %(role)s [bold]%(name)s[/bold] of %(org)s") % names if user["org"]
+                  else _("created %(role)s [bold]%(name)s[/bold]") % names)
     return 0
 
 
 def cmd_user_list(args: argparse.Namespace) -> int:
     print_table(services().users.list(cli_actor()), ["username", "role", "org", "disabled",
-                                                 "created_at"], "users")
+                                                 "created_at"], _("users"))
     return 0
 
 
@@ -41,8 +44,9 @@ def cmd_dataset_add(args: argparse.Namespace) -> int:
     rec = svc.catalog.register(cli_actor(), name=args.name,
                                data=Path(args.data) if args.data else None,
                                policy_file=Path(args.policy) if args.policy else None)
-    console.print(f"registered [bold]{rec.name}[/bold] version {rec.version} "
-                  f"({rec.row_count} rows, access {rec.policy.access})")
+    console.print(_("registered [bold]%(name)s[/bold] version %(version)s (%(rows)s rows, access "
+                    "%(access)s)") % {"name": rec.name, "version": rec.version,
+                                      "rows": rec.row_count, "access": word(rec.policy.access)})
     return 0
 
 
@@ -50,7 +54,7 @@ def cmd_dataset_list(args: argparse.Namespace) -> int:
     svc = services()
     rows = [svc.catalog.summary(r, for_admin=True) for r in svc.catalog.records()]
     print_table(rows, ["name", "title", "domain", "access", "version", "epsilon_spent",
-                  "dataset_epsilon_cap"], "datasets")
+                  "dataset_epsilon_cap"], _("datasets"))
     return 0
 
 
@@ -60,20 +64,23 @@ def cmd_grant_add(args: argparse.Namespace) -> int:
                                     delta=args.delta, days=args.days)
     size = f"epsilon {grant['epsilon_total']:g}"
     if grant.get("accounting") == "zcdp":  # docs/zcdp.md
-        size = (f"rho {grant['rho_total']:.12g} (zCDP: epsilon {grant['epsilon_total']:g} at "
-                f"delta {grant['conversion_delta']:g})")
-    console.print(f"grant {grant['id']}: {size} on "
-                  f"{grant['dataset']} for {grant['user'] or grant['org']} until "
-                  f"{grant['expires_at']}")
+        size = _("rho %(rho)s (zCDP: epsilon %(epsilon)s at delta %(delta)s)") % {
+            "rho": f"{grant['rho_total']:.12g}", "epsilon": f"{grant['epsilon_total']:g}",
+            "delta": f"{grant['conversion_delta']:g}"}
+    console.print(_("grant %(id)s: %(size)s on %(dataset)s for %(holder)s until %(until)s") % {
+        "id": grant["id"], "size": size, "dataset": grant["dataset"],
+        "holder": grant["user"] or grant["org"], "until": grant["expires_at"]})
     return 0
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     report = services().audit.verify()
     if report.ok:
-        console.print(f"audit log intact: {report.entries} entries, head {report.head}")
+        console.print(_("audit log intact: %(entries)s entries, head %(head)s")
+                      % {"entries": report.entries, "head": report.head})
         return 0
-    err.print(f"audit log DAMAGED: first bad entry seq {report.first_bad_seq}: {report.problem}")
+    err.print(_("audit log DAMAGED: first bad entry seq %(seq)s: %(problem)s")
+              % {"seq": report.first_bad_seq, "problem": report.problem})
     return 1
 
 
@@ -82,7 +89,7 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
     body = svc.audit.export(args.format, cli_actor(), roles=("admin",), output=args.output)
     if args.output:
         Path(args.output).write_text(body, encoding="utf-8")
-        err.print(f"wrote {args.output}")
+        err.print(_("wrote %(path)s") % {"path": args.output})
     else:
         sys.stdout.write(body)
     return 0
@@ -105,22 +112,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def add_admin_commands(sub: Any) -> None:
     """Add the gateway, hub, demo, user, dataset, grant and audit commands."""
 
-    g = sub.add_parser("gateway", help="run the gateway (FastAPI)")
+    g = sub.add_parser("gateway", help=_("run the gateway (FastAPI)"))
     g.add_argument("--host", default="127.0.0.1")
     g.add_argument("--port", type=int, default=8600)
     g.set_defaults(func=cmd_gateway)
 
-    h = sub.add_parser("hub", help="run JupyterHub with isolated sandboxes")
+    h = sub.add_parser("hub", help=_("run JupyterHub with isolated sandboxes"))
     h.add_argument("--port", type=int, default=8000)
     h.set_defaults(func=cmd_hub)
 
-    d = sub.add_parser("demo", help="run the whole system on this machine")
+    d = sub.add_parser("demo", help=_("run the whole system on this machine"))
     d.add_argument("--gateway-port", type=int, default=8600)
     d.add_argument("--hub-port", type=int, default=8000)
-    d.add_argument("--no-hub", action="store_true", help="gateway and console only")
+    d.add_argument("--no-hub", action="store_true", help=_("gateway and console only"))
     d.set_defaults(func=cmd_demo)
 
-    u = sub.add_parser("user", help="accounts").add_subparsers(dest="action", required=True)
+    u = sub.add_parser("user", help=_("accounts")).add_subparsers(dest="action", required=True)
     ua = u.add_parser("add")
     ua.add_argument("name")
     ua.add_argument("--role", required=True,
@@ -130,16 +137,16 @@ def add_admin_commands(sub: Any) -> None:
     ua.set_defaults(func=cmd_user_add)
     u.add_parser("list").set_defaults(func=cmd_user_list)
 
-    ds = sub.add_parser("dataset", help="datasets").add_subparsers(dest="action", required=True)
+    ds = sub.add_parser("dataset", help=_("datasets")).add_subparsers(dest="action", required=True)
     da = ds.add_parser("add")
     da.add_argument("name")
-    da.add_argument("--data", help="the data file (.csv, .parquet); none for engine: spark, "
-                    "whose policy's source is read in place")
+    da.add_argument("--data", help=_("the data file (.csv, .parquet); none for engine: spark, "
+                                     "whose policy's source is read in place"))
     da.add_argument("--policy")
     da.set_defaults(func=cmd_dataset_add)
     ds.add_parser("list").set_defaults(func=cmd_dataset_list)
 
-    gr = sub.add_parser("grant", help="grants").add_subparsers(dest="action", required=True)
+    gr = sub.add_parser("grant", help=_("grants")).add_subparsers(dest="action", required=True)
     ga = gr.add_parser("add")
     who = ga.add_mutually_exclusive_group(required=True)
     who.add_argument("--user")
@@ -150,7 +157,7 @@ def add_admin_commands(sub: Any) -> None:
     ga.add_argument("--days", type=int)
     ga.set_defaults(func=cmd_grant_add)
 
-    au = sub.add_parser("audit", help="the audit log").add_subparsers(dest="action", required=True)
+    au = sub.add_parser("audit", help=_("the audit log")).add_subparsers(dest="action", required=True)
     au.add_parser("verify").set_defaults(func=cmd_audit_verify)
     ae = au.add_parser("export")
     ae.add_argument("--format", choices=["csv", "jsonl"], default="jsonl")

@@ -11,6 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from gateway.i18n import _
 from gateway.settings import Settings
 
 
@@ -40,14 +41,14 @@ def cli_actor() -> Any:
     return Principal(username=f"cli:{getpass.getuser()}"[:64], role="admin")
 
 
-def read_password(path: str | None, prompt: str = "Password: ") -> str:
+def read_password(path: str | None, prompt: str | None = None) -> str:
     if path:
         return Path(path).read_text(encoding="utf-8").rstrip("\n")
     if not sys.stdin.isatty():
         return sys.stdin.readline().rstrip("\n")
-    first = getpass.getpass(prompt)
-    if getpass.getpass("Again: ") != first:
-        raise SystemExit("passwords differ")
+    first = getpass.getpass(prompt or _("Password: "))
+    if getpass.getpass(_("Again: ")) != first:
+        raise SystemExit(_("passwords differ"))
     return first
 
 

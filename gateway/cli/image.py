@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from gateway.cli.common import console, err
+from gateway.i18n import _
 
 
 def cmd_image_build(args: argparse.Namespace) -> int:
@@ -29,20 +30,21 @@ def cmd_image_tag(args: argparse.Namespace) -> int:
     except ImageBuildError as exc:
         err.print(f"[red]error:[/red] {exc}")
         return 1
-    console.print(f"{tag} ({'built' if built else 'not built: dpsandbox image build'})")
+    console.print(_("%(tag)s (built)") % {"tag": tag} if built
+                  else _("%(tag)s (not built: dpsandbox image build)") % {"tag": tag})
     return 0 if built else 3
 
 
 def add_image_commands(sub: Any) -> None:
     """Add ``image build`` and ``image tag``."""
-    image = sub.add_parser("image", help="the sandbox image (Docker isolation)").add_subparsers(
+    image = sub.add_parser("image", help=_("the sandbox image (Docker isolation)")).add_subparsers(
         dest="action", required=True
     )
     build = image.add_parser(
-        "build", help="build the sandbox image here (Debian packages + wheels; no registry)"
+        "build", help=_("build the sandbox image here (Debian packages + wheels; no registry)")
     )
-    build.add_argument("--force", action="store_true", help="rebuild the base and the image")
+    build.add_argument("--force", action="store_true", help=_("rebuild the base and the image"))
     build.set_defaults(func=cmd_image_build)
-    image.add_parser("tag", help="the tag the hub runs, and whether it is built").set_defaults(
+    image.add_parser("tag", help=_("the tag the hub runs, and whether it is built")).set_defaults(
         func=cmd_image_tag
     )

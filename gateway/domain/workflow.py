@@ -39,7 +39,8 @@ WORDS: dict[str, Text] = {
     "pending_review": _l("pending review"), "running": _l("running"), "error": _l("error"),
     "active": _l("active"), "revoked": _l("revoked"), "expired": _l("expired"),
     "researcher": _l("researcher"), "enterprise": _l("enterprise"), "admin": _l("admin"),
-    "auditor": _l("auditor"),
+    "auditor": _l("auditor"), "open": _l("open"), "conditional": _l("conditional"),
+    "restricted": _l("restricted"), "all": _l("all"),
 }
 
 
