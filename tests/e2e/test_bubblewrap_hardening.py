@@ -6,7 +6,8 @@ not be able to do: read the host's files, listen where the host can connect,
 reach any service but the gateway, make forbidden system calls, catch another
 analyst's login by squatting the gateway's port, or keep using its token once
 its server is gone.  Only loopback addresses and the sandboxes' own network
-namespaces are ever contacted.
+namespaces are ever contacted (the internet check fails for want of a route,
+before any packet is sent).
 """
 
 from __future__ import annotations
@@ -180,6 +181,18 @@ def test_no_way_out_but_the_gateway(pair: tuple[Analyst, Analyst], hub: Hub, gat
         CONNECT + f"print(json.dumps({{k: connect('127.0.0.1', p) for k, p in {targets!r}.items()}}))"
     )
     assert seen == dict.fromkeys(targets, "ConnectionRefusedError")
+    # The internet: the namespace has no route at all, so the connect fails before any
+    # packet is sent (192.0.2.1 is a documentation address).
+    internet = first.run_json(
+        "import errno, json, socket\n"
+        "s = socket.socket(); s.settimeout(3)\n"
+        "try:\n"
+        "    s.connect(('192.0.2.1', 80)); r = 'connected'\n"
+        "except OSError as e:\n"
+        "    r = errno.errorcode.get(e.errno, str(e))\n"
+        "print(json.dumps(r))"
+    )
+    assert internet == "ENETUNREACH", internet
     with socket.create_connection(("127.0.0.1", 5432), timeout=3):
         pass  # PostgreSQL is there on the host: what stopped the kernel is its sandbox
     out = first.run_json(
