@@ -485,3 +485,19 @@ def test_a_revoked_grant_says_why(live: LiveGateway) -> None:
     assert shape.revoke_reason == "the project ended" and shape.revoked_at and not shape.active
     with pytest.raises(GrantRequired, match=r"was revoked \(reason: the project ended\)"):
         gw.dataset("flights").count(epsilon=0.1)
+
+
+def test_a_body_the_gateway_refuses_reads_in_dpsandbox_lang(
+        live: LiveGateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gateway's validation message follows the notebook's language; the code does not."""
+    gw = connect(live.url, token=live.token("rita"), quiet=True)
+    body = {"dataset": "flights", "purpose": "p" * 30, "colour": "red"}
+    monkeypatch.setenv("DPSANDBOX_LANG", "zh_CN")
+    with pytest.raises(InvalidRequest) as chinese:
+        gw.runner.post("/v1/requests", body)
+    monkeypatch.setenv("DPSANDBOX_LANG", "en")
+    with pytest.raises(InvalidRequest) as english:
+        gw.runner.post("/v1/requests", body)
+    assert chinese.value.code == english.value.code == "invalid_request"
+    assert "colour：不是此处可用的字段" in chinese.value.message
+    assert "colour: is not a known field here" in english.value.message
