@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import threading
 from typing import Any
 
@@ -53,6 +54,10 @@ class SparkSessions:
         if self.master.startswith("sc://"):
             builder = builder.remote(self.master)
         else:
+            # pyspark marks a process that ever ran Spark Connect, and would then build a
+            # Connect session again; a classic master after a stopped Connect session (tests)
+            # needs the mark gone
+            os.environ.pop("SPARK_CONNECT_MODE_ENABLED", None)
             builder = builder.master(self.master)
             for key, value in self.config.items():
                 builder = builder.config(key, value)
