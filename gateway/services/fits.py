@@ -39,6 +39,8 @@ if TYPE_CHECKING:  # the OpenDP adapters load on first use (CLI commands never p
     from gateway.adapters.dp.synth import SyntheticRelease, Tuning
 
 ALPHA = 0.05
+FAILED = _l("the fit failed after its budget was reserved; the charge stands because data may "
+            "have been read")
 FIT_KINDS = ("synthetic", "linear_regression", "pca")
 Spec = SyntheticSpec | ModelSpec
 FitPlan = Any  # SyntheticPlan | ModelPlan (imported on first use)
@@ -161,10 +163,7 @@ class FitService:
     def compute(self, actor: Principal, prepared: Prepared, plan: FitPlan,
                 admitted: Admitted) -> Result:
         """Fit on the data (the charge is committed already, and stands)."""
-        released = self.releases.compute_charged(
-            actor, prepared.dataset.name, admitted.record.id, plan.release, failed=_l(
-                "the fit failed after its budget was reserved; the charge stands because data"
-                " may have been read"))
+        released = self.releases.compute_charged(actor, admitted, plan.release, failed=FAILED)
         return as_result(released, plan.accuracy(ALPHA))
 
     # -- use cases -----------------------------------------------------------------------

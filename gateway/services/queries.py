@@ -43,6 +43,8 @@ from gateway.services.specs import spec_from_json
 from gateway.services.views import budget_view, query_view, trace
 
 ALPHA = 0.05
+FAILED = _l("the query failed after its budget was reserved; the charge stands because data may "
+            "have been read")
 REPLAY_WAIT_SECONDS = 30.0  # a retry waits this long for its first attempt to finish
 
 
@@ -161,10 +163,7 @@ class QueryService:
     def compute(self, actor: Principal, prepared: Prepared, plan: Plan,
                 admitted: Admitted) -> Result:
         """Read the data and draw the noise (the charge is committed already, and stands)."""
-        release = self.releases.compute_charged(
-            actor, prepared.dataset.name, admitted.record.id, plan.release, failed=_l(
-                "the query failed after its budget was reserved; the charge stands because "
-                "data may have been read"))
+        release = self.releases.compute_charged(actor, admitted, plan.release, failed=FAILED)
         return Result(release.columns, release.rows, {"alpha": ALPHA, **release.accuracy})
 
     # -- use cases -----------------------------------------------------------------------

@@ -247,14 +247,15 @@ class Releases:
         finally:
             self.done(query_id)
 
-    def compute_charged(self, actor: Principal, dataset: str, query_id: str,
-                        release: Callable[[], T], *, failed: Text) -> T:
-        """Run a charged computation; if it fails the query is marked ``error`` and audited,
-        and the caller gets ``InternalError(failed)``: the charge stands, data may have been read."""
+    def compute_charged(self, actor: Principal, admitted: Admitted, release: Callable[[], T], *,
+                        failed: Text) -> T:
+        """Run an admitted (charged) computation; if it fails the query is marked ``error`` and
+        audited, and the caller gets ``InternalError(failed)``: the charge stands, data may have
+        been read."""
         try:
             return release()
         except Exception as exc:
-            self.fail(actor, dataset, query_id, exc)
+            self.fail(actor, admitted.record.dataset, admitted.record.id, exc)
             raise InternalError(failed) from exc
 
     def fail(self, actor: Principal, dataset: str, query_id: str, exc: Exception, *,

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from gateway.services.audit import AuditFilter
-from tests.conftest import GatewayEnv
+from tests.conftest import ADMIN, PASSWORD, GatewayEnv
 
 COUNT_BY_ORIGIN = {"dataset": "flights", "select": [{"agg": "count"},
                                                     {"agg": "mean", "column": "dep_delay"}],
@@ -156,3 +156,30 @@ def test_a_release_the_store_cannot_record_is_not_returned(gateway_env: GatewayE
         again = env.get("rita", f"/v1/queries/{failed[0]['id']}").json()
         assert again["status"] == "released" and again["recovered"] and again["rows"]
     assert env.services.audit.verify().ok
+
+
+def test_a_computation_that_fails_after_the_charge_is_marked_error(
+        gateway_env: GatewayEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The charge stands (data may have been read), the record says error, the log says why."""
+    from gateway.adapters.dp import Plan
+
+    env = gateway_env
+    env.services.users.create(ADMIN, username="fay", role="researcher", password=PASSWORD)
+    grant = env.grant("fay", "flights", 1.0)
+
+    def broken(self: Plan, **kwargs: Any) -> Any:
+        raise RuntimeError("the disk went away")
+
+    monkeypatch.setattr(Plan, "release", broken)
+    resp = env.post("fay", "/v1/queries", {"dataset": "flights", "select": [{"agg": "count"}],
+                                           "epsilon": 0.25})
+    monkeypatch.undo()
+    assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal"
+    assert "charge stands" in resp.json()["error"]["message"] and "rows" not in resp.json()
+    [failed] = env.get("fay", "/v1/queries").json()
+    assert failed["status"] == "error" and failed["error"] == "RuntimeError"
+    assert env.get("fay", f"/v1/grants/{grant['id']}").json()["epsilon_spent"] == \
+        pytest.approx(0.25)
+    errors, _ = env.services.audit.page(AuditFilter(query_id=failed["id"], outcome="error"),
+                                        page=1, size=5)
+    assert [e["action"] for e in errors] == ["query.release"]
