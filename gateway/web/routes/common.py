@@ -57,6 +57,11 @@ def notice(request: Request) -> str | None:
     return _(found) if found else None
 
 
+def status_for(form: Form | None) -> int:
+    """A page shown again with a form the user must correct answers 422, else 200."""
+    return 422 if form is not None and not form.ok else 200
+
+
 def attempt(request: Request, form: Form, change: Callable[[], T]) -> T | None:
     """Make a checked form's change; a refusal (bad value, conflict, gone), audited by the
     service that refused, is shown at the top of the form, the input kept. Anything else is

@@ -19,17 +19,13 @@ from gateway.services.grants import DEFAULT_GRANT_DAYS, MAX_GRANT_DAYS
 from gateway.web.forms import Form, Text
 from gateway.web.paging import paged
 from gateway.web.render import ConsoleRoute, page
-from gateway.web.routes.common import ListWindow, attempt, back, notice
+from gateway.web.routes.common import ListWindow, attempt, back, notice, status_for
 from gateway.web.session import AdminUser, ConsoleUser, FormUser
 from gateway.web.views import active_grants_for, analyst_overview, with_accuracy
 
 router = APIRouter(prefix="/console", route_class=ConsoleRoute)
 APPLY_LIMITS = {"purpose_min": MIN_PURPOSE, "purpose_max": MAX_PURPOSE,
                 "default_days": DEFAULT_GRANT_DAYS, "max_days": MAX_GRANT_DAYS}
-
-
-def status_for(form: Form | None) -> int:
-    return 422 if form is not None and not form.ok else 200
 
 
 # -- analysts: my work, applying ---------------------------------------------------------

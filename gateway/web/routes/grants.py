@@ -19,14 +19,10 @@ from gateway.services.grants import DEFAULT_GRANT_DAYS, MAX_GRANT_DAYS
 from gateway.web.forms import Form, Text
 from gateway.web.paging import paged
 from gateway.web.render import ConsoleRoute, page
-from gateway.web.routes.common import ListWindow, attempt, back, notice
+from gateway.web.routes.common import ListWindow, attempt, back, notice, status_for
 from gateway.web.session import AdminUser, ConsoleUser, FormUser
 
 router = APIRouter(prefix="/console", route_class=ConsoleRoute)
-
-
-def status_for(form: Form | None) -> int:
-    return 422 if form is not None and not form.ok else 200
 
 
 def grants_page(request: Request, actor: Any, svc: Any, *, window: Window | None = None,
