@@ -1,8 +1,9 @@
 """A Spark dataset through the gateway's API: registered in place, queried (JSON and DP SQL)
 with the same charge, cache and audit as the polars engine, refusals charging nothing.
 
-The data is a Spark copy of the demo dataset exam (a Parquet directory); the policy is
-policies/exam.yaml with ``engine: spark`` and that directory as its source. The gateway
+The data is a Spark copy of the demo dataset exam (a Parquet directory under the data
+directory); the policy is policies/variants/exam_spark.yaml (``engine: spark``, source
+``lake/exam``). The gateway
 runs one local SparkSession (DPSANDBOX_SPARK_MASTER=local[1]), stopped with the app.
 """
 
@@ -27,7 +28,7 @@ POLICIES = Path(__file__).resolve().parents[2] / "policies"
 
 
 def spark_policy(directory: Path, source: Path, name: str = "exam_spark", **extra: Any) -> Path:
-    policy = yaml.safe_load((POLICIES / "exam.yaml").read_text(encoding="utf-8"))
+    policy = yaml.safe_load((POLICIES / "variants" / "exam_spark.yaml").read_text(encoding="utf-8"))
     policy.update(name=name, engine="spark", source=str(source), **extra)
     path = directory / f"{name}.yaml"
     path.write_text(yaml.safe_dump(policy), encoding="utf-8")
@@ -38,18 +39,19 @@ def spark_policy(directory: Path, source: Path, name: str = "exam_spark", **extr
 def env(tmp_path_factory: pytest.TempPathFactory,
         demo_files: dict[str, Path]) -> Iterator[GatewayEnv]:
     home = tmp_path_factory.mktemp("home")
-    lake = tmp_path_factory.mktemp("lake") / "exam"
-    lake.mkdir()
+    settings = Settings(home=home, spark_master="local[1]")
+    lake = settings.datasets_dir / "lake" / "exam"  # the variant's source: lake/exam
+    lake.mkdir(parents=True)
     frame = pl.read_parquet(demo_files["exam"])
     half = frame.height // 2
     frame.head(half).write_parquet(lake / "part-0.parquet")
     frame.tail(frame.height - half).write_parquet(lake / "part-1.parquet")
-    services = bootstrap(Settings(home=home, spark_master="local[1]"))
+    services = bootstrap(settings)
     for user, (role, org) in ACCOUNTS.items():
         services.users.create(ADMIN, username=user, role=role, password=PASSWORD, org=org)
     services.catalog.register(ADMIN, name="exam", data=demo_files["exam"])
     rec = services.catalog.register(ADMIN, name="exam_spark",
-                                    policy_file=spark_policy(home, lake))
+                                    policy_file=POLICIES / "variants" / "exam_spark.yaml")
     assert rec.row_count == frame.height and rec.location == str(lake)
     services.catalog.register(ADMIN, name="exam_held",
                               policy_file=spark_policy(home, lake, "exam_held", access="restricted"))
