@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.adapters.dp.conversion import epsilon_for_rho, rho_units_for_epsilon
+from gateway.adapters.dp import epsilon_for_rho, rho_units_for_epsilon
 from gateway.domain.budget import Budget
 from gateway.domain.errors import InvalidRequest
 from gateway.domain.query import QuerySpec, resolve_loss, resolve_zcdp_loss

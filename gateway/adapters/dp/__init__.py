@@ -4,7 +4,11 @@
     plan = Engine().plan(spec, policy, parquet=path, version=v, loss=loss)   # reads no data
     release = plan.release()                                                 # draws the noise
 
-Modules (private to the package; import from here):
+Modules (import the engine from here; what else reaches inside, and why:
+``services/fits.py`` imports :mod:`.synth` and :mod:`.models` on first use, since
+Private-PGM and jax are heavy; the Spark engine, ``gateway/adapters/spark/``, builds
+on the same compiled blueprint, :mod:`.compiler`, :mod:`.units`, :mod:`.measure`,
+:mod:`.results` and ``engine.compile_budgeted``, so that both engines plan alike):
 
 - :mod:`.engine`: :class:`Engine`, :class:`Plan`, :class:`Release`, the calibration cache.
 - :mod:`.compiler`: a query spec -> a :class:`~.compiler.Blueprint` of polars stages.
@@ -12,6 +16,8 @@ Modules (private to the package; import from here):
 - :mod:`.measure`: OpenDP measurements, privacy maps, release; OpenDP errors translated once.
 - :mod:`.results`: released frames -> rows in the spec's order, and accuracy.
 - :mod:`.conversion`: zCDP's rho <-> (epsilon, delta), by OpenDP's conversion.
+- :mod:`.synth`, :mod:`.synth_columns`: DP synthetic data (AIM/MST over Private-PGM);
+  :mod:`.models`: DP models (Theil-Sen regression, PCA).
 """
 
 from gateway.adapters.dp.conversion import epsilon_for_rho, rho_for_epsilon, rho_units_for_epsilon
