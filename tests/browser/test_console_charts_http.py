@@ -99,3 +99,15 @@ def test_without_a_zcdp_dataset_there_is_no_rho_chart(gateway_env: GatewayEnv) -
     assert sign_in(client, "audrey").status_code == 303
     html = client.get("/console/audit/charts").text
     assert "Epsilon spent per dataset" in html and "Rho spent" not in html
+
+
+def test_dataset_pages_show_a_zcdp_datasets_spending_in_rho(env: GatewayEnv,
+                                                           charged: dict[str, float]) -> None:
+    client = TestClient(env.client.app)
+    assert sign_in(client, "root_admin").status_code == 303
+    for path in ("/console/admin/datasets", "/console/admin/datasets/exam_zcdp", "/console"):
+        html = client.get(path).text
+        label = re.search(r'aria-label="rho ([0-9.,]+) spent of ([0-9.,]+)', html)
+        assert label, path
+        assert float(label.group(1)) == pytest.approx(charged["exam_zcdp"], abs=1e-4)
+        assert float(label.group(2).replace(",", "")) > 0
