@@ -52,3 +52,17 @@ def test_cli_modules_do_not_import_each_other_in_a_cycle() -> None:
         if path.name not in ("__init__.py", "__main__.py"):
             assert "gateway.cli import" not in text.replace("gateway.cli.common import", ""), \
                 f"{path.name} imports the cli package"
+
+
+def test_the_dp_engine_is_entered_through_its_package() -> None:
+    """gateway/adapters/dp has one entry; only the Spark engine (the shared blueprint) and
+    the fits' lazy imports of synthetic data and models reach its modules."""
+    inside = (GATEWAY / "adapters" / "dp", GATEWAY / "adapters" / "spark")
+    for path in GATEWAY.rglob("*.py"):
+        if path.parent in inside:
+            continue
+        for name in _imports(path):
+            if name.startswith("gateway.adapters.dp."):
+                module = name.split(".")[3]
+                lazy = path == GATEWAY / "services" / "fits.py" and module in ("synth", "models")
+                assert lazy, f"{path.relative_to(GATEWAY)} imports {name}"
