@@ -53,8 +53,9 @@ def cmd_dataset_add(args: argparse.Namespace) -> int:
 def cmd_dataset_list(args: argparse.Namespace) -> int:
     svc = services()
     rows = [svc.catalog.summary(r, for_admin=True) for r in svc.catalog.records()]
-    print_table(rows, ["name", "title", "domain", "access", "version", "epsilon_spent",
-                  "dataset_epsilon_cap"], _("datasets"))
+    print_table(rows, ["name", "title", "domain", "access", "version", "accounting",
+                       "epsilon_spent", "dataset_epsilon_cap", "rho_spent", "dataset_rho_cap"],
+                _("datasets"))  # a zCDP dataset spends rho: its epsilon_spent stays 0
     return 0
 
 

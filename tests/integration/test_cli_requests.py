@@ -88,3 +88,18 @@ def test_the_cli_speaks_chinese_with_dpsandbox_lang(tmp_path: Path, demo_files: 
         main(["--help"])
     assert "运行网关（FastAPI）" in capsys.readouterr().out
     svc.store.dispose()
+
+
+def test_dataset_list_shows_a_zcdp_datasets_rho(tmp_path: Path, demo_files: dict[str, Path],
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    svc = cli_store(tmp_path, demo_files, monkeypatch)
+    policies = Path(__file__).resolve().parents[2] / "policies"
+    assert main(["dataset", "add", "exam_zcdp", "--data", str(demo_files["exam"]),
+                 "--policy", str(policies / "variants" / "exam_zcdp.yaml")]) == 0
+    capsys.readouterr()
+    assert main(["dataset", "list"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if "exam_zcdp" in line)
+    cap = svc.catalog.summary(svc.catalog.record("exam_zcdp"), for_admin=True)["dataset_rho_cap"]
+    assert "zcdp" in row and f"{cap}"[:6] in row
+    svc.store.dispose()
