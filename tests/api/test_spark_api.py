@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 from gateway.app import create_app
 from gateway.bootstrap import bootstrap
 from gateway.domain.errors import InvalidRequest
+from gateway.services.queries import QueryRequest
 from gateway.settings import Settings
 from tests.conftest import ACCOUNTS, ADMIN, PASSWORD, GatewayEnv
 
@@ -93,6 +94,13 @@ def test_a_spark_dataset_answers_like_the_polars_one(env: GatewayEnv,
     assert polars["accuracy"]["count"] == pytest.approx(accuracy)  # the same accuracy report
     [charge] = audit(env, query_id=out["id"], action="query.charge")
     assert charge["detail"]["spec"]["dataset"] == "exam_spark"
+    # the charge is what OpenDP's maps of the measurements this plan applies spend
+    request = body("exam_spark")
+    prepared = env.services.queries.prepare(QueryRequest(
+        spec=None, body={k: v for k, v in request.items() if k != "epsilon"}, epsilon=0.5))
+    plan = env.services.queries.plan(prepared)
+    assert plan.spent[0] == pytest.approx(out["epsilon_charged"], rel=1e-6)
+    assert plan.spent[0] <= out["epsilon_charged"] and plan.spent[1] == 0
     assert spent(env, "rita", "exam_spark") == pytest.approx(0.5)
 
 
