@@ -40,6 +40,11 @@ def _fixed(text: Text) -> Problem:
     return lambda ctx: text
 
 
+def _same(text: Text, *types: str) -> dict[str, Problem]:
+    """Several pydantic types that read the same: each maps to ``text``."""
+    return dict.fromkeys(types, _fixed(text))
+
+
 def _choices(expected: object) -> Joined:
     """Pydantic's ``'a', 'b' or 'c'`` as a list joined in the reader's language."""
     head, _sep, last = str(expected).rpartition(" or ")
@@ -63,16 +68,9 @@ PROBLEMS: dict[str, Problem] = {
     "json_invalid": _fixed(_l("is not valid JSON")),
     "json_type": _fixed(_l("should be JSON text")),
     "none_required": _fixed(_l("should be null")),
-    "model_type": _fixed(OBJECT),
-    "model_attributes_type": _fixed(OBJECT),
-    "dict_type": _fixed(OBJECT),
-    "mapping_type": _fixed(OBJECT),
-    "list_type": _fixed(LIST),
-    "tuple_type": _fixed(LIST),
-    "set_type": _fixed(LIST),
-    "iterable_type": _fixed(LIST),
-    "string_type": _fixed(TEXT),
-    "bytes_type": _fixed(TEXT),
+    **_same(OBJECT, "model_type", "model_attributes_type", "dict_type", "mapping_type"),
+    **_same(LIST, "list_type", "tuple_type", "set_type", "iterable_type"),
+    **_same(TEXT, "string_type", "bytes_type"),
     "string_unicode": _fixed(_l("should be valid Unicode text")),
     "string_too_short": lambda ctx: lazy_ngettext(
         "should have at least %(num)s character", "should have at least %(num)s characters",
@@ -88,35 +86,23 @@ PROBLEMS: dict[str, Problem] = {
     "too_long": lambda ctx: lazy_ngettext(
         "should have at most %(num)s item", "should have at most %(num)s items",
         int(ctx["max_length"])),
-    "int_type": _fixed(WHOLE),
-    "int_parsing": _fixed(WHOLE),
+    **_same(WHOLE, "int_type", "int_parsing"),
     "int_from_float": _fixed(_l("should be a whole number, without a fraction")),
     "int_parsing_size": _fixed(_l("is too large a number")),
-    "float_type": _fixed(NUMBER),
-    "float_parsing": _fixed(NUMBER),
-    "decimal_type": _fixed(NUMBER),
-    "decimal_parsing": _fixed(NUMBER),
+    **_same(NUMBER, "float_type", "float_parsing", "decimal_type", "decimal_parsing"),
     "finite_number": _fixed(_l("should be a finite number")),
-    "bool_type": _fixed(BOOLEAN),
-    "bool_parsing": _fixed(BOOLEAN),
+    **_same(BOOLEAN, "bool_type", "bool_parsing"),
     "greater_than": lambda ctx: _l("should be greater than %(limit)s", limit=ctx["gt"]),
     "greater_than_equal": lambda ctx: _l("should be at least %(limit)s", limit=ctx["ge"]),
     "less_than": lambda ctx: _l("should be less than %(limit)s", limit=ctx["lt"]),
     "less_than_equal": lambda ctx: _l("should be at most %(limit)s", limit=ctx["le"]),
     "multiple_of": lambda ctx: _l("should be a multiple of %(step)s", step=ctx["multiple_of"]),
-    "literal_error": lambda ctx: _l("should be one of %(choices)s",
-                                    choices=_choices(ctx["expected"])),
-    "enum": lambda ctx: _l("should be one of %(choices)s", choices=_choices(ctx["expected"])),
-    "date_type": _fixed(DATE),
-    "date_parsing": _fixed(DATE),
-    "date_from_datetime_parsing": _fixed(DATE),
-    "datetime_type": _fixed(DATETIME),
-    "datetime_parsing": _fixed(DATETIME),
-    "datetime_from_date_parsing": _fixed(DATETIME),
-    "uuid_type": _fixed(_l("should be a UUID")),
-    "uuid_parsing": _fixed(_l("should be a UUID")),
-    "url_type": _fixed(_l("should be a URL")),
-    "url_parsing": _fixed(_l("should be a URL")),
+    **dict.fromkeys(("literal_error", "enum"), lambda ctx: _l(
+        "should be one of %(choices)s", choices=_choices(ctx["expected"]))),
+    **_same(DATE, "date_type", "date_parsing", "date_from_datetime_parsing"),
+    **_same(DATETIME, "datetime_type", "datetime_parsing", "datetime_from_date_parsing"),
+    **_same(_l("should be a UUID"), "uuid_type", "uuid_parsing"),
+    **_same(_l("should be a URL"), "url_type", "url_parsing"),
 }
 
 
