@@ -7,7 +7,7 @@ only turns that page into the links of the pager, carrying the list's other filt
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -34,3 +34,10 @@ def paged(found: Found[dict[str, Any]], window: Window, *, base: str,
           keep: Mapping[str, str] | None = None) -> Paged:
     return Paged(found.items, found.total, found.page, window.pages(found.total), window.needle,
                  base, dict(keep or {}))
+
+
+def by_status(pages: Callable[..., Found[dict[str, Any]]], actor: Any, window: Window,
+              status: str, *, base: str) -> Paged:
+    """One page of a list filtered by ``status`` (``all``: unfiltered); its links keep it."""
+    found = pages(actor, window, status=None if status == "all" else status)
+    return paged(found, window, base=base, keep={"status": status})

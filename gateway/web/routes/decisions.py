@@ -17,7 +17,7 @@ from gateway.i18n import _
 from gateway.services.access import MAX_PURPOSE, MIN_PURPOSE
 from gateway.services.grants import DEFAULT_GRANT_DAYS, MAX_GRANT_DAYS
 from gateway.web.forms import Form, Text
-from gateway.web.paging import paged
+from gateway.web.paging import by_status
 from gateway.web.render import ConsoleRoute, page
 from gateway.web.routes.common import ListWindow, attempt, back, notice, status_for
 from gateway.web.session import AdminUser, ConsoleUser, FormUser
@@ -112,8 +112,7 @@ def reject(request_id: RecordId, request: Request, actor: FormUser, svc: Service
 def applications(request: Request, actor: AdminUser, svc: ServicesDep, window: ListWindow,
                  status: Literal["pending", "approved", "rejected", "withdrawn", "all"] = "pending",
                  ) -> Response:
-    found = svc.access.page(actor, window, status=None if status == "all" else status)
-    pg = paged(found, window, base="/console/admin/applications", keep={"status": status})
+    pg = by_status(svc.access.page, actor, window, status, base="/console/admin/applications")
     return page(request, "applications.html", title=_("Applications"), pg=pg, shown=status,
                 notice=notice(request))
 

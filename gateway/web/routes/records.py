@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request, Response
 from gateway.api.deps import ServicesDep
 from gateway.api.params import RecordId
 from gateway.i18n import _
-from gateway.web.paging import paged
+from gateway.web.paging import by_status
 from gateway.web.render import ConsoleRoute, page
 from gateway.web.routes.common import ListWindow
 from gateway.web.session import ConsoleUser
@@ -26,8 +26,7 @@ router = APIRouter(prefix="/console", route_class=ConsoleRoute)
 def queries(request: Request, actor: ConsoleUser, svc: ServicesDep, window: ListWindow,
             status: Literal["all", "released", "pending_review", "rejected", "error"] = "all",
             ) -> Response:
-    found = svc.queries.page(actor, window, status=None if status == "all" else status)
-    pg = paged(found, window, base="/console/queries", keep={"status": status})
+    pg = by_status(svc.queries.page, actor, window, status, base="/console/queries")
     return page(request, "queries.html", title=_("Queries"), pg=pg, shown=status)
 
 
