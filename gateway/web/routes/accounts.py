@@ -25,6 +25,14 @@ from gateway.web.session import AdminUser, FormUser
 router = APIRouter(prefix="/console/admin", route_class=ConsoleRoute)
 
 
+def role_with_org(form: Form, org: str) -> str:
+    """The role chosen on ``form``; an enterprise account needs its org filled in."""
+    chosen = form.choice("role", list(ROLES), message=_("Choose a role from the list."))
+    if chosen == "enterprise" and not org.strip():
+        form.error("org", _("An enterprise account needs an org."))
+    return chosen
+
+
 def users_page(request: Request, actor: Any, svc: Any, *, window: Window | None = None,
                form: Form | None = None) -> Response:
     window = window or Window()
@@ -46,9 +54,7 @@ def create_user(request: Request, actor: FormUser, svc: ServicesDep, username: T
     if not USERNAME.match(name):
         form.error("username", _("2–32 characters: lowercase letters, digits, _ or -, "
                                  "starting with a letter."))
-    chosen = form.choice("role", list(ROLES), message=_("Choose a role from the list."))
-    if chosen == "enterprise" and not org.strip():
-        form.error("org", _("An enterprise account needs an org."))
+    chosen = role_with_org(form, org)
     if len(password) < MIN_PASSWORD:
         form.error("password", _("At least %(min)s characters, please (now %(now)s).")
                    % {"min": MIN_PASSWORD, "now": len(password)})
@@ -78,9 +84,7 @@ def account(username: Username, request: Request, actor: AdminUser,
 def set_role(username: Username, request: Request, actor: FormUser, svc: ServicesDep,
              role: Text = "", org: Text = "", note: Text = "", confirm: Text = "") -> Response:
     form = Form("role", {"role": role, "org": org, "note": note, "confirm": confirm})
-    chosen = form.choice("role", list(ROLES), message=_("Choose a role from the list."))
-    if chosen == "enterprise" and not org.strip():
-        form.error("org", _("An enterprise account needs an org."))
+    chosen = role_with_org(form, org)
     text = form.text("note")
     form.confirmed()
     attempt(request, form, lambda: svc.users.set_role(actor, username, role=chosen,
