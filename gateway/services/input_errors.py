@@ -40,6 +40,12 @@ def _fixed(text: Text) -> Problem:
     return lambda ctx: text
 
 
+def _counted(limit: str, singular: str, plural: str) -> Problem:
+    """A message in the plural form for the number pydantic gives as ``ctx[limit]``
+    (extracted for translation as ``lazy_ngettext`` is: gateway/i18n_catalogs.py)."""
+    return lambda ctx: lazy_ngettext(singular, plural, int(ctx[limit]))
+
+
 def _same(text: Text, *types: str) -> dict[str, Problem]:
     """Several pydantic types that read the same: each maps to ``text``."""
     return dict.fromkeys(types, _fixed(text))
@@ -72,20 +78,16 @@ PROBLEMS: dict[str, Problem] = {
     **_same(LIST, "list_type", "tuple_type", "set_type", "iterable_type"),
     **_same(TEXT, "string_type", "bytes_type"),
     "string_unicode": _fixed(_l("should be valid Unicode text")),
-    "string_too_short": lambda ctx: lazy_ngettext(
-        "should have at least %(num)s character", "should have at least %(num)s characters",
-        int(ctx["min_length"])),
-    "string_too_long": lambda ctx: lazy_ngettext(
-        "should have at most %(num)s character", "should have at most %(num)s characters",
-        int(ctx["max_length"])),
+    "string_too_short": _counted("min_length", "should have at least %(num)s character",
+                                 "should have at least %(num)s characters"),
+    "string_too_long": _counted("max_length", "should have at most %(num)s character",
+                                "should have at most %(num)s characters"),
     "string_pattern_mismatch": lambda ctx: _l("should match the pattern %(pattern)s",
                                               pattern=ctx["pattern"]),
-    "too_short": lambda ctx: lazy_ngettext(
-        "should have at least %(num)s item", "should have at least %(num)s items",
-        int(ctx["min_length"])),
-    "too_long": lambda ctx: lazy_ngettext(
-        "should have at most %(num)s item", "should have at most %(num)s items",
-        int(ctx["max_length"])),
+    "too_short": _counted("min_length", "should have at least %(num)s item",
+                          "should have at least %(num)s items"),
+    "too_long": _counted("max_length", "should have at most %(num)s item",
+                         "should have at most %(num)s items"),
     **_same(WHOLE, "int_type", "int_parsing"),
     "int_from_float": _fixed(_l("should be a whole number, without a fraction")),
     "int_parsing_size": _fixed(_l("is too large a number")),
