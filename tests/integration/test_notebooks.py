@@ -49,20 +49,28 @@ def analyst(live: LiveGateway, base: str, lang: str) -> str:
     return name
 
 
+def execute(notebook: Any, live: LiveGateway, user: str, workdir: Path, *, timeout: int,
+            allow_errors: bool = False, **env_extra: str) -> list[dict[str, Any]]:
+    """Run ``notebook`` in a real kernel with what a sandbox gets (the gateway's URL and a
+    sandbox token for ``user``); its error outputs."""
+    env = {**os.environ, "DPSANDBOX_GATEWAY_URL": live.url,
+           "DPSANDBOX_TOKEN": live.sandbox_token(user),
+           "DPSANDBOX_TOKEN_FILE": str(workdir / ".dpsandbox_token"),
+           "PYTHONPATH": str(ROOT), **env_extra}
+    env.pop("MPLBACKEND", None)  # the kernel's inline backend puts plots in the outputs
+    NotebookClient(notebook, timeout=timeout, kernel_name="python3", allow_errors=allow_errors,
+                   resources={"metadata": {"path": str(workdir)}}).execute(env=env)
+    return [o for c in notebook.cells for o in c.get("outputs", [])
+            if o.get("output_type") == "error"]
+
+
 def run_notebook(name: str, live: LiveGateway, user: str, workdir: Path,
                  lang: str = "en") -> Any:
     notebook = nbformat.read(TEMPLATES / lang / name, as_version=4)
     assert all(not c.get("outputs") for c in notebook.cells if c.cell_type == "code"), \
         f"{lang}/{name} is committed with outputs; regenerate it with make_templates.py"
-    env = {**os.environ, "DPSANDBOX_GATEWAY_URL": live.url,
-           "DPSANDBOX_TOKEN": live.sandbox_token(user),
-           "DPSANDBOX_TOKEN_FILE": str(workdir / ".dpsandbox_token"),
-           "DPSANDBOX_LANG": DPSANDBOX_LANG[lang], "PYTHONPATH": str(ROOT)}
-    env.pop("MPLBACKEND", None)  # the kernel's inline backend puts plots in the outputs
-    NotebookClient(notebook, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(workdir)}}).execute(env=env)
-    errors = [o for c in notebook.cells for o in c.get("outputs", [])
-              if o.get("output_type") == "error"]
+    errors = execute(notebook, live, user, workdir, timeout=600,
+                     DPSANDBOX_LANG=DPSANDBOX_LANG[lang])
     assert not errors, errors
     return notebook
 
@@ -228,14 +236,8 @@ def _error_of(cells: list[str], live: LiveGateway, user: str, workdir: Path,
     from nbformat.v4 import new_code_cell, new_notebook
 
     notebook = new_notebook(cells=[new_code_cell(c) for c in cells])
-    env = {**os.environ, "DPSANDBOX_GATEWAY_URL": live.url,
-           "DPSANDBOX_TOKEN": live.sandbox_token(user),
-           "DPSANDBOX_TOKEN_FILE": str(workdir / ".dpsandbox_token"),
-           "PYTHONPATH": str(ROOT), **env_extra}
-    NotebookClient(notebook, timeout=120, kernel_name="python3", allow_errors=True,
-                   resources={"metadata": {"path": str(workdir)}}).execute(env=env)
-    errors = [o for c in notebook.cells for o in c.get("outputs", [])
-              if o.get("output_type") == "error"]
+    errors = execute(notebook, live, user, workdir, timeout=120, allow_errors=True,
+                     **env_extra)
     assert len(errors) == 1, errors
     return dict(errors[0])
 
