@@ -49,6 +49,14 @@ def analyst(live: LiveGateway, base: str, lang: str) -> str:
     return name
 
 
+def granted(live: LiveGateway, base: str, lang: str, dataset: str) -> tuple[str, dict[str, Any]]:
+    """An analyst (as :func:`analyst`) given epsilon 3 on ``dataset`` for 30 days by an admin:
+    the name and the grant."""
+    name = analyst(live, base, lang)
+    return name, live.services.ledger.give(ADMIN, user=name, org=None, dataset=dataset,
+                                           epsilon=3.0, delta=None, days=30)
+
+
 def execute(notebook: Any, live: LiveGateway, user: str, workdir: Path, *, timeout: int,
             allow_errors: bool = False, **env_extra: str) -> list[dict[str, Any]]:
     """Run ``notebook`` in a real kernel with what a sandbox gets (the gateway's URL and a
@@ -155,9 +163,7 @@ def test_getting_started(live: LiveGateway, tmp_path: Path, lang: str) -> None:
 
 @pytest.mark.parametrize("lang", LANGUAGES)
 def test_transport_delays(live: LiveGateway, tmp_path: Path, lang: str) -> None:
-    rita = analyst(live, "rita", lang)
-    grant = live.services.ledger.give(ADMIN, user=rita, org=None, dataset="flights",
-                                      epsilon=3.0, delta=None, days=30)
+    rita, grant = granted(live, "rita", lang, "flights")
     notebook = run_notebook("02_transport_delays.ipynb", live, rita, tmp_path, lang)
     assert images_in(notebook) >= 2  # the monthly plot and the histogram
     released = audit(live, actor=rita, action="query.release", dataset="flights")
@@ -190,9 +196,7 @@ def test_education_preview(live: LiveGateway, tmp_path: Path, lang: str) -> None
 
 @pytest.mark.parametrize("lang", LANGUAGES)
 def test_credit_risk_restricted(live: LiveGateway, tmp_path: Path, lang: str) -> None:
-    erin = analyst(live, "erin", lang)
-    live.services.ledger.give(ADMIN, user=erin, org=None, dataset="credit", epsilon=3.0,
-                              delta=None, days=30)
+    erin, _grant = granted(live, "erin", lang, "credit")
     notebook, reviews = run_reviewed("04_credit_risk_restricted.ipynb", live, erin, tmp_path, lang)
     reviewed = [review["id"] for review in reviews]
     assert len(reviewed) == 3 and images_in(notebook) >= 1
@@ -212,9 +216,7 @@ def test_credit_risk_restricted(live: LiveGateway, tmp_path: Path, lang: str) ->
 def test_credit_synthetic_model(live: LiveGateway, tmp_path: Path, lang: str) -> None:
     """Synthetic credit rows -> a pipeline built on them -> the DP regression -> compared;
     both releases reviewed by an admin, charged and audited with their kind."""
-    eve = analyst(live, "eve", lang)
-    live.services.ledger.give(ADMIN, user=eve, org=None, dataset="credit", epsilon=3.0,
-                              delta=None, days=30)
+    eve, _grant = granted(live, "eve", lang, "credit")
     notebook, reviews = run_reviewed("05_credit_synthetic_model.ipynb", live, eve, tmp_path, lang)
     reviewed = [review["id"] for review in reviews]
     assert all(review["review"]["summary"] for review in reviews)  # what will leave, shown
