@@ -83,6 +83,12 @@ def run_notebook(name: str, live: LiveGateway, user: str, workdir: Path,
     return notebook
 
 
+def run_as(live: LiveGateway, base: str, name: str, workdir: Path, lang: str) -> tuple[str, Any]:
+    """The analyst (as :func:`analyst`) and notebook ``name`` as it ran in their kernel."""
+    user = analyst(live, base, lang)
+    return user, run_notebook(name, live, user, workdir, lang)
+
+
 def text_of(notebook: Any) -> str:
     parts = []
     for cell in notebook.cells:
@@ -147,8 +153,7 @@ def test_templates_are_current() -> None:
 
 @pytest.mark.parametrize("lang", LANGUAGES)
 def test_getting_started(live: LiveGateway, tmp_path: Path, lang: str) -> None:
-    ron = analyst(live, "ron", lang)
-    notebook = run_notebook("01_getting_started.ipynb", live, ron, tmp_path, lang)
+    ron, notebook = run_as(live, "ron", "01_getting_started.ipynb", tmp_path, lang)
     out = text_of(notebook)
     # the conditional dataset refused a query before approval
     assert {"en": "not yet:", "zh": "暂不可用："}[lang] in out
@@ -178,8 +183,7 @@ def test_transport_delays(live: LiveGateway, tmp_path: Path, lang: str) -> None:
 
 @pytest.mark.parametrize("lang", LANGUAGES)
 def test_education_preview(live: LiveGateway, tmp_path: Path, lang: str) -> None:
-    rita = analyst(live, "rita", lang)
-    notebook = run_notebook("03_education_preview.ipynb", live, rita, tmp_path, lang)
+    rita, notebook = run_as(live, "rita", "03_education_preview.ipynb", tmp_path, lang)
     out = text_of(notebook)
     assert {"en": "spending epsilon", "zh": "花费 epsilon"}[lang] in out
     assert images_in(notebook) >= 2
