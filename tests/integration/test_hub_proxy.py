@@ -124,7 +124,9 @@ def test_the_proxy_passes_each_websocket_message_on_at_once(proxy_to: tuple[int,
     port, target = proxy_to
     with ThreadPoolExecutor(1) as pool:
         times = pool.submit(asyncio.run, _burst_rounds(port, target, 20)).result(60)
-    assert statistics.median(times) < 30, times
+    # Not a speed target: with Nagle on, every burst waits for the 40 ms delayed ACK, so
+    # the fastest of 20 bursts tells the two apart even on a loaded machine.
+    assert min(times) < 30, times
 
 
 def _run(port: int, target: int, subprotocols: list[str] | None) -> tuple[str | None, str]:

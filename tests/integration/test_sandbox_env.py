@@ -87,4 +87,7 @@ def test_a_cell_is_not_held_back_by_nagles_algorithm(tmp_path: Path) -> None:
     log_text = (tmp_path / "server.log").read_text(errors="replace")
     assert "Traceback" not in log_text, log_text
     print(f"empty cell: median {statistics.median(rounds):.1f} ms", file=sys.stderr)
-    assert statistics.median(rounds) < 30, (rounds, log_text[-2000:])
+    # Not a speed target (bench/hub.py measures cells): with Nagle on, every reply waits
+    # for the 40 ms delayed ACK, so not one of 20 rounds comes in under 30 ms; the fastest
+    # round tells the two apart even on a loaded machine.
+    assert min(rounds) < 30, (rounds, log_text[-2000:])
