@@ -28,7 +28,7 @@ from tests.conftest import ACCOUNTS, ADMIN, PASSWORD, GatewayEnv
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 
 
-def spark_policy(directory: Path, source: Path, name: str = "exam_spark", **extra: Any) -> Path:
+def spark_policy(directory: Path, source: Path | str, name: str = "exam_spark", **extra: Any) -> Path:
     policy = yaml.safe_load((POLICIES / "variants" / "exam_spark.yaml").read_text(encoding="utf-8"))
     policy.update(name=name, engine="spark", source=str(source), **extra)
     path = directory / f"{name}.yaml"
@@ -174,3 +174,32 @@ def test_registration_checks_the_source_in_place(env: GatewayEnv, tmp_path: Path
     with pytest.raises(InvalidRequest, match="cannot be read by Spark"):
         catalog.register(ADMIN, name="exam_s4",
                          policy_file=spark_policy(tmp_path, tmp_path / "absent", "exam_s4"))
+
+
+def test_a_table_name_source_is_read_from_sparks_catalog(env: GatewayEnv,
+                                                         demo_files: dict[str, Path]) -> None:
+    """``source`` may name a table Spark's catalog holds (here the qualified name of a global
+    temporary view over the lake's Parquet parts): registered and answered in place, and
+    queried like the directory it is read from."""
+    catalog = env.services.catalog
+    spark = catalog.spark.get()
+    lake = catalog.record("exam_spark").location
+    spark.read.parquet(lake).createOrReplaceGlobalTempView("exam_table")
+    home = Path(env.services.settings.home)  # where the policy files go
+    rec = catalog.register(ADMIN, name="exam_tbl",
+                           policy_file=spark_policy(home, "global_temp.exam_table", "exam_tbl"))
+    assert rec.location == "global_temp.exam_table"
+    assert rec.row_count == pl.read_parquet(demo_files["exam"]).height
+    resp = env.post("rita", "/v1/queries", body("exam_tbl", epsilon=0.4))
+    assert resp.status_code == 200, resp.text
+    out = resp.json()
+    assert out["epsilon_charged"] == 0.4 and [row[0] for row in out["rows"]] == ["F", "M"]
+    truth = dict(pl.read_parquet(demo_files["exam"]).group_by("sex").len().iter_rows())
+    for sex, count, _mean in out["rows"]:
+        assert abs(count - truth[sex]) <= 5 * out["accuracy"]["count"]
+    assert spent(env, "rita", "exam_tbl") == pytest.approx(0.4)
+    # a table the catalog does not hold is refused at registration
+    with pytest.raises(InvalidRequest, match="cannot be read by Spark"):
+        catalog.register(ADMIN, name="exam_tbl2",
+                         policy_file=spark_policy(home, "global_temp.no_such_table", "exam_tbl2"))
+
