@@ -65,6 +65,7 @@ class DockerSandboxSpawner(GatewayLinkMixin, DockerSpawner):
     # (sandbox_token and token_jti: GatewayLinkMixin)
     home_name = Unicode("", help="The analyst's mounted home volume (saved).")
     needs_cleanup = Bool(False, help="From start() until the sandbox is cleaned up (saved).")
+    saved_traits: ClassVar[dict[str, Any]] = {"home_name": "", "needs_cleanup": False}
 
     home_size = Unicode(
         "5G",
@@ -329,19 +330,6 @@ class DockerSandboxSpawner(GatewayLinkMixin, DockerSpawner):
             self.log.warning("Home of %s stays mounted: %s", self.user.name, failure)
 
     # ------------------------------------------------------------------ state
-
-    def get_state(self) -> dict[str, Any]:
-        state: dict[str, Any] = super().get_state()  # with token_jti (GatewayLinkMixin)
-        if self.home_name:
-            state["home_name"] = self.home_name
-        if self.needs_cleanup:
-            state["needs_cleanup"] = True
-        return state
-
-    def load_state(self, state: dict[str, Any]) -> None:
-        super().load_state(state)
-        self.home_name = state.get("home_name", "")
-        self.needs_cleanup = bool(state.get("needs_cleanup", False))
 
     def clear_state(self) -> None:
         super().clear_state()

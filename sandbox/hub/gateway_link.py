@@ -9,7 +9,7 @@ scenario notebooks a new home is given, in the language of the request that spaw
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from traitlets import Unicode, default
 from traitlets.config import LoggingConfigurable
@@ -76,15 +76,24 @@ class GatewayLinkMixin(LoggingConfigurable):
     def _hub_secret_file_default(self) -> str:
         return str(hub_secret_file(Path(self.dpsandbox_home)))
 
+    # The spawner's own traits kept across hub restarts, each with its unset value (not saved).
+    saved_traits: ClassVar[dict[str, Any]] = {}
+
     def get_state(self) -> dict[str, Any]:
         state: dict[str, Any] = super().get_state()  # type: ignore[misc]  # the spawner's
         if self.token_jti:
             state["token_jti"] = self.token_jti
+        for name, unset in self.saved_traits.items():
+            if (value := getattr(self, name)) != unset:
+                state[name] = value
         return state
 
     def load_state(self, state: dict[str, Any]) -> None:
         super().load_state(state)  # type: ignore[misc]
         self.token_jti = state.get("token_jti", "")
+        for name, unset in self.saved_traits.items():
+            value = state.get(name, unset)
+            setattr(self, name, bool(value) if isinstance(unset, bool) else value)
 
     async def _fetch_sandbox_token(self) -> str:
         """A fresh ``scope: sandbox`` token for the server (its jti kept for the revocation)."""

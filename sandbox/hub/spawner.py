@@ -81,6 +81,7 @@ class SandboxSpawner(
         None, allow_none=True, help="The uid this sandbox put under the egress filter (saved)."
     )
     needs_sweep = Bool(False, help="From start() until the sandbox is cleaned up (saved).")
+    saved_traits: ClassVar[dict[str, Any]] = {"filtered_uid": None, "needs_sweep": False}
     cgroup_join = AnyTrait(None, help="preexec function joining the sandbox's cgroups (not saved).")
 
     isolation = CaselessStrEnum(
@@ -365,19 +366,3 @@ class SandboxSpawner(
         await asyncio.to_thread(cgroup.remove)
         await self._forget_filtered_uid()
         await self._unmount_home()
-
-    # ------------------------------------------------------------------ state
-
-    def get_state(self) -> dict[str, Any]:
-        state: dict[str, Any] = super().get_state()  # with token_jti (GatewayLinkMixin)
-        if self.filtered_uid is not None:
-            state["filtered_uid"] = self.filtered_uid
-        if self.needs_sweep:
-            state["needs_sweep"] = True
-        return state
-
-    def load_state(self, state: dict[str, Any]) -> None:
-        super().load_state(state)
-        self.filtered_uid = state.get("filtered_uid")
-        self.needs_sweep = bool(state.get("needs_sweep", False))
-
