@@ -270,6 +270,37 @@ def _identifier(node: object, role: str) -> str:
     return node.this
 
 
+def _matching_name(node: object, role: str, pattern: re.Pattern[str],
+                   refusal: Callable[[str], Exception]) -> str:
+    """A plain name (``_identifier``) that ``pattern`` matches whole; else ``refusal(name)``."""
+    name = _identifier(node, role)
+    if not pattern.fullmatch(name):
+        raise refusal(name)
+    return name
+
+
+def _not_a_dataset(name: str) -> Exception:
+    if _DATASET.fullmatch(name.lower()):
+        return UnsupportedQuery(_l(
+            "FROM %(name)s: dataset names are lowercase; use %(lower)s",
+            name=name, lower=name.lower()))
+    return UnsupportedQuery(
+        _l(
+            "FROM %(name)s: not a dataset name (lowercase letters, digits and _); files "
+            "and paths cannot be read",
+            name=repr(name))
+    )
+
+
+def _not_an_alias(alias: str) -> Exception:
+    return InvalidRequest(
+        _l(
+            "alias %(alias)s: an alias is a letter or _ then letters, digits or _ (at "
+            "most 63)",
+            alias=repr(alias))
+    )
+
+
 def _dataset(select: exp.Select) -> tuple[str, _Scope]:
     source = select.args.get("from_")
     if source is None:
@@ -286,18 +317,7 @@ def _dataset(select: exp.Select) -> tuple[str, _Scope]:
                 table=_snippet(table))
         )
     _only_args(table, {"this", "alias"}, "FROM")
-    name = _identifier(table.this, "the dataset")
-    if _DATASET.fullmatch(name.lower()) and not _DATASET.fullmatch(name):
-        raise UnsupportedQuery(_l(
-            "FROM %(name)s: dataset names are lowercase; use %(lower)s",
-            name=name, lower=name.lower()))
-    if not _DATASET.fullmatch(name):
-        raise UnsupportedQuery(
-            _l(
-                "FROM %(name)s: not a dataset name (lowercase letters, digits and _); files "
-                "and paths cannot be read",
-                name=repr(name))
-        )
+    name = _matching_name(table.this, "the dataset", _DATASET, _not_a_dataset)
     qualifiers = {name}
     alias = table.args.get("alias")
     if alias is not None:
@@ -405,15 +425,7 @@ def _select_list(select: exp.Select, group_by: tuple[str, ...], scope: _Scope) -
 
 
 def _alias(node: exp.Alias) -> str:
-    alias = _identifier(node.args.get("alias"), "an alias")
-    if not _ALIAS.fullmatch(alias):
-        raise InvalidRequest(
-            _l(
-                "alias %(alias)s: an alias is a letter or _ then letters, digits or _ (at "
-                "most 63)",
-                alias=repr(alias))
-        )
-    return alias
+    return _matching_name(node.args.get("alias"), "an alias", _ALIAS, _not_an_alias)
 
 
 def _group_key(node: exp.Column, alias: str | None, group_by: tuple[str, ...], scope: _Scope) -> str:
