@@ -50,6 +50,22 @@ class PolicyView(Protocol):
     def delta(self) -> float: ...
 
 
+def _one_of(value: object, supported: tuple[str, ...], refusal: Callable[[object], Exception]) -> None:
+    """A spec's word (an aggregate, an operator) must be one it knows; else ``refusal(value)``."""
+    if value not in supported:
+        raise refusal(value)
+
+
+def _unknown_aggregate(agg: object) -> Exception:
+    return UnsupportedQuery(_l("unknown aggregate %(agg)s; supported: %(aggregates)s",
+                               agg=repr(agg), aggregates=", ".join(AGGREGATES)))
+
+
+def _unknown_operator(op: object) -> Exception:
+    return UnsupportedQuery(_l("unknown filter operator %(op)s; supported: %(operators)s",
+                               op=repr(op), operators=" ".join(OPERATORS)))
+
+
 @dataclass(frozen=True)
 class Aggregate:
     agg: str
@@ -59,12 +75,7 @@ class Aggregate:
     alias: str | None = None
 
     def __post_init__(self) -> None:
-        if self.agg not in AGGREGATES:
-            raise UnsupportedQuery(
-                _l(
-                    "unknown aggregate %(agg)s; supported: %(aggregates)s",
-                    agg=repr(self.agg), aggregates=', '.join(AGGREGATES))
-            )
+        _one_of(self.agg, AGGREGATES, _unknown_aggregate)
         if self.agg != "count" and not self.column:
             raise InvalidRequest(_l("aggregate %(agg)s needs a column", agg=self.agg))
         if self.agg == "quantile":
@@ -132,12 +143,7 @@ class Filter:
     value: Any
 
     def __post_init__(self) -> None:
-        if self.op not in OPERATORS:
-            raise UnsupportedQuery(
-                _l(
-                    "unknown filter operator %(op)s; supported: %(operators)s",
-                    op=repr(self.op), operators=' '.join(OPERATORS))
-            )
+        _one_of(self.op, OPERATORS, _unknown_operator)
         if self.op == "between":
             if not isinstance(self.value, list | tuple) or len(self.value) != 2:
                 raise InvalidRequest(_l("between on %(column)s needs [low, high]", column=self.column))
