@@ -75,7 +75,8 @@ def bootstrap(settings: Settings | None = None, *, engine: Engine | None = None,
     tokens = TokenService(secrets.signing_key, verify_keys=secrets.verify_keys,
                           issuer=settings.issuer, audience=settings.audience)
     audit = AuditLog(store)
-    spark = SparkSessions(settings.spark_master)  # started only if a Spark dataset is used
+    spark = SparkSessions(settings.spark_master,  # started only if a Spark dataset is used
+                          {"spark.sql.warehouse.dir": str(settings.home / "spark-warehouse")})
     catalog = Catalog(store, audit, settings, spark=spark)
     ledger = Ledger(store, audit, catalog)
     instance = Instance()

@@ -185,7 +185,10 @@ def test_a_table_name_source_is_read_from_sparks_catalog(env: GatewayEnv,
     spark = catalog.spark.get()
     lake = catalog.record("exam_spark").location
     spark.read.parquet(lake).createOrReplaceGlobalTempView("exam_table")
-    home = Path(env.services.settings.home)  # where the policy files go
+    home = Path(env.services.settings.home)
+    # Spark's catalog keeps its warehouse under DPSANDBOX_HOME, not in the working directory
+    assert str(home / "spark-warehouse") in spark.conf.get("spark.sql.warehouse.dir")
+    assert not (Path.cwd() / "spark-warehouse").exists()
     rec = catalog.register(ADMIN, name="exam_tbl",
                            policy_file=spark_policy(home, "global_temp.exam_table", "exam_tbl"))
     assert rec.location == "global_temp.exam_table"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import tempfile
 import threading
 from typing import Any
 
@@ -25,6 +26,10 @@ DRIVER_CONFIG = {
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
     "spark.sql.session.timeZone": "UTC",
+    # never the working directory (Spark's default): the gateway writes no tables, but
+    # Spark creates the directory when its catalog is first used; bootstrap puts it under
+    # DPSANDBOX_HOME
+    "spark.sql.warehouse.dir": os.path.join(tempfile.gettempdir(), "dpsandbox-spark-warehouse"),
 }
 
 
