@@ -13,8 +13,14 @@ import pytest
 from sandbox.hub import build_env
 
 ENV = build_env.default_prefix()
-pytestmark = pytest.mark.skipif(not (ENV / "bin" / "jupyterhub-singleuser").exists(),
-                                reason=f"no sandbox environment at {ENV} (make sandbox-env)")
+
+
+@pytest.fixture(autouse=True)
+def _sandbox_env() -> None:
+    """`make test` builds the environment first; a missing one is a failure, not a skip (the
+    hub would spawn nothing from it either)."""
+    if not (ENV / "bin" / "jupyterhub-singleuser").exists():
+        pytest.fail(f"no sandbox environment at {ENV}: run `make sandbox-env`")
 
 
 def test_jupyterlab_news_and_update_check_are_off() -> None:
