@@ -95,12 +95,15 @@ class SparkEngine:
         spent_by_stage = [stage.loss() for stage in noise]
         spent = (sum(s[0] for s in spent_by_stage), sum(s[1] for s in spent_by_stage))
         check_charge(spent, total, exact=not any(stage.floored for stage in noise))
-        self._check_schema(policy, bp, str(parquet))
-        return SparkPlan(spec, policy, bp, str(parquet), self.sessions, noise, spent, zcdp)
+        source = self._checked_source(policy, bp, str(parquet))
+        return SparkPlan(spec, policy, bp, source, noise, spent, zcdp)
 
-    def _check_schema(self, policy: Policy, bp: Blueprint, location: str) -> None:
+    def _checked_source(self, policy: Policy, bp: Blueprint, location: str) -> Any:
+        """The source as a lazy DataFrame, its schema checked: the release aggregates this
+        one, so Spark lists the files and reads their footers once per query."""
         with spark_errors("plan"):
-            schema = frames.read_source(self.sessions.get(), location).schema
+            source = frames.read_source(self.sessions.get(), location)
+            schema = source.schema
         stored = {f.name: f.dataType for f in schema.fields}
         for name in bp.columns:
             kind = policy.columns[name].type
@@ -108,6 +111,7 @@ class SparkEngine:
                 raise InternalError(_l(
                     "column %(name)s is stored as %(stored)s, which does not match its policy "
                     "type", name=name, stored=str(stored.get(name))))
+        return source
 
 
 @dataclass
@@ -115,8 +119,7 @@ class SparkPlan:
     spec: QuerySpec
     policy: Policy
     blueprint: Blueprint
-    location: str
-    sessions: SparkSessions
+    source: Any  # the checked DataFrame, read lazily at release
     noise: list[StageNoise]
     spent: Loss
     zcdp: bool
@@ -143,8 +146,7 @@ class SparkPlan:
         they are (the release adds noise to them; tests draw many releases from one)."""
         bp = self.blueprint
         with spark_errors("release"):
-            rows = frames.rows(frames.read_source(self.sessions.get(), self.location),
-                               self.spec, self.policy, bp)
+            rows = frames.rows(self.source, self.spec, self.policy, bp)
             return [frames.stage_cells(rows, bp, stage, self.policy).collect()
                     for stage in bp.stages]
 
