@@ -39,7 +39,16 @@ def _recompute(releases: Releases, store: Any, record: QueryRecord,
                result_of: Callable[[Any, Any], Result]) -> str:
     """Prepare again from the stored spec, refuse what changed, compute, finish once."""
     actor = _analyst(store, record.username)
-    releases.start(record.id)  # finish() or fail() below marks it done
+    releases.start(record.id)
+    try:
+        return _finish(releases, store, record, actor, prepare, plan_of, result_of)
+    finally:  # whatever fails (the store, a stored spec), a later round may try it again
+        releases.done(record.id)
+
+
+def _finish(releases: Releases, store: Any, record: QueryRecord, actor: Principal,
+            prepare: Callable[[], Any], plan_of: Callable[[Any], Any],
+            result_of: Callable[[Any, Any], Result]) -> str:
     with store.reading() as tx:
         grant = tx.grants.get(record.grant_id) if record.grant_id else None
     try:

@@ -145,3 +145,28 @@ def test_an_orphaned_synthetic_release_is_recovered_too(tmp_path: Path, store_ur
     assert view["status"] == "released" and view["recovered"] and len(view["rows"]) == 50
     assert svc.audit.verify().ok
     svc.store.dispose()
+
+
+def test_an_orphan_whose_recovery_broke_is_tried_again(tmp_path: Path, store_url: str,
+                                                        demo_files: dict[str, Path]) -> None:
+    """A recompute that fails outside the audited paths (here a bug in prepare) leaves the
+    query to a later round of this very process, not "in flight" for ever."""
+    svc = make_services(tmp_path, demo_files, db_url=store_url, datasets=("exam",))
+    svc.ledger.give(ADMIN, user="rita", org=None, dataset="exam", epsilon=1.0, delta=None,
+                    days=None)
+    query_id = orphan(svc, 0)
+    prepare = svc.queries.prepare
+
+    def broken(_request: QueryRequest) -> None:
+        raise RuntimeError("a bug")
+
+    svc.queries.prepare = broken  # type: ignore[method-assign,assignment]
+    try:
+        replica(svc).run_once()
+    except RuntimeError:
+        pass
+    svc.queries.prepare = prepare  # type: ignore[method-assign]
+    assert not svc.queries.releases.computing(query_id)
+    assert replica(svc).run_once().released == 1
+    assert svc.queries.get(RITA, query_id)["status"] == "released"
+    svc.store.dispose()
