@@ -210,13 +210,17 @@ class FitService:
                 "summary": localize(prepared.spec.summary()),
                 "access": prepared.dataset.policy.access, "budget": budget}
 
+    def prepare_stored(self, record: QueryRecord) -> Prepared:
+        """A stored fit (held, or orphaned by a crash) prepared again against today's catalog."""
+        spec = spec_of(json.loads(record.spec_json))
+        release = "synthetic" if isinstance(spec, SyntheticSpec) else "model"
+        return self.prepare(FitRequest(release, spec.canonical(), record.cost.epsilon,
+                                       record.cost.delta, spec=spec))
+
     def approve_held(self, actor: Principal, record: QueryRecord, note: str) -> Approved:
         """An admin releases a held fit (the query review checked the admin, the state and
         separation of duties): plan again, then charge + audit under the admin's name."""
-        spec = spec_of(json.loads(record.spec_json))
-        release = "synthetic" if isinstance(spec, SyntheticSpec) else "model"
-        prepared = self.prepare(FitRequest(release, spec.canonical(), record.cost.epsilon,
-                                           record.cost.delta, spec=spec))
+        prepared = self.prepare_stored(record)
         plan = self.plan(prepared)
         admitted = self.releases.approve_held(actor, prepared.ticket, record.id,
                                               analyst=record.username, note=note)

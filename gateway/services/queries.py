@@ -107,6 +107,14 @@ class Prepared:
                       detail=detail, idempotency_key=self.idempotency_key)
 
 
+def stored_request(record: QueryRecord) -> QueryRequest:
+    """A stored query (held, or orphaned by a crash) as its request again."""
+    return QueryRequest(spec=spec_from_json(json.loads(record.spec_json)),
+                        epsilon=None if record.cost.rho_units else record.cost.epsilon,
+                        delta=record.cost.delta, sql=record.sql_text,
+                        rho=record.cost.rho if record.cost.rho_units else None)
+
+
 def post_process(spec: QuerySpec, columns: list[str], rows: list[list[Any]]) -> list[list[Any]]:
     """ORDER BY / LIMIT on the released table (post-processing costs no privacy)."""
     out = list(rows)
@@ -316,11 +324,7 @@ class QueryService:
 
     def _stored(self, record: QueryRecord) -> Prepared:
         """The held query as a request again (checked against today's policy and data)."""
-        request = QueryRequest(spec=spec_from_json(json.loads(record.spec_json)),
-                               epsilon=None if record.cost.rho_units else record.cost.epsilon,
-                               delta=record.cost.delta, sql=record.sql_text,
-                               rho=record.cost.rho if record.cost.rho_units else None)
-        prepared = self.prepare(request)
+        prepared = self.prepare(stored_request(record))
         if prepared.dataset.version != record.dataset_version:
             raise Conflict(_l(
                 "the dataset changed since this query was submitted; reject it and ask the "

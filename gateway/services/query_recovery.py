@@ -11,19 +11,16 @@ as any query. Either way it is audited with ``recovered: true``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
 from gateway.domain.errors import Conflict, DomainError
-from gateway.domain.fits import SyntheticSpec
 from gateway.domain.records import QueryRecord
 from gateway.i18n import _l
 from gateway.services.common import Principal
-from gateway.services.fits import FitRequest, FitService, as_result, spec_of
-from gateway.services.queries import ALPHA, QueryRequest, QueryService
+from gateway.services.fits import FitService, as_result
+from gateway.services.queries import ALPHA, QueryService, stored_request
 from gateway.services.releases import Admitted, Releases, Result
-from gateway.services.specs import spec_from_json
 
 
 def _analyst(store: Any, username: str) -> Principal:
@@ -77,11 +74,7 @@ def _finish(releases: Releases, store: Any, record: QueryRecord, actor: Principa
 def recompute_query(queries: QueryService, record: QueryRecord) -> str:
     """Finish one claimed orphaned DP query: ``released`` or ``error`` (both audited)."""
     def prepare() -> Any:
-        return queries.prepare(QueryRequest(
-            spec=spec_from_json(json.loads(record.spec_json)),
-            epsilon=None if record.cost.rho_units else record.cost.epsilon,
-            delta=record.cost.delta, rho=record.cost.rho if record.cost.rho_units else None,
-            sql=record.sql_text))
+        return queries.prepare(stored_request(record))
 
     def result_of(_prepared: Any, plan: Any) -> Result:
         release = plan.release()
@@ -92,13 +85,8 @@ def recompute_query(queries: QueryService, record: QueryRecord) -> str:
 
 def recompute_fit(fits: FitService, record: QueryRecord) -> str:
     """Finish one claimed orphaned fit (synthetic rows, a model)."""
-    def prepare() -> Any:
-        spec = spec_of(json.loads(record.spec_json))
-        release = "synthetic" if isinstance(spec, SyntheticSpec) else "model"
-        return fits.prepare(FitRequest(release, spec.canonical(), record.cost.epsilon,
-                                       record.cost.delta, spec=spec))
-
     def result_of(_prepared: Any, plan: Any) -> Result:
         return as_result(plan.release(), plan.accuracy(ALPHA))
 
-    return _recompute(fits.releases, fits.store, record, prepare, fits.plan, result_of)
+    return _recompute(fits.releases, fits.store, record, lambda: fits.prepare_stored(record),
+                      fits.plan, result_of)
