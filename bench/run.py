@@ -174,9 +174,14 @@ class Gateway:
         self.cli("user", "add", "bench_admin", "--role", "admin", "--password-file", str(secret))
         self.cli("user", "add", "bench_analyst", "--role", "researcher", "--password-file", str(secret))
         for name, data in datasets.items():
-            self.cli("dataset", "add", name, "--data", str(data), "--policy", str(policies[name]))
-            self.cli("grant", "add", "--user", "bench_analyst", "--dataset", name,
-                     "--epsilon", "50000", "--delta", "0.5")
+            self.add_dataset(name, policies[name], data)
+
+    def add_dataset(self, name: str, policy: Path, data: Path | None = None) -> None:
+        """Register ``name`` (``data`` copied in, or read in place as the policy says) and
+        grant it to bench_analyst."""
+        self.cli("dataset", "add", name, "--policy", str(policy), *(["--data", str(data)] if data else []))
+        self.cli("grant", "add", "--user", "bench_analyst", "--dataset", name,
+                 "--epsilon", "50000", "--delta", "0.5")
 
     def registered(self, name: str) -> Path | None:
         return next(iter(sorted((self.home / "data").glob(f"{name}-*.parquet"))), None)
@@ -215,9 +220,7 @@ class Gateway:
 
     def peak_rss_mb(self) -> float:
         assert self.process is not None
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        line = next(x for x in status.splitlines() if x.startswith("VmHWM:"))
-        return int(line.split()[1]) / 1024
+        return peak_mb(self.process.pid)
 
     def stop(self) -> None:
         if self.process is not None:
@@ -226,6 +229,16 @@ class Gateway:
                 self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+
+
+def peak_mb(pid: int) -> float:
+    """The peak resident memory (VmHWM) of process ``pid`` in MB; 0 once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    line = next((x for x in status.splitlines() if x.startswith("VmHWM:")), "VmHWM: 0 kB")
+    return int(line.split()[1]) / 1024
 
 
 def _free_port() -> int:

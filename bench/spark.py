@@ -41,8 +41,10 @@ from bench.run import (  # noqa: E402
     SHAPES,
     UNITS,
     Gateway,
+    peak_mb,
     write_policy,
 )
+from sandbox.hub.isolation import descendants_of  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 SIZES = {"10M": 10_000_000, "100M": 100_000_000}
@@ -77,35 +79,8 @@ class Measured(Gateway):
 
     def peak_mb(self) -> tuple[float, float]:
         assert self.process is not None
-        return _hwm_mb(self.process.pid), sum(_hwm_mb(pid) for pid in _children(self.process.pid))
-
-    def register(self, name: str, policy: Path, data: Path | None) -> None:
-        args = ["dataset", "add", name, "--policy", str(policy)]
-        self.cli(*args, *(["--data", str(data)] if data else []))
-        self.cli("grant", "add", "--user", "bench_analyst", "--dataset", name,
-                 "--epsilon", "50000", "--delta", "0.5")
-
-
-def _hwm_mb(pid: int) -> float:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0.0
-    line = next((x for x in status.splitlines() if x.startswith("VmHWM:")), "VmHWM: 0 kB")
-    return int(line.split()[1]) / 1024
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            child = int(stat.parent.name)
-            found += [child, *_children(child)]
-    return found
+        pid = self.process.pid
+        return peak_mb(pid), sum(peak_mb(child) for child in descendants_of(pid))
 
 
 def measure(gw: Measured, name: str) -> dict[str, Any]:
@@ -123,11 +98,8 @@ def run(sizes: dict[str, int]) -> list[dict[str, Any]]:
     home = Path(tempfile.mkdtemp(prefix="dpsandbox-bench-spark-"))
     results = []
     try:
-        setup = Measured(home)
-        secret = home / "password"
-        secret.write_text("bench-password-not-secret")
-        setup.cli("user", "add", "bench_analyst", "--role", "researcher",
-                  "--password-file", str(secret))
+        setup = Gateway(home)
+        setup.setup({}, {})  # run.py's users
         for label, rows in sizes.items():
             directory = OUT / f"spark_{label.lower()}"
             make_parts(rows, directory, seed=rows)
@@ -138,7 +110,7 @@ def run(sizes: dict[str, int]) -> list[dict[str, Any]]:
                 policy = write_policy(name, rows, OUT)
                 if engine == "spark":
                     _to_spark(policy, directory)
-                setup.register(name, policy, single if engine == "polars" else None)
+                setup.add_dataset(name, policy, single if engine == "polars" else None)
                 gw = Measured(home)
                 try:
                     gw.start()
