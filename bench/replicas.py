@@ -29,7 +29,6 @@ import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -128,11 +127,7 @@ def measure(root: Path, count: int, settings: dict[str, str], per_client: int,
             tags: Iterator[int]) -> dict[str, Any]:
     replicas = [replica(root, f"r{count}-{i}", settings) for i in range(count)]
     try:
-        threads = [threading.Thread(target=gw.start) for gw in replicas]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        run_clients(lambda i: replicas[i].start(), count)
         if any(not gw.token for gw in replicas):
             raise SystemExit("a replica did not start; see its gateway.log")
         load = Load(replicas, replicas[0].token, tags)
