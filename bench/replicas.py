@@ -93,8 +93,8 @@ class Load:
     def run(self, per_client: int, *, cached: bool) -> dict[str, float]:
         tag = next(self.tags)
         if cached:  # released once here, then replayed from the cache by every replica
-            with httpx.Client() as client:
-                self.one(client, 0, tag=tag, cached=False)
+            with httpx.Client() as first:
+                self.one(first, 0, tag=tag, cached=False)
         latencies: list[float] = []
 
         def client(offset: int) -> None:
