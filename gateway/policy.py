@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -224,3 +225,44 @@ def load_policy(path: Path) -> Policy:
             "%(path)s: name: %(name)s does not match the file name %(stem)s",
             path=path, name=policy.name, stem=path.stem))
     return policy
+
+
+# -- a dataset's data against its policy (checked at registration, by every engine) -------
+
+
+def check_present(policy: Policy, present: Sequence[str], origin: str) -> None:
+    """Every policy column is in the data."""
+    missing = [name for name in policy.columns if name not in present]
+    if missing:
+        raise PolicyError(_l(
+            "%(origin)s: columns.%(value)s: not present in the data (data has %(value2)s)",
+            origin=origin, value=missing[0], value2=", ".join(list(present)[:20])))
+
+
+def null_free(policy: Policy) -> list[str]:
+    """The columns whose data must hold no null: the id column and those not nullable."""
+    unit = policy.privacy_unit.id_column
+    return [name for name, col in policy.columns.items() if not col.nullable or name == unit]
+
+
+def check_counts(policy: Policy, *, rows: int, nulls: Mapping[str, int], origin: str) -> None:
+    """No nulls in :func:`null_free` columns (``nulls``: their null counts), no more rows
+    than ``max_rows``."""
+    unit = policy.privacy_unit.id_column
+    for name, count in nulls.items():
+        if count and name == unit:
+            raise PolicyError(_l(
+                "%(origin)s: privacy_unit.id_column: the data has %(null_count)s rows without"
+                " an id in %(name)s; each person needs one (rows without would all count as "
+                "one person)",
+                origin=origin, null_count=count, name=name))
+        if count:
+            raise PolicyError(_l(
+                "%(origin)s: columns.%(name)s.nullable: the data has %(null_count)s nulls but"
+                " the policy says nullable: false",
+                origin=origin, name=name, null_count=count))
+    if rows > policy.max_rows:
+        raise PolicyError(_l(
+            "%(origin)s: max_rows: the data has %(height)s rows, more than the public "
+            "bound %(max_rows)s",
+            origin=origin, height=rows, max_rows=policy.max_rows))

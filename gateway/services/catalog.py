@@ -19,7 +19,15 @@ from gateway.domain.budget import Budget
 from gateway.domain.errors import Forbidden, InvalidRequest, NotFound
 from gateway.domain.records import DatasetRow
 from gateway.i18n import _l
-from gateway.policy import Policy, PolicyError, load_policy, parse_policy
+from gateway.policy import (
+    Policy,
+    PolicyError,
+    check_counts,
+    check_present,
+    load_policy,
+    null_free,
+    parse_policy,
+)
 from gateway.services import accounting
 from gateway.services.audit import AuditLog
 from gateway.services.common import READERS, Principal, iso, now
@@ -66,13 +74,8 @@ def _read_source(path: Path) -> pl.DataFrame:
 
 def conform(frame: pl.DataFrame, policy: Policy, origin: str) -> pl.DataFrame:
     """Keep the policy's columns, cast to their types, and check nulls and row count."""
-    missing = [c for c in policy.columns if c not in frame.columns]
-    if missing:
-        raise PolicyError(_l(
-            "%(origin)s: columns.%(value)s: not present in the data (data has %(value2)s)",
-            origin=origin, value=missing[0], value2=', '.join(frame.columns[:20])))
+    check_present(policy, frame.columns, origin)
     out = {}
-    unit = policy.privacy_unit.id_column
     for name, col in policy.columns.items():
         try:
             out[name] = frame[name].cast(POLARS_TYPES[col.type], strict=True)
@@ -81,22 +84,8 @@ def conform(frame: pl.DataFrame, policy: Policy, origin: str) -> pl.DataFrame:
                 "%(origin)s: columns.%(name)s.type: values cannot be cast to %(type)s "
                 "(%(value)s)",
                 origin=origin, name=name, type=col.type, value=str(exc).splitlines()[0])) from exc
-        if name == unit and out[name].null_count():
-            raise PolicyError(_l(
-                "%(origin)s: privacy_unit.id_column: the data has %(null_count)s rows without"
-                " an id in %(name)s; each person needs one (rows without would all count as "
-                "one person)",
-                origin=origin, null_count=out[name].null_count(), name=name))
-        if not col.nullable and out[name].null_count():
-            raise PolicyError(_l(
-                "%(origin)s: columns.%(name)s.nullable: the data has %(null_count)s nulls but"
-                " the policy says nullable: false",
-                origin=origin, name=name, null_count=out[name].null_count()))
-    if frame.height > policy.max_rows:
-        raise PolicyError(_l(
-            "%(origin)s: max_rows: the data has %(height)s rows, more than the public "
-            "bound %(max_rows)s",
-            origin=origin, height=frame.height, max_rows=policy.max_rows))
+    check_counts(policy, rows=frame.height, origin=origin,
+                 nulls={name: out[name].null_count() for name in null_free(policy)})
     return pl.DataFrame(out)
 
 

@@ -1,6 +1,7 @@
 """Registering a Spark dataset: its source is checked where it is, never copied.
 
-The checks are the polars registration's (``services.catalog.conform``), run as one Spark
+The checks are the polars registration's (``gateway.policy.check_present`` and
+``check_counts``, which ``services.catalog.conform`` runs too), the counts from one Spark
 job: every policy column present in a compatible type, no nulls where the policy says
 ``nullable: false`` (and never in the id column), no more rows than ``max_rows``. The
 version is a digest of the policy, the location, the row count, the schema and the list of
@@ -21,7 +22,7 @@ from gateway.adapters.spark.engine import spark_errors
 from gateway.adapters.spark.frames import compatible, is_table, read_source
 from gateway.domain.errors import InternalError
 from gateway.domain.text import _l
-from gateway.policy import Policy, PolicyError
+from gateway.policy import Policy, PolicyError, check_counts, check_present, null_free
 
 MAX_LOCATION = 255  # the store keeps the location in the dataset's file_name
 
@@ -50,7 +51,7 @@ def inspect_source(spark: Any, policy: Policy, *, data_dir: Path, origin: str) -
             frame = read_source(spark, location)
             stored = {f.name: f.dataType for f in frame.schema.fields}
             _check_types(policy, stored, origin)
-            nulls = _null_checked(policy)
+            nulls = null_free(policy)
             counts = frame.agg(F.count(F.lit(1)).alias("__rows"), *[
                 F.sum(F.col(name).isNull().cast("bigint")).alias(name) for name in nulls
             ]).collect()[0]
@@ -58,34 +59,17 @@ def inspect_source(spark: Any, policy: Policy, *, data_dir: Path, origin: str) -
     except InternalError as exc:
         raise PolicyError(_l("%(origin)s: source: %(location)s cannot be read by Spark",
                              origin=origin, location=location)) from exc
-    for name in nulls:
-        if counts[name]:
-            raise PolicyError(_l(
-                "%(origin)s: columns.%(name)s.nullable: the data has %(null_count)s nulls but"
-                " the policy says nullable: false",
-                origin=origin, name=name, null_count=counts[name]))
-    if counts["__rows"] > policy.max_rows:
-        raise PolicyError(_l(
-            "%(origin)s: max_rows: the data has %(height)s rows, more than the public "
-            "bound %(max_rows)s",
-            origin=origin, height=counts["__rows"], max_rows=policy.max_rows))
+    check_counts(policy, rows=counts["__rows"], origin=origin,
+                 nulls={name: counts[name] for name in nulls})
     digest = hashlib.sha256("\n".join([location, str(counts["__rows"]), str(sorted(
         (n, str(t)) for n, t in stored.items())), *files]).encode()).hexdigest()
     return SourceFacts(location, int(counts["__rows"]), digest)
 
 
 def _check_types(policy: Policy, stored: dict[str, Any], origin: str) -> None:
+    check_present(policy, list(stored), origin)
     for name, col in policy.columns.items():
-        if name not in stored:
-            raise PolicyError(_l(
-                "%(origin)s: columns.%(value)s: not present in the data (data has %(value2)s)",
-                origin=origin, value=name, value2=", ".join(list(stored)[:20])))
         if not compatible(col.type, stored[name]):
             raise PolicyError(_l(
                 "%(origin)s: columns.%(name)s.type: values cannot be cast to %(type)s "
                 "(%(value)s)", origin=origin, name=name, type=col.type, value=str(stored[name])))
-
-
-def _null_checked(policy: Policy) -> list[str]:
-    unit = policy.privacy_unit.id_column
-    return [name for name, col in policy.columns.items() if not col.nullable or name == unit]
