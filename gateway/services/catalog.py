@@ -49,10 +49,6 @@ class DatasetRecord:
     location: str = ""  # what the engine reads: the Parquet file, or a Spark source in place
 
     @property
-    def engine(self) -> str:
-        return self.policy.engine
-
-    @property
     def epsilon_spent_units(self) -> int:
         return self.spent.epsilon_units
 
