@@ -45,7 +45,6 @@ from gateway.services.views import budget_view, query_view, trace
 ALPHA = 0.05
 FAILED = _l("the query failed after its budget was reserved; the charge stands because data may "
             "have been read")
-REPLAY_WAIT_SECONDS = 30.0  # a retry waits this long for its first attempt to finish
 
 
 class Plan(Protocol):
@@ -300,7 +299,7 @@ class QueryService:
     def _replayed(self, actor: Principal, prepared: Prepared, admitted: Admitted) -> dict[str, Any]:
         """A retried request: the first attempt's answer, once it has one (waiting a while if
         it is still being computed, here, by another replica, or by recovery after a crash)."""
-        record = self.releases.settled(admitted.record, wait=REPLAY_WAIT_SECONDS)
+        record = self.releases.settled(admitted.record)
         if record.status == "released":
             return {**self._answer(prepared, record, admitted.grant, cached=False),
                     "replayed": True}

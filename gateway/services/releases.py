@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 
 T = TypeVar("T")
+REPLAY_WAIT_SECONDS = 30.0  # a retry waits this long for its first attempt to finish
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,8 @@ class Releases:
                 self.done(record_id)
             raise
 
-    def settled(self, record: QueryRecord, *, wait: float = 30.0) -> QueryRecord:
+    def settled(self, record: QueryRecord, *,
+                wait: float = REPLAY_WAIT_SECONDS) -> QueryRecord:
         """``record`` once it is no longer running (it is being computed here, by another
         replica, or by recovery after a crash), or as it stands after ``wait`` seconds."""
         deadline = time.monotonic() + wait
