@@ -359,10 +359,14 @@ class SandboxSpawner(
         await self._revoke_token()
         if not self.as_root:
             return
-        cgroup = self._cgroup()
-        left = await asyncio.to_thread(cgroup.pids)
-        if left:
-            self.log.warning("Killing %d leftover processes of %s", len(left), self.user.name)
-        await asyncio.to_thread(cgroup.remove)
-        await self._forget_filtered_uid()
-        await self._unmount_home()
+        try:
+            cgroup = self._cgroup()
+            left = await asyncio.to_thread(cgroup.pids)
+            if left:
+                self.log.warning("Killing %d leftover processes of %s", len(left), self.user.name)
+            await asyncio.to_thread(cgroup.remove)  # OSError (EBUSY) if a process outlived SIGKILL
+        finally:  # needs_sweep is already off: nothing retries, so the uid's rule and mount go now
+            try:
+                await self._forget_filtered_uid()
+            finally:
+                await self._unmount_home()
