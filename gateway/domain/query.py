@@ -50,22 +50,6 @@ class PolicyView(Protocol):
     def delta(self) -> float: ...
 
 
-def _one_of(value: object, supported: tuple[str, ...], refusal: Callable[[object], Exception]) -> None:
-    """A spec's word (an aggregate, an operator) must be one it knows; else ``refusal(value)``."""
-    if value not in supported:
-        raise refusal(value)
-
-
-def _unknown_aggregate(agg: object) -> Exception:
-    return UnsupportedQuery(_l("unknown aggregate %(agg)s; supported: %(aggregates)s",
-                               agg=repr(agg), aggregates=", ".join(AGGREGATES)))
-
-
-def _unknown_operator(op: object) -> Exception:
-    return UnsupportedQuery(_l("unknown filter operator %(op)s; supported: %(operators)s",
-                               op=repr(op), operators=" ".join(OPERATORS)))
-
-
 @dataclass(frozen=True)
 class Aggregate:
     agg: str
@@ -75,7 +59,9 @@ class Aggregate:
     alias: str | None = None
 
     def __post_init__(self) -> None:
-        _one_of(self.agg, AGGREGATES, _unknown_aggregate)
+        if self.agg not in AGGREGATES:
+            raise UnsupportedQuery(_l("unknown aggregate %(agg)s; supported: %(aggregates)s",
+                                      agg=repr(self.agg), aggregates=", ".join(AGGREGATES)))
         if self.agg != "count" and not self.column:
             raise InvalidRequest(_l("aggregate %(agg)s needs a column", agg=self.agg))
         if self.agg == "quantile":
@@ -143,7 +129,9 @@ class Filter:
     value: Any
 
     def __post_init__(self) -> None:
-        _one_of(self.op, OPERATORS, _unknown_operator)
+        if self.op not in OPERATORS:
+            raise UnsupportedQuery(_l("unknown filter operator %(op)s; supported: %(operators)s",
+                                      op=repr(self.op), operators=" ".join(OPERATORS)))
         if self.op == "between":
             if not isinstance(self.value, list | tuple) or len(self.value) != 2:
                 raise InvalidRequest(_l("between on %(column)s needs [low, high]", column=self.column))
