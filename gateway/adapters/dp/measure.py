@@ -26,7 +26,7 @@ import logging
 import math
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from statistics import NormalDist
@@ -203,20 +203,28 @@ def first_threshold(
 def _threshold(
     space: Space, bp: Blueprint, stage: Stage, scales: list[float], budget: Loss
 ) -> int:
+    return search_threshold(
+        scales[stage.key_unit], budget, bp, gaussian=space.zcdp,
+        fits=lambda t: within(loss_of(space, make_measurement(space, bp, stage, scales, t)),
+                              budget))
+
+
+def search_threshold(scale: float, budget: Loss, bp: Blueprint, *, gaussian: bool,
+                     fits: Callable[[int], bool]) -> int:
+    """The first threshold for a key count at ``scale`` whose measurement ``fits`` the
+    budget (every engine's map), from :func:`first_threshold` up in steps of scale / 8."""
     contributions = bp.max_contributions
-    per_group = min(contributions, bp.max_rows)
     threshold = first_threshold(
-        scales[stage.key_unit], budget[1], per_group=per_group, groups=contributions,
-        gaussian=space.zcdp,
+        scale, budget[1], per_group=min(contributions, bp.max_rows), groups=contributions,
+        gaussian=gaussian,
     )
     for _ in range(MAX_THRESHOLD_STEPS):
         if threshold >= PROBE_THRESHOLD:
             break
-        spent = loss_of(space, make_measurement(space, bp, stage, scales, threshold))
-        if within(spent, budget):
+        if fits(threshold):
             return threshold
-        threshold += max(1, math.ceil(scales[stage.key_unit] / 8))
-    unit = "rho" if space.zcdp else "epsilon"  # a parameter's name: not translated
+        threshold += max(1, math.ceil(scale / 8))
+    unit = "rho" if gaussian else "epsilon"  # a parameter's name: not translated
     raise UnsupportedQuery(_l(
         "delta %(delta)s is too small to release private group keys with this %(unit)s; raise "
         "delta or %(unit)s", delta=format(budget[1], "g"), unit=unit))

@@ -36,11 +36,10 @@ import opendp.prelude as dp
 from gateway.adapters.dp.compiler import Blueprint, Stage
 from gateway.adapters.dp.measure import (
     HEADROOM,
-    MAX_THRESHOLD_STEPS,
     MIN_KEY_SCALE,
     Loss,
-    first_threshold,
     gaussian_accuracy,
+    search_threshold,
     within,
 )
 from gateway.adapters.dp.units import Unit, mean_scale_ratio
@@ -171,19 +170,13 @@ def calibrate(stage: Stage, bp: Blueprint, policy: Policy, budget: Loss, *,
 def _key_threshold(alias: str, scale: float, bp: Blueprint, budget: Loss, *,
                    gaussian: bool) -> KeyThreshold:
     k = bp.max_contributions
-    d_in = (k, k, k)
-    threshold = first_threshold(scale, budget[1], per_group=min(k, bp.max_rows), groups=k,
-                                gaussian=gaussian)
-    for _ in range(MAX_THRESHOLD_STEPS):
-        keys = KeyThreshold(alias, scale, threshold, d_in,
+
+    def keys(threshold: int) -> KeyThreshold:
+        return KeyThreshold(alias, scale, threshold, (k, k, k),
                             threshold_measurement(scale, threshold, gaussian=gaussian))
-        if within(keys.loss(), budget):
-            return keys
-        threshold += max(1, math.ceil(scale / 8))
-    delta = format(budget[1], "g")
-    raise UnsupportedQuery(_l(
-        "delta %(delta)s is too small to release private group keys with this budget; "
-        "raise delta or the budget", delta=delta))
+
+    return keys(search_threshold(scale, budget, bp, gaussian=gaussian,
+                                 fits=lambda t: within(keys(t).loss(), budget)))
 
 
 def accuracy_by_alias(noise: Sequence[StageNoise], alpha: float, *,
