@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.api.responses import Answer
 from gateway.domain.fits import DEFAULT_BINS
 from gateway.services.fits import FitRequest
 
@@ -43,9 +44,7 @@ class ModelBody(_Body):
                           self.epsilon, self.delta)
 
 
-class _Answer(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
+class _Answer(Answer):
     id: str
     status: Literal["released", "pending_review", "running", "rejected", "error"]
     cached: bool = False
