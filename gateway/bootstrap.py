@@ -52,10 +52,9 @@ class LazyEngine:
     def plan(self, spec: Any, policy: Any, **kwargs: Any) -> Any:
         if getattr(policy, "engine", "polars") == "spark":
             if self._spark is None:
-                from gateway.adapters.spark import spark_engine
+                from gateway.adapters.spark.engine import SparkEngine  # imports pyspark
 
-                self._spark = spark_engine(self.spark_sessions)  # type: ignore[assignment]
-            assert self._spark is not None
+                self._spark = SparkEngine(self.spark_sessions)
             return self._spark.plan(spec, policy, **kwargs)
         if self._engine is None:
             from gateway.adapters.dp import Engine as OpenDPEngine

@@ -1,12 +1,14 @@
 """The Spark engine: DP queries on data that stays where it is (a Parquet directory or a
 table Spark can read), behind the same port as the polars engine (docs/spark.md).
 
-    from gateway.adapters.spark import SparkEngine, SparkSessions
+    from gateway.adapters.spark import SparkSessions
+    from gateway.adapters.spark.engine import SparkEngine   # imports pyspark
     engine = SparkEngine(SparkSessions(settings.spark_master))
     plan = engine.plan(spec, policy, parquet=location, version=v, loss=loss)
     release = plan.release()
 
-Modules (private to the package; import from here):
+Modules (private to the package; import from here, but :class:`SparkEngine` from
+:mod:`.engine`, which imports pyspark):
 
 - :mod:`.session`: one lazily created SparkSession per process, stopped at shutdown.
 - :mod:`.frames`: the stable row-level part as Spark DataFrames (filters, clipping, fixed
@@ -27,11 +29,4 @@ from gateway.adapters.spark.session import SparkSessions
 warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas",
                         category=FutureWarning)
 
-__all__ = ["SparkSessions", "spark_engine"]
-
-
-def spark_engine(sessions: SparkSessions) -> object:
-    """The engine, importing pyspark on first use."""
-    from gateway.adapters.spark.engine import SparkEngine
-
-    return SparkEngine(sessions)
+__all__ = ["SparkSessions"]
