@@ -29,18 +29,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import polars as pl
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.run import (  # noqa: E402
-    REGIONS,
     REPEATS,
     SHAPES,
-    UNITS,
     Gateway,
+    make_data,
     peak_mb,
     write_policy,
 )
@@ -58,15 +56,8 @@ def make_parts(rows: int, directory: Path, seed: int) -> None:
             return
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
-    rng = np.random.default_rng(seed)
     for index, start in enumerate(range(0, rows, PART_ROWS)):
-        n = min(PART_ROWS, rows - start)
-        pl.DataFrame({
-            "region": pl.Series(np.array(REGIONS)[rng.integers(0, len(REGIONS), n)]),
-            "unit": pl.Series(np.array(UNITS)[rng.integers(0, len(UNITS), n)]),
-            "income": rng.gamma(2.0, 20_000.0, n),
-            "age": rng.integers(0, 100, n),
-        }).write_parquet(directory / f"part-{index:04d}.parquet")
+        make_data(min(PART_ROWS, rows - start), directory / f"part-{index:04d}.parquet", seed + index)
 
 
 def single_file(directory: Path, path: Path) -> None:
