@@ -115,7 +115,7 @@ class Recovery:
                 continue
             try:
                 outcome = recompute(record)
-            except DomainError:
+            except Exception:  # one bad orphan must not stop the others behind it
                 log.exception("recovering query %s failed; a later round tries again",
                               record.id)
                 skipped += 1
