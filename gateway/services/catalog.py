@@ -159,7 +159,7 @@ class Catalog:
                                  origin=origin))
         from gateway.adapters.spark.source import inspect_source
 
-        facts = inspect_source(self.spark.get(), policy, data_dir=self.settings.datasets_dir,
+        facts = inspect_source(self.spark, policy, data_dir=self.settings.datasets_dir,
                                origin=origin)
         digest = hashlib.sha256((facts.fingerprint + policy_json).encode()).hexdigest()[:20]
         return facts.location, facts.row_count, digest

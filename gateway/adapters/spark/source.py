@@ -20,6 +20,7 @@ from pyspark.sql import functions as F
 
 from gateway.adapters.spark.engine import spark_errors
 from gateway.adapters.spark.frames import compatible, is_table, read_source
+from gateway.adapters.spark.session import SparkSessions
 from gateway.domain.errors import InternalError
 from gateway.domain.text import _l
 from gateway.policy import Policy, PolicyError, check_counts, check_present, null_free
@@ -41,11 +42,14 @@ def location_of(source: str, data_dir: Path) -> str:
     return str(data_dir / source)
 
 
-def inspect_source(spark: Any, policy: Policy, *, data_dir: Path, origin: str) -> SourceFacts:
+def inspect_source(sessions: SparkSessions, policy: Policy, *, data_dir: Path,
+                   origin: str) -> SourceFacts:
     location = location_of(policy.source, data_dir)
     if len(location) > MAX_LOCATION:
         raise PolicyError(_l("%(origin)s: source: longer than %(limit)s characters",
                              origin=origin, limit=MAX_LOCATION))
+    with spark_errors("plan"):  # a Spark that does not start is no fault of the policy
+        spark = sessions.get()
     try:
         with spark_errors("plan"):
             frame = read_source(spark, location)
