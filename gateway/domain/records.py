@@ -121,6 +121,7 @@ class QueryRecord:
     runner: str | None = None  # the gateway process computing it while ``running``
     idempotency_key: str | None = None
     recovered: bool = False  # finished by recovery after its first process stopped
+    review_json: str | None = None  # held: the reviewers' preview, computed when it was held
 
     @property
     def kind(self) -> str:

@@ -11,7 +11,7 @@ Restricted datasets hold a query for an admin's review, who releases it the same
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from gateway.adapters.db import Store
@@ -180,8 +180,10 @@ class QueryService:
             actor.require(*ANALYST_ROLES)
             prepared = self.prepare(request)
             plan = self.plan(prepared)
-            admitted = self.releases.admit(actor, prepared.ticket,
-                                           review=prepared.dataset.policy.access == "restricted")
+            restricted = prepared.dataset.policy.access == "restricted"
+            ticket = replace(prepared.ticket, review_json=_held_review(plan)) if restricted \
+                else prepared.ticket
+            admitted = self.releases.admit(actor, ticket, review=restricted)
         if admitted.replayed:
             return self._replayed(actor, prepared, admitted)
         if admitted.held:
@@ -340,7 +342,8 @@ class QueryService:
         return record
 
     def _review_preview(self, record: QueryRecord, trace: dict[str, Any]) -> dict[str, Any]:
-        """What a reviewer weighs before releasing: cost and expected accuracy; spends nothing."""
+        """What a reviewer weighs before releasing: cost and expected accuracy; spends nothing
+        and plans nothing (the accuracy was stored when the query was held)."""
         application = trace.get("application") or {}
         preview: dict[str, Any] = {
             "epsilon": record.cost.epsilon_float, "delta": record.cost.delta_float,
@@ -352,11 +355,35 @@ class QueryService:
             if kind_of(record.spec_json):  # a fit: what will leave (no accuracy to show)
                 preview.update(self.fits.review_summary(record))
             else:
-                preview["accuracy"] = {"alpha": ALPHA,
-                                       **self.plan(self._stored(record)).accuracy(ALPHA)}
+                preview["accuracy"] = self._held_accuracy(record, self._stored(record))
         except DomainError as exc:
             preview["problem"] = exc.message
         return preview
+
+    def _held_accuracy(self, record: QueryRecord, prepared: Prepared) -> dict[str, Any]:
+        """The stored accuracy of a held query (``prepared``: checked against today's policy
+        and data version, which the accuracy depends on alone). One held before the store
+        kept it is planned once here and its accuracy stored for the next reviewer."""
+        if record.review_json is not None:
+            return dict(json.loads(record.review_json)["accuracy"])
+        review_json = _review_json(self.plan(prepared))
+        with self.store.writing() as tx:
+            tx.queries.keep_review(record.id, review_json)
+        return dict(json.loads(review_json)["accuracy"])
+
+
+def _held_review(plan: Plan) -> str | None:
+    """:func:`_review_json`, or None if it fails (the review page then says why)."""
+    try:
+        return _review_json(plan)
+    except DomainError:
+        return None
+
+
+def _review_json(plan: Plan) -> str:
+    """A held query's preview for its reviewers: the accuracy its release would have (it
+    depends on the query, the policy and the loss, never on the data)."""
+    return canonical_json({"accuracy": {"alpha": ALPHA, **plan.accuracy(ALPHA)}})
 
 
 __all__ = ["ALPHA", "Engine", "Plan", "Prepared", "QueryRequest", "QueryService",

@@ -58,6 +58,7 @@ class Ticket:
     sql: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)  # every audit entry of it carries this
     idempotency_key: str | None = None  # a retried request: the first attempt's record
+    review_json: str | None = None  # if held: its reviewers' preview, stored with it
 
 
 @dataclass(frozen=True)
@@ -293,7 +294,8 @@ class Releases:
             dataset_version=ticket.dataset.version, grant_id=grant.id, query_key=ticket.key,
             spec_json=ticket.spec_json, sql_text=ticket.sql, status=status, cost=ticket.cost,
             created_at=iso(now()), runner=self.runner if status == "running" else None,
-            idempotency_key=ticket.idempotency_key)
+            idempotency_key=ticket.idempotency_key,
+            review_json=ticket.review_json if status == "pending_review" else None)
         tx.queries.add(record)
         return record
 

@@ -400,6 +400,63 @@ def test_restricted_query_waits_for_review(gateway_env: GatewayEnv, spy: SpyEngi
     assert again.status_code == 409
 
 
+def review_of(env: GatewayEnv, query_id: str) -> dict[str, Any]:
+    return dict(env.get("root_admin", f"/v1/queries/{query_id}").json()["review"])
+
+
+def stored_review(env: GatewayEnv, query_id: str) -> str | None:
+    with env.services.store.read() as conn:
+        return conn.execute(select(t.queries.c.review_json)
+                            .where(t.queries.c.id == query_id)).scalar_one()
+
+
+def test_reviewers_read_the_accuracy_stored_when_the_query_was_held(
+        gateway_env: GatewayEnv, spy: SpyEngine) -> None:
+    """A held query is planned once, when asked; the admin's views (API, review page) read
+    the accuracy stored with it and plan nothing; one held before the store kept it is
+    planned once more, by its first reviewer, and then read like the others."""
+    from gateway.web.views import with_accuracy
+
+    env, admin = gateway_env, Principal("root_admin", "admin")
+    env.services.users.create(ADMIN, username="hal", role="researcher", password=PASSWORD)
+    restricted_grant(env, "hal")
+    plans = spy.plans
+    held = query(env, "hal", "credit", select=[{"agg": "count"}, {"agg": "sum", "column": "age"}],
+                 group_by=["status"]).json()
+    assert held["status"] == "pending_review" and spy.plans == plans + 1
+    plans = spy.plans
+    first = review_of(env, held["id"])
+    assert first["accuracy"]["count"] > 0 and first["accuracy"]["sum_age"] > 0
+    assert first["problem"] is None and first["epsilon"] == 0.1
+    [page] = [q for q in with_accuracy(env.services, admin,
+                                       env.services.queries.list(admin, status="pending_review"))
+              if q["id"] == held["id"]]
+    assert page["expected_accuracy"] == first["accuracy"]
+    assert review_of(env, held["id"]) == first and spy.plans == plans  # read, not planned
+
+    with env.services.store.write() as conn:  # held before the store kept the preview
+        conn.execute(update(t.queries).where(t.queries.c.id == held["id"]).values(review_json=None))
+    assert review_of(env, held["id"]) == first and spy.plans == plans + 1  # the same, planned
+    assert stored_review(env, held["id"]) is not None
+    assert review_of(env, held["id"]) == first and spy.plans == plans + 1
+
+    with env.services.store.write() as conn:  # the data changed since: the reviewer is told
+        version = conn.execute(select(t.datasets.c.version)
+                               .where(t.datasets.c.name == "credit")).scalar_one()
+        conn.execute(update(t.datasets).where(t.datasets.c.name == "credit")
+                     .values(version="x" * 64))
+    try:
+        changed = review_of(env, held["id"])
+        assert changed["accuracy"] is None and "dataset changed" in changed["problem"]
+    finally:
+        with env.services.store.write() as conn:
+            conn.execute(update(t.datasets).where(t.datasets.c.name == "credit")
+                         .values(version=version))
+    released = env.post("admin2", f"/v1/queries/{held['id']}/release", {"note": "ok"}).json()
+    assert released["status"] == "released" and spy.plans == plans + 2  # approval plans again
+    assert set(released["accuracy"]) == set(first["accuracy"])
+
+
 def test_review_decisions_are_audited_under_the_admin_with_the_note(
         gateway_env: GatewayEnv) -> None:
     """Issue 14: the admin who releases or rejects is the actor; the analyst is in detail."""

@@ -56,7 +56,7 @@ class QueryRepo(RecordRepo[QueryRecord]):
             status=record.status, epsilon_units=record.cost.epsilon_units,
             delta_units=record.cost.delta_units, rho_units=record.cost.rho_units,
             created_at=record.created_at, runner=record.runner,
-            idempotency_key=record.idempotency_key))
+            idempotency_key=record.idempotency_key, review_json=record.review_json))
 
     def by_idempotency_key(self, username: str, key: str) -> QueryRecord | None:
         return self.first(Q.username == username, Q.idempotency_key == key)
@@ -87,6 +87,12 @@ class QueryRepo(RecordRepo[QueryRecord]):
         False if it was not ``was`` (decided meanwhile)."""
         return bool(self.conn.execute(update(t.queries).where(and_(
             Q.id == query_id, Q.status == was)).values(status=status, **values)).rowcount)
+
+    def keep_review(self, query_id: str, review_json: str) -> bool:
+        """Store a held query's reviewer preview, unless it has one or was decided."""
+        return bool(self.conn.execute(update(t.queries).where(and_(
+            Q.id == query_id, Q.status == "pending_review", Q.review_json.is_(None)))
+            .values(review_json=review_json)).rowcount)
 
     def annotate(self, query_id: str, *, review_note: str) -> None:
         self.conn.execute(update(t.queries).where(Q.id == query_id)

@@ -120,6 +120,9 @@ queries = Table(
     Column("runner", String(32), nullable=True),
     Column("idempotency_key", String(128), nullable=True),
     Column("recovered", Boolean, nullable=True),
+    # a held query's preview for its reviewers (the accuracy its release would have),
+    # computed once when it was held (gateway/services/queries.py)
+    Column("review_json", Text, nullable=True),
     Index("ix_queries_grant_key", "grant_id", "query_key"),
     Index("ux_queries_idempotency", "username", "idempotency_key", unique=True),
     Index("ix_queries_status", "status"),
