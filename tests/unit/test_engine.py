@@ -26,6 +26,10 @@ from tests.unit.support import BUDGET, policy_of
 
 N = 2000
 HUGE_EPSILON = 1e5  # noise scale ~1e-5 of a count: values are (almost) exact
+# Tests that a small key (ZZ: 3 rows) is never released use this delta: the threshold rises
+# with log(1 / delta), so ZZ clears it in about 2e-9 of runs at epsilon 1 (at delta 1e-6:
+# 2e-6, since 3 rows lie 2 scales closer to it than the 1 row it is set for).
+KEYS_DELTA = 1e-9
 REGIONS = ["north", "south", "east", "west"]  # "west" never occurs in the data
 
 
@@ -102,7 +106,16 @@ def zplan(
                        loss=Budget.zcdp(rho, delta or 0))
 
 
-def coverage(plan: Callable[[], Plan], key: str, truth: float, *, releases: int) -> float:
+# Coverage checks draw COVERAGE_RELEASES releases; the share whose error lies within the
+# reported 95% half-width is then within COVERAGE_BOUNDS but with probability below ~5e-9
+# for any true coverage from 95% to 96.5% (binomial tails; integer noise covers a little
+# more than 95%), while a half-width at alpha 0.1 (90%) fails in all but ~1e-3 of runs.
+COVERAGE_RELEASES = 2000
+COVERAGE_BOUNDS = (0.92, 0.985)
+
+
+def coverage(plan: Callable[[], Plan], key: str, truth: float, *,
+             releases: int = COVERAGE_RELEASES) -> float:
     """The share of ``releases`` fresh releases whose reported accuracy (the 95% half-width
     of ``key``) holds the true value of the first cell."""
     within = 0
@@ -292,16 +305,16 @@ def test_private_keys_are_released_above_a_threshold(
     engine: Engine, parquet: Path, frame: pl.DataFrame
 ) -> None:
     query = spec(Aggregate("count"), Aggregate("sum", "ratio"), group_by=("carrier",))
-    plan = plan_of(engine, parquet, query, epsilon=1.0, delta=1e-6)
-    assert 0 < plan.spent[1] <= 1e-6
+    plan = plan_of(engine, parquet, query, epsilon=1.0, delta=KEYS_DELTA)
+    assert 0 < plan.spent[1] <= KEYS_DELTA
     rows = by_key(plan.release())
     assert set(rows) == {"AA", "BB", "CC"}  # "ZZ" has 3 rows, far below the threshold
-    assert abs(rows["AA"][0] - 900) < 30  # type: ignore[operator]
+    assert abs(rows["AA"][0] - 900) < 50  # type: ignore[operator]  # scale 2: ~1e-11
 
 
 def test_private_keys_without_a_count_spend_a_hidden_one(engine: Engine, parquet: Path) -> None:
     query = spec(Aggregate("mean", "ratio"), group_by=("carrier",))
-    release = run(engine, parquet, query, epsilon=1.0, delta=1e-6)
+    release = run(engine, parquet, query, epsilon=1.0, delta=KEYS_DELTA)
     assert release.columns == ["carrier", "mean_ratio"]
     assert {row[0] for row in release.rows} == {"AA", "BB", "CC"}
 
@@ -311,7 +324,7 @@ def test_private_keys_histogram(engine: Engine, parquet: Path, frame: pl.DataFra
     rows = by_key(run(engine, parquet, query, delta=1e-6))
     aa = frame.filter(pl.col("carrier") == "AA")["month"]
     assert rows["AA"] == [int((aa < 7).sum()), int((aa >= 7).sum())]
-    rows = by_key(run(engine, parquet, query, epsilon=1.0, delta=1e-6))
+    rows = by_key(run(engine, parquet, query, epsilon=1.0, delta=KEYS_DELTA))
     assert set(rows) == {"AA", "BB", "CC"}  # ZZ's 3 rows never clear the threshold
 
 

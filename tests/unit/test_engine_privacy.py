@@ -16,7 +16,16 @@ from gateway.adapters.dp import engine as engine_module
 from gateway.domain.budget import Budget
 from gateway.domain.errors import InternalError
 from gateway.domain.query import Aggregate, Filter
-from tests.unit.test_engine import N, coverage, make_frame, make_policy, plan_of, spec, zplan
+from tests.unit.test_engine import (
+    COVERAGE_BOUNDS,
+    N,
+    coverage,
+    make_frame,
+    make_policy,
+    plan_of,
+    spec,
+    zplan,
+)
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +117,9 @@ def test_reported_accuracy_covers_about_95_percent_of_errors(
     engine: Engine, parquet: Path, planner: Callable[..., Plan], loss: dict[str, float]
 ) -> None:
     query = spec(Aggregate("count"))
-    share = coverage(lambda: planner(engine, parquet, query, **loss), "count", N, releases=400)
-    assert 0.90 <= share <= 0.99
+    share = coverage(lambda: planner(engine, parquet, query, **loss), "count", N)
+    low, high = COVERAGE_BOUNDS  # true coverage here: 95.8% (pure), 96.0% (zcdp)
+    assert low <= share <= high, share
 
 
 def test_scales_are_cached_per_version_shape_and_loss(

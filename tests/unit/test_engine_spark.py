@@ -18,6 +18,7 @@ import pytest
 from gateway.adapters.dp import Engine
 from gateway.adapters.spark import SparkSessions
 from gateway.adapters.spark.engine import SparkEngine, SparkPlan, check_charge
+from gateway.adapters.spark.noise import accuracy_by_alias
 from gateway.adapters.sql import compile_sql
 from gateway.domain.budget import Budget
 from gateway.domain.errors import InternalError, InvalidRequest, UnsupportedQuery
@@ -100,8 +101,9 @@ def test_releases_agree_with_the_polars_engine_within_the_reported_accuracy(
     budget = loss(0.5, zcdp=True) if "zcdp" in unit else loss(2.0)
     spark_plan, polars_plan = both(spark, files, QUERIES[name], policy, budget)
     assert spark_plan.accuracy() == pytest.approx(polars_plan.accuracy())
-    assert_agree(spark_plan, spark_plan.release(alpha=STRICT_ALPHA),
-                 polars_plan.release(alpha=STRICT_ALPHA))
+    truth = spark_plan.aggregates()  # what release() noises, kept to tell which keys are sure
+    assert_agree(spark_plan, spark_plan.noised(truth, alpha=STRICT_ALPHA),
+                 polars_plan.release(alpha=STRICT_ALPHA), truth)
 
 
 DEMO_QUERIES = [
@@ -150,19 +152,43 @@ def test_the_demo_datasets_answer_like_the_polars_engine(
     ours = spark.plan(query, policy, parquet=str(directory), version="v", loss=budget)
     theirs = Engine().plan(query, policy, parquet=single, version="v", loss=budget)
     assert ours.accuracy() == pytest.approx(theirs.accuracy())
-    assert_agree(ours, ours.release(alpha=STRICT_ALPHA), theirs.release(alpha=STRICT_ALPHA))
+    truth = ours.aggregates()
+    assert_agree(ours, ours.noised(truth, alpha=STRICT_ALPHA), theirs.release(alpha=STRICT_ALPHA),
+                 truth)
 
 
-def assert_agree(plan: SparkPlan, ours: Any, theirs: Any) -> None:
-    """Same columns, same keys (private keys: mostly the same), values within the sum of
-    both engines' reported accuracy."""
+def sure_keys(plan: SparkPlan, truth: list[list[Any]]) -> set[tuple[Any, ...]]:
+    """Private keys whose exact count in some thresholded stage is at least twice the
+    threshold plus the key count's (1 - STRICT_ALPHA) noise half-width: each engine
+    releases them but with probability below STRICT_ALPHA (twice: with an id column each
+    engine keeps its own random sample of an individual's rows)."""
+    half_width = accuracy_by_alias(plan.noise, STRICT_ALPHA, gaussian=plan.zcdp)
+    sure = set()
+    for noise, cells in zip(plan.noise, truth, strict=True):
+        if noise.keys is None:
+            continue
+        bar = 2 * (noise.keys.threshold + (half_width[noise.keys.alias] or math.inf))
+        for row in cells:
+            if row[noise.keys.alias] >= bar:
+                sure.add(tuple(row[name] for name in plan.spec.group_by))
+    return sure
+
+
+def assert_agree(plan: SparkPlan, ours: Any, theirs: Any, truth: list[list[Any]]) -> None:
+    """Same columns, same keys (private keys: the same far above the threshold), values
+    within the sum of both engines' reported accuracy. ``truth``: the Spark plan's exact
+    aggregates, which ``ours`` was noised from."""
     width = len(plan.spec.group_by)
     means = {unit.agg.name for unit in plan.blueprint.outputs if unit.kind == "mean" and unit.agg}
     assert ours.columns == theirs.columns
     mine = {tuple(row[:width]): row[width:] for row in ours.rows}
     other = {tuple(row[:width]): row[width:] for row in theirs.rows}
-    if plan.blueprint.thresholded:  # a key near the threshold may clear it in one release only
-        assert len(set(mine) & set(other)) >= 0.8 * max(len(mine), len(other))
+    if plan.blueprint.thresholded:
+        # a key near the threshold may clear it in one release only (a small one, such as
+        # test_engine's ZZ of 3 rows, now and then too); a key far above it is in both
+        sure = sure_keys(plan, truth)
+        assert sure, "no key lies far above the threshold: the check would be empty"
+        assert sure <= set(mine) & set(other), (sure, set(mine), set(other))
     else:
         assert set(mine) == set(other)
     assert mine
@@ -212,8 +238,9 @@ def test_about_95_percent_of_errors_fall_within_the_reported_accuracy(
     for _ in range(draws):
         release = plan.noised(aggregates)
         inside += abs(release.rows[0][0] - truth) <= release.accuracy["count"]
-    # OpenDP's half-width covers at least 95% (integer noise: a little more)
-    assert 0.93 <= inside / draws <= 0.985, inside / draws
+    # OpenDP's half-width covers at least 95% (integer noise: a little more; here 95.1% and
+    # 95.8%): 2000 draws fall outside these bounds in under 1e-9 of runs (binomial tails)
+    assert 0.92 <= inside / draws <= 0.985, inside / draws
 
 
 @pytest.mark.parametrize("zcdp", [False, True])

@@ -23,7 +23,15 @@ from gateway.adapters.dp.measure import EXACT_GAUSSIAN_SCALE, gaussian_accuracy
 from gateway.adapters.dp.units import mean_scale_ratio
 from gateway.domain.budget import RHO_SCALE, Budget
 from gateway.domain.query import Aggregate, validate
-from tests.unit.test_engine import N, coverage, make_frame, make_policy, spec, zplan
+from tests.unit.test_engine import (
+    COVERAGE_BOUNDS,
+    N,
+    coverage,
+    make_frame,
+    make_policy,
+    spec,
+    zplan,
+)
 from tests.unit.test_engine_privacy import SHAPES
 
 GRANT_EPSILON, GRANT_DELTA = 1.0, 1e-7
@@ -88,14 +96,16 @@ def test_gaussian_accuracy_matches_opendp_where_it_is_computed(scale: float) -> 
 
 
 def test_thresholded_keys_under_zcdp_spend_delta(engine: Engine, parquet: Path) -> None:
+    """ZZ's 3 rows lie 2 scales nearer the threshold than the 1 row it is set for; Gaussian
+    tails make that count: at delta 1e-7 ZZ clears it in 2e-6 of runs, at 1e-10 in ~1e-9."""
     query = spec(Aggregate("count"), group_by=("carrier",))
-    plan = zplan(engine, parquet, query, rho=0.05, delta=1e-7)
+    plan = zplan(engine, parquet, query, rho=0.05, delta=1e-10)
     summary = dp.summarize_polars_measurement(plan.measurements[0])
     threshold = summary["threshold"].drop_nulls().item()
     released = {row[0]: row[1] for row in plan.release().rows}
     assert {"AA", "BB", "CC"} <= set(released) and "ZZ" not in released  # 3 rows: below it
     assert all(count >= threshold for count in released.values())
-    assert 0 < opendp_spent(plan)[1] <= 1e-7
+    assert 0 < opendp_spent(plan)[1] <= 1e-10
     with pytest.raises(Exception, match="delta"):
         zplan(engine, parquet, query, rho=0.05, delta=0)
 
@@ -107,8 +117,9 @@ def test_wide_sums_cover_about_95_percent_with_the_closed_form(
     truth = frame["dist"].sum()
     half_width = zplan(engine, parquet, query, rho=0.002).accuracy(0.05)["sum_dist"]
     assert half_width is not None and half_width > EXACT_GAUSSIAN_SCALE
-    share = coverage(lambda: zplan(engine, parquet, query, rho=0.002), "sum_dist", truth, releases=300)
-    assert 0.90 <= share <= 0.99
+    share = coverage(lambda: zplan(engine, parquet, query, rho=0.002), "sum_dist", truth)
+    low, high = COVERAGE_BOUNDS  # true coverage here: 95.0%
+    assert low <= share <= high, share
 
 
 def test_mean_split_is_chosen_for_gaussian_noise() -> None:
@@ -161,8 +172,10 @@ def test_at_k_100_zcdp_error_is_lower_than_pure_by_the_theorys_margin(
     absolute error is about b (sd b / sqrt(n) over n releases). zCDP: each query gets
     rho / k with rho = OpenDP's conversion of the grant, Gaussian noise of
     sigma = sqrt(k / (2 rho)), mean absolute error sigma sqrt(2 / pi) (sd sigma
-    sqrt(1 - 2 / pi) / sqrt(n)). The measured gap must exceed the predicted gap less four
-    standard deviations of the measured difference (and that margin is itself positive).
+    sqrt(1 - 2 / pi) / sqrt(n)). The measured gap must exceed the predicted gap less six
+    standard deviations of the measured difference (and that margin is itself positive):
+    six, so that a false alarm takes a 6-sigma deviation (below ~1e-9; at four it was
+    ~3e-5). The medians differ by about 6 of their standard deviations (~3e-11).
     """
     k, n = 100, 300
     policy = make_policy(budget={"default_epsilon": 1.0, "max_epsilon_per_grant": 5.0,
@@ -179,7 +192,7 @@ def test_at_k_100_zcdp_error_is_lower_than_pure_by_the_theorys_margin(
     b, sigma = k / GRANT_EPSILON, math.sqrt(k / (2 * rho))
     predicted_gap = b - sigma * math.sqrt(2 / math.pi)
     sd_gap = math.sqrt(b**2 + sigma**2 * (1 - 2 / math.pi)) / math.sqrt(n)
-    margin = predicted_gap - 4 * sd_gap
+    margin = predicted_gap - 6 * sd_gap
     assert margin > 0
     measured_gap = statistics.fmean(pure_errors) - statistics.fmean(zcdp_errors)
     assert measured_gap > margin
