@@ -9,8 +9,10 @@ What one sandbox is under Docker (design.md, "Isolation"; docs/deploy/README.md)
   a private cgroup namespace, memory (no swap), CPU and pids limits, a size-limited
   tmpfs ``/tmp``, ``docker-init`` as PID 1;
 - a home of its own with a size the kernel enforces (a loop-mounted ext4 image,
-  ``sandbox/hub/homes.py``, 5 GiB by default), given the scenario notebooks on
-  first use;
+  ``sandbox/hub/homes.py``, 5 GiB by default, under the 0700 ``homes_dir``), given
+  the scenario notebooks on first use; the plain home of an analyst who used
+  bubblewrap before (``/home/dps-<name>``) is moved in on the first start
+  (``sandbox/hub/old_homes.py``; Docker homes were images from the start);
 - the hub's internal network (``sandbox/hub/docker_network.py``): no route out, no
   other container, and on the host only the hub's forwarders to the gateway and the
   hub API, on the bridge's own address;
@@ -22,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -30,12 +31,13 @@ from urllib.parse import urlsplit
 from dockerspawner import DockerSpawner
 from traitlets import Bool, Integer, List, Unicode, default
 
+from .accounts import analyst_account
 from .docker_network import DockerNetworkError, SandboxNetwork, drop_default_route, network_names
 from .forwarder import TcpForwarder
 from .gateway_link import GatewayLinkMixin
-from .homes import HomeVolumeError, HomeVolumes, parse_size
+from .homes import HomesMixin, HomeVolumeError, parse_size
 from .image import IMAGE_DIR, ImageBuildError, image_exists, sandbox_image_tag
-from .isolation import SandboxError
+from .isolation import SandboxError, system_username
 from .settings import SERVER_ARGS
 from .tokens import token_id
 
@@ -50,7 +52,7 @@ def _port_of(url: str) -> tuple[str, int]:
     return parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80)
 
 
-class DockerSandboxSpawner(GatewayLinkMixin, DockerSpawner):
+class DockerSandboxSpawner(HomesMixin, GatewayLinkMixin, DockerSpawner):
     """DockerSpawner with dp-sandbox's image, limits, home, network and token."""
 
     # -- shared by every spawner of this hub process
@@ -67,14 +69,6 @@ class DockerSandboxSpawner(GatewayLinkMixin, DockerSpawner):
     needs_cleanup = Bool(False, help="From start() until the sandbox is cleaned up (saved).")
     saved_traits: ClassVar[dict[str, Any]] = {"home_name": "", "needs_cleanup": False}
 
-    home_size = Unicode(
-        "5G",
-        help="""Size of each analyst's home (a loop-mounted ext4 image: writes past it fail
-        with ENOSPC). K, M, G, T suffixes. A bigger size grows existing homes.""",
-    ).tag(config=True)
-    homes_dir = Unicode(
-        help="Where the home images live and are mounted (default <hub state>/docker-homes)."
-    ).tag(config=True)
     tmp_size = Unicode("1G", help="Size of the container's private tmpfs /tmp.").tag(config=True)
     pids_limit = Integer(1024, help="Most processes and threads in one container (pids.max).").tag(
         config=True
@@ -87,9 +81,6 @@ class DockerSandboxSpawner(GatewayLinkMixin, DockerSpawner):
         ["ptrace", "process_vm_readv", "process_vm_writev"],
         help="Syscalls refused on top of Docker's default seccomp profile.",
     ).tag(config=True)
-    @default("homes_dir")
-    def _homes_dir_default(self) -> str:
-        return str(Path(self.hub_state_dir) / "docker-homes")
 
     @default("image")
     def _image_default(self) -> str:
@@ -211,27 +202,6 @@ class DockerSandboxSpawner(GatewayLinkMixin, DockerSpawner):
             self.hub_connect_url = f"http://{address}:{hub[1]}"
             return network
 
-    def _homes(self) -> HomeVolumes:
-        return HomeVolumes(Path(self.homes_dir), size_bytes=parse_size(self.home_size))
-
-    def _provide_templates(self, home: Path) -> None:
-        """Give a new home the scenario notebooks of its language; never overwrite."""
-        source = self._templates_source()
-        target = home / "templates"
-        if source is None or target.exists():
-            return
-        uid = self.sandbox_uid
-        for notebook in sorted(source.rglob("*.ipynb")):
-            if ".ipynb_checkpoints" in notebook.parts:
-                continue
-            dest = target / notebook.relative_to(source)
-            dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            shutil.copyfile(notebook, dest)
-        if target.exists():
-            for path in (target, *target.rglob("*")):
-                shutil.chown(path, uid, uid)
-            self.log.info("Copied the scenario notebooks to %s's home", self.user.name)
-
     async def _prepare(self) -> None:
         self._announce()
         if self.image not in self._images_seen:
@@ -242,10 +212,13 @@ class DockerSandboxSpawner(GatewayLinkMixin, DockerSpawner):
             self._images_seen.add(self.image)
         await self._ensure_network()
         self.home_name = self.escaped_name
-        home = await asyncio.to_thread(
-            self._homes().mount, self.home_name, uid=self.sandbox_uid, gid=self.sandbox_uid
+        if self._home_volumes() is None:
+            raise SandboxError("c.DockerSandboxSpawner.home_size is empty: Docker homes need a size")
+        uid = gid = self.sandbox_uid
+        home = await self._mount_home(
+            self.home_name, uid=uid, gid=gid, old_home=self._old_plain_home(), old_owner=(uid, gid)
         )
-        await asyncio.to_thread(self._provide_templates, home)
+        await asyncio.to_thread(self._provide_templates, home, uid=uid, gid=gid)
         self.volumes = {str(home): {"bind": SANDBOX_HOME, "mode": "rw"}}
         self.extra_host_config = self._host_config()
         self.extra_create_kwargs = {
@@ -255,6 +228,13 @@ class DockerSandboxSpawner(GatewayLinkMixin, DockerSpawner):
         }
         self.sandbox_token = await self._fetch_sandbox_token()
         self.token_jti = token_id(self.sandbox_token)
+
+    def _old_plain_home(self) -> Path | None:
+        """The plain home of this analyst's bubblewrap account from before homes were images
+        (Docker became the default where an engine answers): moved in on the first start."""
+        prefix = self.config.SandboxSpawner.get("system_user_prefix", "dps-")
+        account = analyst_account(system_username(self.user.name, prefix), hub_user=self.user.name)
+        return Path(account.pw_dir) if account is not None else None
 
     async def _seal(self) -> None:
         """Take the container's default route away before anything of the analyst runs."""
@@ -321,13 +301,7 @@ class DockerSandboxSpawner(GatewayLinkMixin, DockerSpawner):
                 self.log.warning("Could not remove container %s: %s", self.object_name, exc)
         name, self.home_name = self.home_name, ""
         if name:
-            await self._unmount(name)
-
-    async def _unmount(self, name: str) -> None:
-        # the engine may still be tearing the container down
-        failure = await self._homes().unmount_when_released(name)
-        if failure is not None:
-            self.log.warning("Home of %s stays mounted: %s", self.user.name, failure)
+            await self._unmount_home(name)  # the engine may still be removing it
 
     # ------------------------------------------------------------------ state
 

@@ -13,22 +13,54 @@ Needs root (``mount``), ``mkfs.ext4`` (e2fsprogs) and loop devices.  A bigger
 ``size_bytes`` than an existing image grows it when it is next mounted (``e2fsck``
 and ``resize2fs`` offline); a home never shrinks.
 
-Error: :class:`HomeVolumeError` (the message says which command failed).
+Who opens the path to a home decides the mode of ``<root>`` and ``<root>/mnt`` (the
+folders holding every analyst's home; ``<root>/images`` is always 0700, only root mounts):
+
+- bubblewrap runs as the analyst and resolves ``--bind <root>/mnt/<name>`` with the
+  analyst's own credentials (inside its user namespace root-owned folders are not
+  mapped, so no capability helps): every analyst needs search permission on both, and
+  nothing more: 0711 (traversable, not listable: no one learns the other names).  Each
+  home is then 0700 and owned by its analyst, whose uid is theirs alone;
+- Docker's engine, root, resolves a volume's source: 0700.  There every home belongs to
+  the same uid (the image's ``analyst``, 61000), which may also be a host account: a
+  traversable folder would open every home to it.
+
+:class:`HomesMixin` is what both spawners share: the settings (``home_size``,
+``homes_dir``), mounting and unmounting, and the scenario notebooks of a new home.
+
+Errors: :class:`HomeVolumeError` (the message says which command failed).
 """
 
 from __future__ import annotations
 
 import asyncio
 import fcntl
+import functools
+import hashlib
 import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, ClassVar
 
-__all__ = ["DEFAULT_HOME_SIZE", "HomeVolumeError", "HomeVolumes", "parse_size"]
+from traitlets import Unicode, default
+from traitlets.config import LoggingConfigurable
+
+from .isolation import SandboxError
+from .language import catalog
+from .old_homes import TOO_BIG, OldHomeTooBig, has_old_home, move_old_home
+
+__all__ = [
+    "DEFAULT_HOME_SIZE",
+    "HomeVolumeError",
+    "HomeVolumes",
+    "HomesMixin",
+    "parse_size",
+    "provide_templates",
+]
 
 DEFAULT_HOME_SIZE = 5 * 1024**3
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -59,11 +91,15 @@ def _run(*command: str) -> str:
 class HomeVolumes:
     """The size-limited homes under one directory (a hub's state, say)."""
 
-    def __init__(self, root: Path, *, size_bytes: int = DEFAULT_HOME_SIZE) -> None:
+    def __init__(
+        self, root: Path, *, size_bytes: int = DEFAULT_HOME_SIZE, analysts_traverse: bool = False
+    ) -> None:
         if size_bytes < 16 * 1024**2:
             raise ValueError("a home of less than 16 MiB cannot hold an ext4 filesystem")
         self.root = Path(root)
         self.size_bytes = size_bytes
+        # the folders holding every home: see the module's docstring
+        self.folder_mode = 0o711 if analysts_traverse else 0o700
 
     def image_of(self, name: str) -> Path:
         return self.root / "images" / f"{self._checked(name)}.ext4"
@@ -77,9 +113,17 @@ class HomeVolumes:
             raise ValueError(f"not a safe home name: {name!r}")
         return name
 
+    def _folders(self) -> None:
+        """``<root>``, ``<root>/mnt`` (``folder_mode``) and ``<root>/images`` (0700), made or fixed."""
+        for folder, mode in ((self.root, self.folder_mode), (self.root / "mnt", self.folder_mode),
+                             (self.root / "images", 0o700)):  # fmt: skip
+            folder.mkdir(mode=mode, parents=True, exist_ok=True)
+            if folder.stat().st_mode & 0o7777 != mode:
+                os.chmod(folder, mode)
+
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._folders()
         with open(self.root / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
@@ -87,14 +131,17 @@ class HomeVolumes:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def mount(self, name: str, *, uid: int, gid: int) -> Path:
-        """Create the home on first use, grow it if configured bigger, mount it; its path."""
+    def mount(
+        self, name: str, *, uid: int, gid: int, then: Callable[[Path], None] | None = None
+    ) -> Path:
+        """Create the home on first use, grow it if configured bigger, mount it; its path.
+
+        ``then(path)`` runs once it is mounted, still holding the lock (an unmount waits)."""
         if not shutil.which("mkfs.ext4"):
             raise HomeVolumeError("mkfs.ext4 is not installed (apt-get install e2fsprogs)")
         image, target = self.image_of(name), self.mount_point_of(name)
         with self._locked():
-            image.parent.mkdir(mode=0o700, exist_ok=True)
-            target.mkdir(mode=0o700, parents=True, exist_ok=True)
+            target.mkdir(mode=0o700, exist_ok=True)
             if not image.exists():
                 self._create(image, uid=uid, gid=gid)
             if not os.path.ismount(target):
@@ -103,6 +150,8 @@ class HomeVolumes:
                 _run("mount", "-o", "loop,nosuid,nodev,noatime", str(image), str(target))
             os.chown(target, uid, gid)
             os.chmod(target, 0o700)
+            if then is not None:
+                then(target)
         return target
 
     def _create(self, image: Path, *, uid: int, gid: int) -> None:
@@ -161,3 +210,139 @@ class HomeVolumes:
 
     def is_mounted(self, name: str) -> bool:
         return os.path.ismount(self.mount_point_of(name))
+
+
+def _mib(size: int) -> str:
+    return f"{-(-size // 1024**2)} MiB"
+
+
+def provide_templates(source: Path, home: Path, *, uid: int, gid: int) -> int:
+    """Copy the scenario notebooks of ``source`` to ``home/templates`` unless it exists; how many.
+
+    Owned by ``uid:gid`` when the hub runs as root (else they are the hub's user's already)."""
+    target = home / "templates"
+    if target.exists() or target.is_symlink():
+        return 0
+    copied = 0
+    for notebook in sorted(source.rglob("*.ipynb")):
+        if ".ipynb_checkpoints" in notebook.parts:
+            continue
+        dest = target / notebook.relative_to(source)
+        dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        shutil.copyfile(notebook, dest)
+        copied += 1
+    if copied and os.geteuid() == 0:
+        for path in (target, *target.rglob("*")):
+            os.lchown(path, uid, gid)
+    return copied
+
+
+class HomesMixin(LoggingConfigurable):
+    """The analysts' size-limited homes, for both spawners: settings, mount, unmount, templates."""
+
+    # Provided by the spawner.
+    user: Any
+    hub_state_dir: str
+    _templates_source: Callable[[], Path | None]  # GatewayLinkMixin
+    _language: Callable[[], str]  # GatewayLinkMixin
+
+    # True where each analyst's own uid opens the path to its home (bubblewrap), False where
+    # root alone does (Docker's engine): the mode of the folders holding every home.
+    analysts_traverse_homes: ClassVar[bool] = False
+
+    home_size = Unicode(
+        "5G",
+        help="""Size of each analyst's home, a loop-mounted ext4 image (sandbox/hub/homes.py)
+        bound in as the home: writes past it fail with ENOSPC and take nobody else's space.
+        K, M, G, T suffixes. A bigger size grows existing homes; they never shrink.
+        Bubblewrap as root only: empty for plain directories in home_root, without a quota.""",
+    ).tag(config=True)
+
+    homes_dir = Unicode(
+        help="""Where the home images live and are mounted. Default: for bubblewrap,
+        /var/lib/dpsandbox/homes-<hash of the hub state dir> (0711: each analyst's
+        bubblewrap must reach its mount point, outside the hub's private state); for
+        Docker, <hub state dir>/docker-homes (0700: only the engine, root, opens it).""",
+    ).tag(config=True)
+
+    @default("homes_dir")
+    def _homes_dir_default(self) -> str:
+        state = Path(self.hub_state_dir).absolute()
+        if self.analysts_traverse_homes:
+            digest = hashlib.sha256(str(state).encode()).hexdigest()[:10]
+            return f"/var/lib/dpsandbox/homes-{digest}"
+        return str(state / "docker-homes")
+
+    def _home_volumes(self) -> HomeVolumes | None:
+        """The size-limited homes; None where home_size is empty."""
+        if not self.home_size.strip():
+            return None
+        try:
+            return HomeVolumes(
+                Path(self.homes_dir),
+                size_bytes=parse_size(self.home_size),
+                analysts_traverse=self.analysts_traverse_homes,
+            )
+        except ValueError as exc:
+            raise SandboxError(f"home_size: {exc}") from exc
+
+    async def _mount_home(
+        self, name: str, *, uid: int, gid: int, old_home: Path | None = None,
+        old_owner: tuple[int, int] | None = None,
+    ) -> Path:  # fmt: skip
+        """Mount the home ``name`` (made on first use); its path on the host.
+
+        A plain ``old_home`` from before images is moved in first, once (``old_homes.py``;
+        with ``old_owner``, its owner's files change hands); one too big refuses the spawn
+        with a message in the analyst's language for the admin."""
+        volumes = self._home_volumes()
+        if volumes is None:
+            raise SandboxError("home_size is empty: there is no home image to mount")
+        then = None
+        if old_home is not None and await asyncio.to_thread(has_old_home, old_home):
+            then = functools.partial(self._move_old_home, old_home, owner=old_owner)
+        try:
+            return await asyncio.to_thread(volumes.mount, name, uid=uid, gid=gid, then=then)
+        except OldHomeTooBig as exc:
+            self.log.error("Not starting the server of %s: %s", self.user.name, exc)
+            raise SandboxError(self._too_big_message(exc)) from exc
+        except (HomeVolumeError, OSError) as exc:
+            raise SandboxError(f"cannot mount the home of {self.user.name} ({exc})") from exc
+
+    def _move_old_home(self, old: Path, home: Path, *, owner: tuple[int, int] | None) -> None:
+        """In the mount's lock: the plain home from before images goes into the image."""
+        self.log.info("Moving the old home of %s (%s) into its size-limited home", self.user.name, old)
+        moved = move_old_home(old, home, owner=owner)
+        self.log.info(
+            "Moved the old home of %s into its size-limited home: %d entries, %d bytes copied; "
+            "the old folder is kept as %s (delete it once checked)%s%s",
+            self.user.name, moved.files, moved.bytes, moved.backup,
+            f"; kept the image's version of {len(moved.kept)} that differ: {moved.kept[:10]}"
+            if moved.kept else "",
+            f"; left {len(moved.skipped)} sockets/FIFOs/devices in the backup" if moved.skipped else "",
+        )  # fmt: skip
+
+    def _too_big_message(self, exc: OldHomeTooBig) -> str:
+        """What the analyst's page says, in their language, for the admin."""
+        values = {"user": self.user.name, "old": str(exc.old), "needed": _mib(exc.needed),
+                  "free": _mib(exc.free), "size": self.home_size}  # fmt: skip
+        return catalog(self._language()).gettext(TOO_BIG) % values
+
+    async def _unmount_home(self, name: str) -> None:
+        """Once the sandbox is gone: unmount its home (a container or mount namespace holding
+        it may linger a moment)."""
+        volumes = self._home_volumes()
+        if volumes is None:
+            return
+        failure = await volumes.unmount_when_released(name)
+        if failure is not None:
+            self.log.warning("The home of %s stays mounted: %s", self.user.name, failure)
+
+    def _provide_templates(self, home: Path, *, uid: int, gid: int) -> None:
+        """Give a new home the scenario notebooks of its language (first spawn only)."""
+        source = self._templates_source()
+        if source is None:
+            return
+        copied = provide_templates(source, home, uid=uid, gid=gid)
+        if copied:
+            self.log.info("Copied %d scenario notebooks to the home of %s", copied, self.user.name)

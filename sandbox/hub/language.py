@@ -10,11 +10,15 @@ hub decides. Spawners of every profile use :func:`sandbox_language` and
 
 from __future__ import annotations
 
+import functools
+import gettext
 import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FOLDERS", "sandbox_language", "templates_source"]
+__all__ = ["FOLDERS", "LOCALE_DIR", "catalog", "sandbox_language", "templates_source"]
+
+LOCALE_DIR = Path(__file__).with_name("locale")  # the hub's catalog (babel.cfg, `make i18n`)
 
 FOLDERS = {"zh_CN": "zh", "en": "en"}  # language -> folder of notebooks_templates
 
@@ -58,3 +62,11 @@ def templates_source(templates_dir: Path, language: str) -> Path:
     """The folder whose notebooks a new analyst gets (the flat folder if it has no languages)."""
     folder = templates_dir / FOLDERS.get(language, "en")
     return folder if folder.is_dir() else templates_dir
+
+
+@functools.cache
+def catalog(language: str) -> gettext.NullTranslations:
+    """The hub's messages (pages and spawn refusals) in ``language`` (zh_CN or en)."""
+    if language == "en":
+        return gettext.NullTranslations()
+    return gettext.translation("messages", LOCALE_DIR, languages=[language], fallback=True)

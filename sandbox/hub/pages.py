@@ -16,36 +16,27 @@ to every page's namespace; the gettext functions read it from the template's con
 from __future__ import annotations
 
 import functools
-import gettext as _gettext
 from pathlib import Path
 from typing import Any
 
 from jinja2 import pass_context
 from jinja2.runtime import Context
 
-from sandbox.hub.language import sandbox_language
+from sandbox.hub.language import LOCALE_DIR, catalog, sandbox_language
 
 __all__ = ["LOCALE_DIR", "TEMPLATES", "install"]
 
 TEMPLATES = Path(__file__).with_name("templates")
-LOCALE_DIR = Path(__file__).with_name("locale")
-
-
-@functools.cache
-def _catalog(language: str) -> _gettext.NullTranslations:
-    if language == "en":
-        return _gettext.NullTranslations()
-    return _gettext.translation("messages", LOCALE_DIR, languages=[language], fallback=True)
 
 
 @pass_context
 def page_gettext(context: Context, message: str) -> str:
-    return _catalog(str(context.get("hub_language") or "en")).gettext(message)
+    return catalog(str(context.get("hub_language") or "en")).gettext(message)
 
 
 @pass_context
 def page_ngettext(context: Context, singular: str, plural: str, n: int) -> str:
-    return _catalog(str(context.get("hub_language") or "en")).ngettext(singular, plural, n)
+    return catalog(str(context.get("hub_language") or "en")).ngettext(singular, plural, n)
 
 
 def _with_language(render: Any) -> Any:

@@ -216,8 +216,7 @@ class SandboxSpawner(
         uid = account.pw_uid
         if uid == 0:
             raise SandboxError("refusing to run a single-user server as root")
-        await self._mount_home(uid, account.pw_gid)
-        self._provide_templates(uid)
+        await self._prepare_home(account)
         if not Path(self.cmd[0]).exists():
             raise SandboxError(
                 f"The sandbox environment is not built ({self.cmd[0]} is missing): "
@@ -369,4 +368,4 @@ class SandboxSpawner(
             try:
                 await self._forget_filtered_uid()
             finally:
-                await self._unmount_home()
+                await self._unmount_home(self.system_user)

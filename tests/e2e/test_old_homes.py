@@ -1,0 +1,148 @@
+"""Upgrading to size-limited homes: an analyst's plain home from before is moved into the
+home image on the first spawn (its notebook opens in the server), once; one too big for the
+image refuses the spawn, untouched, with a translated message (sandbox/hub/old_homes.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import secrets
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from sandbox.hub.isolation import system_username
+from tests.e2e.hubclient import HubBrowser, KernelSession
+from tests.e2e.support import PASSWORD, Gateway, Hub, remove_system_user, running_hub
+
+pytestmark = pytest.mark.e2e
+MARK = "old-work-" + secrets.token_hex(4)
+
+
+@pytest.fixture(scope="module")
+def image_hub(gateway: Gateway, sandbox_env: Path, e2e_dir: Path) -> Iterator[Hub]:
+    with running_hub(gateway, e2e_dir, env={"DPSANDBOX_SANDBOX_HOME_SIZE": "64M"}) as hub:
+        yield hub
+
+
+def _old_style_account(name: str) -> Path:
+    """The account and plain home an analyst had before homes were images (the same
+    useradd the hub ran then), with a notebook and a private script in it."""
+    account = system_username(name)
+    subprocess.run(
+        ["useradd", "--create-home", "--home-dir", f"/home/{account}", "--shell", "/bin/bash",
+         "--user-group", "--comment", f"dp-sandbox analyst {name}", account],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    entry = pwd.getpwnam(account)
+    home = Path(entry.pw_dir)
+    os.chmod(home, 0o700)
+    notebook = {
+        "cells": [{"cell_type": "code", "execution_count": None, "id": "c1", "metadata": {},
+                   "outputs": [], "source": [f"print('{MARK}')"]}],
+        "metadata": {}, "nbformat": 4, "nbformat_minor": 5,
+    }  # fmt: skip
+    (home / "work").mkdir()
+    (home / "work" / "old-analysis.ipynb").write_text(json.dumps(notebook))
+    (home / "work" / "private.sh").write_text("#!/bin/sh\necho mine\n")
+    os.chmod(home / "work" / "private.sh", 0o700)
+    for path in (home, *home.rglob("*")):
+        os.lchown(path, entry.pw_uid, entry.pw_gid)
+    return home
+
+
+def _backups(home: Path) -> list[Path]:
+    return sorted(home.parent.glob(f"{home.name}.moved-to-image-*"))
+
+
+def _remove(name: str, home: Path) -> None:
+    remove_system_user(name)
+    for backup in _backups(home):
+        shutil.rmtree(backup, ignore_errors=True)
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def test_an_old_home_is_moved_into_the_image_and_its_notebook_opens(image_hub: Hub, gateway: Gateway) -> None:
+    name = gateway.add_user(f"old{secrets.token_hex(3)}", "researcher")
+    old = _old_style_account(name)
+    browser = HubBrowser(image_hub.url)
+    kernel = None
+    try:
+        assert browser.login(name, PASSWORD).status_code == 302
+        browser.start_server()
+        token = browser.server_token()
+        contents = httpx.get(
+            f"{image_hub.url}/user/{name}/api/contents/work/old-analysis.ipynb",
+            headers={"Authorization": f"token {token}"}, timeout=30,
+        )  # fmt: skip
+        assert contents.status_code == 200, contents.text
+        assert MARK in json.dumps(contents.json()["content"])  # the server opens the old notebook
+        kernel = KernelSession(image_hub.url, name, token)
+        out = kernel.execute(
+            "import os, pathlib\n"
+            "home = pathlib.Path.home()\n"
+            "s = os.stat(home / 'work' / 'private.sh')\n"
+            "mounted = [l.split()[1] for l in open('/proc/self/mounts') if l.split()[1] == str(home)]\n"
+            "print('HOME', home, oct(s.st_mode & 0o777), s.st_uid == os.getuid(), mounted)\n"
+            "print('RUN', (home / 'work' / 'private.sh').read_text().strip())"
+        )
+        assert f"HOME /home/{system_username(name)} 0o700 True ['/home/" in out, out  # in the image
+        assert "RUN #!/bin/sh" in out, out
+        [backup] = _backups(old)
+        assert not os.path.lexists(old)
+        assert (backup / "work" / "old-analysis.ipynb").is_file()  # kept for the admin
+        log = image_hub.log()
+        assert log.count(f"Moved the old home of {name} into its size-limited home") == 1, log
+        assert str(backup) in log
+        kernel.close()
+        kernel = None
+        browser.stop_server()
+        browser.start_server()  # the second start finds nothing to move and keeps the work
+        again = httpx.get(
+            f"{image_hub.url}/user/{name}/api/contents/work/old-analysis.ipynb",
+            headers={"Authorization": f"token {token}"}, timeout=30,
+        )  # fmt: skip
+        assert again.status_code == 200 and MARK in json.dumps(again.json()["content"])
+        assert image_hub.log().count(f"Moving the old home of {name}") == 1
+        assert _backups(old) == [backup]
+        browser.stop_server()
+    finally:
+        if kernel is not None:
+            kernel.close()
+        browser.close()
+        _remove(name, old)
+
+
+def test_an_old_home_too_big_for_the_image_refuses_the_spawn_and_stays(
+    image_hub: Hub, gateway: Gateway
+) -> None:
+    name = gateway.add_user(f"big{secrets.token_hex(3)}", "researcher")
+    old = _old_style_account(name)
+    with open(old / "work" / "big.bin", "wb") as f:
+        f.write(os.urandom(80 * 2**20))
+    os.lchown(old / "work" / "big.bin", old.stat().st_uid, old.stat().st_gid)
+    before = sorted(str(p.relative_to(old)) for p in old.rglob("*"))
+    browser = HubBrowser(image_hub.url)
+    try:
+        assert browser.login(name, PASSWORD).status_code == 302
+        response = browser.api("POST", f"/users/{name}/server", json={},
+                               headers={"Accept-Language": "zh-CN,zh;q=0.9"})  # fmt: skip
+        assert response.status_code in (201, 202, 500), response.text
+        with pytest.raises(AssertionError, match=r"spawn of .* failed"):
+            browser.wait_ready(timeout=60)
+        events = browser.api("GET", f"/users/{name}/server/progress").text
+        progress = " ".join(json.loads(line[5:]).get("message", "")
+                            for line in events.splitlines() if line.startswith("data:"))  # fmt: skip
+        assert "DPSANDBOX_SANDBOX_HOME_SIZE" in progress and "管理员" in progress, progress
+        assert "64M" in progress and str(old) in progress
+        assert sorted(str(p.relative_to(old)) for p in old.rglob("*")) == before  # untouched
+        assert _backups(old) == []
+        assert f"Not starting the server of {name}: the old home {old}" in image_hub.log()
+    finally:
+        browser.close()
+        _remove(name, old)
