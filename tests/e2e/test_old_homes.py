@@ -60,7 +60,10 @@ def _backups(home: Path) -> list[Path]:
     return sorted(home.parent.glob(f"{home.name}.moved-to-image-*"))
 
 
-def _remove(name: str, home: Path) -> None:
+def _remove(name: str, home: Path, browser: HubBrowser) -> None:
+    if browser.api("GET", f"/users/{name}").json().get("servers"):
+        browser.stop_server()  # only when the test failed half-way
+    browser.close()
     remove_system_user(name)
     for backup in _backups(home):
         shutil.rmtree(backup, ignore_errors=True)
@@ -114,8 +117,7 @@ def test_an_old_home_is_moved_into_the_image_and_its_notebook_opens(image_hub: H
     finally:
         if kernel is not None:
             kernel.close()
-        browser.close()
-        _remove(name, old)
+        _remove(name, old, browser)
 
 
 def test_an_old_home_too_big_for_the_image_refuses_the_spawn_and_stays(
@@ -144,5 +146,4 @@ def test_an_old_home_too_big_for_the_image_refuses_the_spawn_and_stays(
         assert _backups(old) == []
         assert f"Not starting the server of {name}: the old home {old}" in image_hub.log()
     finally:
-        browser.close()
-        _remove(name, old)
+        _remove(name, old, browser)
