@@ -1,6 +1,7 @@
 """Upgrading to size-limited homes: an analyst's plain home from before is moved into the
 home image on the first spawn (its notebook opens in the server), once; one too big for the
-image refuses the spawn, untouched, with a translated message (sandbox/hub/old_homes.py)."""
+image refuses the spawn, untouched, with a translated message (sandbox/hub/old_homes.py).
+Under Docker the same plain home moves into the container's home, as its analyst."""
 
 from __future__ import annotations
 
@@ -17,8 +18,17 @@ import httpx
 import pytest
 
 from sandbox.hub.isolation import system_username
+from tests.e2e.docker_support import docker_client, docker_hub, sandbox_image
 from tests.e2e.hubclient import HubBrowser, KernelSession
-from tests.e2e.support import PASSWORD, Gateway, Hub, remove_system_user, running_hub
+from tests.e2e.support import (
+    PASSWORD,
+    Gateway,
+    Hub,
+    remove_system_user,
+    run_directory,
+    running_gateway,
+    running_hub,
+)
 
 pytestmark = pytest.mark.e2e
 MARK = "old-work-" + secrets.token_hex(4)
@@ -147,3 +157,43 @@ def test_an_old_home_too_big_for_the_image_refuses_the_spawn_and_stays(
         assert f"Not starting the server of {name}: the old home {old}" in image_hub.log()
     finally:
         _remove(name, old, browser)
+
+
+def test_docker_moves_an_old_bubblewrap_home_in_as_its_containers_analyst(sandbox_env: Path) -> None:
+    docker_client()
+    sandbox_image()
+    with run_directory("docker-old-") as run_dir, running_gateway(run_dir) as gateway:
+        name = gateway.add_user(f"dko{secrets.token_hex(3)}", "researcher")
+        old = _old_style_account(name)
+        with docker_hub(gateway, run_dir) as hub:
+            browser = HubBrowser(hub.url)
+            kernel = None
+            try:
+                assert browser.login(name, PASSWORD).status_code == 302
+                browser.start_server()
+                token = browser.server_token()
+                contents = httpx.get(
+                    f"{hub.url}/user/{name}/api/contents/work/old-analysis.ipynb",
+                    headers={"Authorization": f"token {token}"}, timeout=30,
+                )  # fmt: skip
+                assert contents.status_code == 200, contents.text
+                assert MARK in json.dumps(contents.json()["content"])
+                kernel = KernelSession(hub.url, name, token)
+                out = kernel.execute(
+                    "import os, pathlib\n"
+                    "s = os.stat(pathlib.Path.home() / 'work' / 'private.sh')\n"
+                    "print('OWNER', os.getuid(), s.st_uid, s.st_gid, oct(s.st_mode & 0o777))"
+                )
+                assert "OWNER 61000 61000 61000 0o700" in out, out  # the container's analyst
+                [backup] = _backups(old)
+                assert not os.path.lexists(old)
+                assert (backup / "work" / "private.sh").stat().st_uid == pwd.getpwnam(
+                    system_username(name)
+                ).pw_uid  # the backup keeps the old owner
+                assert f"Moved the old home of {name} into its size-limited home" in hub.log()
+                kernel.close()
+                kernel = None
+            finally:
+                if kernel is not None:
+                    kernel.close()
+                _remove(name, old, browser)
