@@ -122,9 +122,13 @@ class HomeVolumes:
                 os.chmod(folder, mode)
 
     @contextmanager
-    def _locked(self) -> Iterator[None]:
+    def _locked(self, name: str | None = None) -> Iterator[None]:
+        """Every home's lock (mount and unmount), or with ``name`` that home's alone: held
+        around the other while a moved-in old home is copied, so others go on meanwhile
+        and an unmount of that home waits. Always taken in that order: the home's first."""
         self._folders()
-        with open(self.root / ".lock", "w") as lock:
+        path = self.root / ".lock" if name is None else self.root / "images" / f"{name}.lock"
+        with open(path, "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 yield
@@ -136,20 +140,21 @@ class HomeVolumes:
     ) -> Path:
         """Create the home on first use, grow it if configured bigger, mount it; its path.
 
-        ``then(path)`` runs once it is mounted, still holding the lock (an unmount waits)."""
+        ``then(path)`` runs once it is mounted, holding this home's lock (its unmount waits)."""
         if not shutil.which("mkfs.ext4"):
             raise HomeVolumeError("mkfs.ext4 is not installed (apt-get install e2fsprogs)")
         image, target = self.image_of(name), self.mount_point_of(name)
-        with self._locked():
-            target.mkdir(mode=0o700, exist_ok=True)
-            if not image.exists():
-                self._create(image, uid=uid, gid=gid)
-            if not os.path.ismount(target):
-                if image.stat().st_size < self.size_bytes:
-                    self._grow(image)
-                _run("mount", "-o", "loop,nosuid,nodev,noatime", str(image), str(target))
-            os.chown(target, uid, gid)
-            os.chmod(target, 0o700)
+        with self._locked(name):
+            with self._locked():
+                target.mkdir(mode=0o700, exist_ok=True)
+                if not image.exists():
+                    self._create(image, uid=uid, gid=gid)
+                if not os.path.ismount(target):
+                    if image.stat().st_size < self.size_bytes:
+                        self._grow(image)
+                    _run("mount", "-o", "loop,nosuid,nodev,noatime", str(image), str(target))
+                os.chown(target, uid, gid)
+                os.chmod(target, 0o700)
             if then is not None:
                 then(target)
         return target
@@ -191,7 +196,7 @@ class HomeVolumes:
     def unmount(self, name: str) -> None:
         """Unmount the home (and free its loop device); a no-op when it is not mounted."""
         target = self.mount_point_of(name)
-        with self._locked():
+        with self._locked(name), self._locked():
             if os.path.ismount(target):
                 _run("umount", str(target))
 

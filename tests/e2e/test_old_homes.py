@@ -12,6 +12,8 @@ import secrets
 import shutil
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -80,23 +82,49 @@ def _remove(name: str, home: Path, browser: HubBrowser) -> None:
     shutil.rmtree(home, ignore_errors=True)
 
 
-def test_an_old_home_is_moved_into_the_image_and_its_notebook_opens(image_hub: Hub, gateway: Gateway) -> None:
-    name = gateway.add_user(f"old{secrets.token_hex(3)}", "researcher")
+@dataclass
+class Started:
+    name: str
+    old: Path  # where the old home was
+    browser: HubBrowser
+    kernel: KernelSession
+    token: str
+
+
+@contextmanager
+def _started_over_old_home(hub: Hub, gateway: Gateway, prefix: str) -> Iterator[Started]:
+    """An analyst with an old-style account and home, logged in, server started (the old
+    notebook opened through it), a kernel; everything removed at the end."""
+    name = gateway.add_user(f"{prefix}{secrets.token_hex(3)}", "researcher")
     old = _old_style_account(name)
-    browser = HubBrowser(image_hub.url)
+    browser = HubBrowser(hub.url)
     kernel = None
     try:
         assert browser.login(name, PASSWORD).status_code == 302
         browser.start_server()
         token = browser.server_token()
-        contents = httpx.get(
-            f"{image_hub.url}/user/{name}/api/contents/work/old-analysis.ipynb",
-            headers={"Authorization": f"token {token}"}, timeout=30,
-        )  # fmt: skip
-        assert contents.status_code == 200, contents.text
-        assert MARK in json.dumps(contents.json()["content"])  # the server opens the old notebook
-        kernel = KernelSession(image_hub.url, name, token)
-        out = kernel.execute(
+        _assert_opens_old_notebook(hub, name, token)
+        kernel = KernelSession(hub.url, name, token)
+        yield Started(name, old, browser, kernel, token)
+    finally:
+        if kernel is not None:
+            kernel.close()
+        _remove(name, old, browser)
+
+
+def _assert_opens_old_notebook(hub: Hub, name: str, token: str) -> None:
+    contents = httpx.get(
+        f"{hub.url}/user/{name}/api/contents/work/old-analysis.ipynb",
+        headers={"Authorization": f"token {token}"}, timeout=30,
+    )  # fmt: skip
+    assert contents.status_code == 200, contents.text
+    assert MARK in json.dumps(contents.json()["content"])  # the server opens the old notebook
+
+
+def test_an_old_home_is_moved_into_the_image_and_its_notebook_opens(image_hub: Hub, gateway: Gateway) -> None:
+    with _started_over_old_home(image_hub, gateway, "old") as box:
+        name, old = box.name, box.old
+        out = box.kernel.execute(
             "import os, pathlib\n"
             "home = pathlib.Path.home()\n"
             "s = os.stat(home / 'work' / 'private.sh')\n"
@@ -112,22 +140,12 @@ def test_an_old_home_is_moved_into_the_image_and_its_notebook_opens(image_hub: H
         log = image_hub.log()
         assert log.count(f"Moved the old home of {name} into its size-limited home") == 1, log
         assert str(backup) in log
-        kernel.close()
-        kernel = None
-        browser.stop_server()
-        browser.start_server()  # the second start finds nothing to move and keeps the work
-        again = httpx.get(
-            f"{image_hub.url}/user/{name}/api/contents/work/old-analysis.ipynb",
-            headers={"Authorization": f"token {token}"}, timeout=30,
-        )  # fmt: skip
-        assert again.status_code == 200 and MARK in json.dumps(again.json()["content"])
+        box.browser.stop_server()
+        box.browser.start_server()  # the second start finds nothing to move and keeps the work
+        _assert_opens_old_notebook(image_hub, name, box.token)
         assert image_hub.log().count(f"Moving the old home of {name}") == 1
         assert _backups(old) == [backup]
-        browser.stop_server()
-    finally:
-        if kernel is not None:
-            kernel.close()
-        _remove(name, old, browser)
+        box.browser.stop_server()
 
 
 def test_an_old_home_too_big_for_the_image_refuses_the_spawn_and_stays(
@@ -162,38 +180,20 @@ def test_an_old_home_too_big_for_the_image_refuses_the_spawn_and_stays(
 def test_docker_moves_an_old_bubblewrap_home_in_as_its_containers_analyst(sandbox_env: Path) -> None:
     docker_client()
     sandbox_image()
-    with run_directory("docker-old-") as run_dir, running_gateway(run_dir) as gateway:
-        name = gateway.add_user(f"dko{secrets.token_hex(3)}", "researcher")
-        old = _old_style_account(name)
-        with docker_hub(gateway, run_dir) as hub:
-            browser = HubBrowser(hub.url)
-            kernel = None
-            try:
-                assert browser.login(name, PASSWORD).status_code == 302
-                browser.start_server()
-                token = browser.server_token()
-                contents = httpx.get(
-                    f"{hub.url}/user/{name}/api/contents/work/old-analysis.ipynb",
-                    headers={"Authorization": f"token {token}"}, timeout=30,
-                )  # fmt: skip
-                assert contents.status_code == 200, contents.text
-                assert MARK in json.dumps(contents.json()["content"])
-                kernel = KernelSession(hub.url, name, token)
-                out = kernel.execute(
-                    "import os, pathlib\n"
-                    "s = os.stat(pathlib.Path.home() / 'work' / 'private.sh')\n"
-                    "print('OWNER', os.getuid(), s.st_uid, s.st_gid, oct(s.st_mode & 0o777))"
-                )
-                assert "OWNER 61000 61000 61000 0o700" in out, out  # the container's analyst
-                [backup] = _backups(old)
-                assert not os.path.lexists(old)
-                assert (backup / "work" / "private.sh").stat().st_uid == pwd.getpwnam(
-                    system_username(name)
-                ).pw_uid  # the backup keeps the old owner
-                assert f"Moved the old home of {name} into its size-limited home" in hub.log()
-                kernel.close()
-                kernel = None
-            finally:
-                if kernel is not None:
-                    kernel.close()
-                _remove(name, old, browser)
+    with (
+        run_directory("docker-old-") as run_dir,
+        running_gateway(run_dir) as gateway,
+        docker_hub(gateway, run_dir) as hub,
+        _started_over_old_home(hub, gateway, "dko") as box,
+    ):
+        out = box.kernel.execute(
+            "import os, pathlib\n"
+            "s = os.stat(pathlib.Path.home() / 'work' / 'private.sh')\n"
+            "print('OWNER', os.getuid(), s.st_uid, s.st_gid, oct(s.st_mode & 0o777))"
+        )
+        assert "OWNER 61000 61000 61000 0o700" in out, out  # the container's analyst
+        [backup] = _backups(box.old)
+        assert not os.path.lexists(box.old)
+        old_uid = pwd.getpwnam(system_username(box.name)).pw_uid
+        assert (backup / "work" / "private.sh").stat().st_uid == old_uid  # the backup is as it was
+        assert f"Moved the old home of {box.name} into its size-limited home" in hub.log()

@@ -9,7 +9,9 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -252,6 +254,36 @@ def test_docker_takes_an_old_bubblewrap_home_as_its_containers_analyst(tmp_path:
         for rel, (mode, _uid, _gid, mtime, content) in before.items():
             owner = (0, 0) if rel == ".bashrc" else (61000, 61000)
             assert after[rel] == (mode, *owner, mtime, content), rel
+    finally:
+        volumes.unmount("dps-ana")
+
+
+@needs_root
+def test_a_long_move_holds_up_its_own_home_only(tmp_path: Path) -> None:
+    volumes = HomeVolumes(tmp_path / "homes", size_bytes=32 * MiB, analysts_traverse=True)
+    moving, release = threading.Event(), threading.Event()
+
+    def slow_move(home: Path) -> None:
+        moving.set()
+        assert release.wait(60)
+        (home / "moved").write_text("in")
+
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(volumes.mount, "dps-ana", uid=ANALYST, gid=ANALYST, then=slow_move)
+        try:
+            assert moving.wait(60)
+            other = volumes.mount("dps-bob", uid=ANALYST + 1, gid=ANALYST + 1)  # not held up
+            volumes.unmount("dps-bob")
+            assert not volumes.is_mounted("dps-bob") and other.name == "dps-bob"
+            unmounting = pool.submit(volumes.unmount, "dps-ana")
+            assert not unmounting.done() and volumes.is_mounted("dps-ana")  # waits for the move
+        finally:
+            release.set()
+        home = first.result(60)
+        unmounting.result(60)
+        assert not volumes.is_mounted("dps-ana") and not (home / "moved").exists()
+    try:  # the move wrote into the image, not under its mount point
+        assert (volumes.mount("dps-ana", uid=ANALYST, gid=ANALYST) / "moved").read_text() == "in"
     finally:
         volumes.unmount("dps-ana")
 
