@@ -101,8 +101,10 @@ def test_releases_agree_with_the_polars_engine_within_the_reported_accuracy(
     budget = loss(0.5, zcdp=True) if "zcdp" in unit else loss(2.0)
     spark_plan, polars_plan = both(spark, files, QUERIES[name], policy, budget)
     assert spark_plan.accuracy() == pytest.approx(polars_plan.accuracy())
-    truth = spark_plan.aggregates()  # what release() noises, kept to tell which keys are sure
-    assert_agree(spark_plan, spark_plan.noised(truth, alpha=STRICT_ALPHA),
+    # SparkPlan's test seam: the exact aggregates, kept to tell which keys are sure, and a
+    # release noised from them, as release() would
+    truth = spark_plan._aggregates()
+    assert_agree(spark_plan, spark_plan._noised(truth, alpha=STRICT_ALPHA),
                  polars_plan.release(alpha=STRICT_ALPHA), truth)
 
 
@@ -152,8 +154,8 @@ def test_the_demo_datasets_answer_like_the_polars_engine(
     ours = spark.plan(query, policy, parquet=str(directory), version="v", loss=budget)
     theirs = Engine().plan(query, policy, parquet=single, version="v", loss=budget)
     assert ours.accuracy() == pytest.approx(theirs.accuracy())
-    truth = ours.aggregates()
-    assert_agree(ours, ours.noised(truth, alpha=STRICT_ALPHA), theirs.release(alpha=STRICT_ALPHA),
+    truth = ours._aggregates()
+    assert_agree(ours, ours._noised(truth, alpha=STRICT_ALPHA), theirs.release(alpha=STRICT_ALPHA),
                  truth)
 
 
@@ -227,19 +229,23 @@ def test_at_negligible_noise_the_values_are_the_exact_aggregates(
 def test_about_95_percent_of_errors_fall_within_the_reported_accuracy(
     spark: SparkEngine, files: tuple[Path, Path], zcdp: bool
 ) -> None:
-    """Many releases of one count: the measurement applied again to one collected aggregate."""
-    plan = spark.plan(spec(Aggregate("count")), make_policy(), parquet=str(files[1]),
-                      version="v", loss=loss(0.001 if zcdp else 0.05, zcdp=zcdp))  # scales ~20
-    aggregates = plan.aggregates()
-    truth = int(aggregates[0][0]["__a0"])
-    assert truth == 2000
-    draws = 2000
-    inside = 0
-    for _ in range(draws):
-        release = plan.noised(aggregates)
-        inside += abs(release.rows[0][0] - truth) <= release.accuracy["count"]
+    """Fresh plans and releases of one count by public keys: every cell of the 96 (month,
+    region, flag) is a draw of the count vector's noise, so 21 releases give 2016 draws."""
+    by = ("month", "region", "flag")
+    truth = {row[:3]: row[3] for row in make_frame().group_by(by).len().iter_rows()}
+    draws = inside = 0
+    for _ in range(21):
+        plan = spark.plan(spec(Aggregate("count"), by=by), make_policy(), parquet=str(files[1]),
+                          version="v", loss=loss(0.001 if zcdp else 0.05, zcdp=zcdp))  # scales ~20
+        release = plan.release()
+        half_width = release.accuracy["count"]
+        assert half_width is not None and half_width == plan.accuracy()["count"]
+        assert len(release.rows) == 96
+        for *key, count in release.rows:
+            draws += 1
+            inside += abs(count - truth.get(tuple(key), 0)) <= half_width
     # OpenDP's half-width covers at least 95% (integer noise: a little more; here 95.1% and
-    # 95.8%): 2000 draws fall outside these bounds in under 1e-9 of runs (binomial tails)
+    # 95.8%): 2016 draws fall outside these bounds in under 1e-9 of runs (binomial tails)
     assert 0.92 <= inside / draws <= 0.985, inside / draws
 
 

@@ -8,9 +8,12 @@ Modules (import the engine from here; what else reaches inside, and why:
 ``services/fits.py`` imports :mod:`.synth` and :mod:`.models` on first use, since
 Private-PGM and jax are heavy; the Spark engine, ``gateway/adapters/spark/``, builds
 on the same compiled blueprint, :mod:`.compiler`, :mod:`.units`, :mod:`.measure`,
-:mod:`.results` and ``engine.compile_budgeted``, so that both engines plan alike):
+:mod:`.plan` (with :mod:`.results` behind it) and ``engine.compile_budgeted``, so that both
+engines plan and release alike):
 
-- :mod:`.engine`: :class:`Engine`, :class:`Plan`, :class:`Release`, the calibration cache.
+- :mod:`.engine`: :class:`Engine`, :class:`Plan`, the calibration cache.
+- :mod:`.plan`: what the engines' plans share (:class:`Release`, the alpha check, the
+  once-only release); the fit plans' once-only release too.
 - :mod:`.compiler`: a query spec -> a :class:`~.compiler.Blueprint` of polars stages.
 - :mod:`.units`: one noisy expression per aggregate (null handling).
 - :mod:`.measure`: OpenDP measurements, privacy maps, release; OpenDP errors translated once.

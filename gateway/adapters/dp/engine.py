@@ -54,7 +54,7 @@ from gateway.adapters.dp.measure import (
     translated,
     within,
 )
-from gateway.adapters.dp.results import accuracy, assemble, collect_cells
+from gateway.adapters.dp.plan import Release, StagedPlan
 from gateway.domain.budget import Budget
 from gateway.domain.errors import InternalError, InvalidRequest
 from gateway.domain.query import QuerySpec
@@ -64,13 +64,6 @@ from gateway.policy import Policy
 __all__ = ["Engine", "Plan", "Release"]
 
 SHARE_SLACK = 1 - 1e-12  # stage budgets sum to a hair under the loss, never over
-
-
-@dataclass(frozen=True)
-class Release:
-    columns: list[str]
-    rows: list[list[object]]
-    accuracy: dict[str, float | None]
 
 
 class _LRU:
@@ -208,21 +201,13 @@ def _check_schema(bp: Blueprint, parquet: Path) -> None:
 
 
 @dataclass
-class Plan:
-    spec: QuerySpec
-    blueprint: Blueprint
+class Plan(StagedPlan):
     space: Space
     parquet: Path
     measurements: list[Any]
     budgets: list[Loss]
     spent_by_stage: list[Loss]
-    output_columns: list[str] = field(init=False)
     _accuracy: dict[float, dict[str, float | None]] = field(default_factory=dict, init=False)
-    _released: bool = field(default=False, init=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
-
-    def __post_init__(self) -> None:
-        self.output_columns = self.spec.output_columns
 
     @property
     def zcdp(self) -> bool:
@@ -237,9 +222,7 @@ class Plan:
             sum(s[1] for s in self.spent_by_stage),
         )
 
-    def _by_alias(self, alpha: float) -> dict[str, float | None]:
-        if not 0 < alpha < 1:
-            raise InvalidRequest(_l("alpha must be between 0 and 1, got %(alpha)s", alpha=alpha))
+    def _accuracy_by_alias(self, alpha: float) -> dict[str, float | None]:
         cached = self._accuracy.get(alpha)
         if cached is None:
             cached = {}
@@ -249,30 +232,12 @@ class Plan:
             self._accuracy[alpha] = cached
         return cached
 
-    def accuracy(self, alpha: float = 0.05) -> dict[str, float | None]:
-        """Half-width of the (1 - alpha) noise interval per output column, as OpenDP's
-        summarize reports it (histograms: one per bin; quantiles and means: None)."""
-        return accuracy(self.blueprint, self._by_alias(alpha), None)
-
-    def release(self, *, alpha: float = 0.05) -> Release:
-        """Read the data and draw the noise, once. The Release's mean accuracy is derived
-        from the released counts (see :func:`gateway.adapters.dp.results.accuracy`)."""
-        with self._lock:
-            if self._released:
-                raise InternalError(_l("a plan is released at most once"))
-            self._released = True
-        by_alias = self._by_alias(alpha)
+    def _noisy_frames(self) -> list[pl.DataFrame]:
         with translated("release"):
-            frames = release_all(
+            return release_all(
                 self.space,
                 source(self.blueprint, self.parquet),
                 self.measurements,
                 self.budgets,
                 [not any(u.kind == "quantile" for u in stage.units) for stage in self.blueprint.stages],
             )
-        keyed = collect_cells(self.blueprint, frames)
-        return Release(
-            columns=list(self.output_columns),
-            rows=assemble(self.blueprint, keyed),
-            accuracy=accuracy(self.blueprint, by_alias, keyed),
-        )

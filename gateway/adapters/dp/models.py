@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ import polars as pl
 from opendp._lib import get_np_csprng
 
 from gateway.adapters.dp.measure import Loss, translated, within
+from gateway.adapters.dp.plan import ReleaseOnce
 from gateway.domain.budget import Budget
 from gateway.domain.errors import InternalError, InvalidRequest, UnsupportedQuery
 from gateway.domain.query import queryable_column
@@ -66,17 +66,14 @@ class ModelPlan:
     spent: Loss
     read: Callable[[], np.ndarray]
     finish: Callable[[Any], dict[str, Any]]
-    _released: bool = field(default=False, init=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    _once: ReleaseOnce = field(init=False, repr=False, compare=False, default_factory=lambda: (
+        ReleaseOnce(_l("a model plan is released at most once"))))
 
     def accuracy(self, alpha: float = 0.05) -> dict[str, float | None]:
         return {}  # OpenDP reports no accuracy for these estimators
 
     def release(self) -> FittedModel:
-        with self._lock:
-            if self._released:
-                raise InternalError(_l("a model plan is released at most once"))
-            self._released = True
+        self._once.claim()
         with translated("release"), np.errstate(divide="ignore", invalid="ignore"):
             data = self.read()
             out = self.measurement(data)  # Theil-Sen drops its pairs with dx = 0

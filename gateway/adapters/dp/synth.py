@@ -37,6 +37,7 @@ import numpy as np
 import opendp.prelude as dp
 
 from gateway.adapters.dp.measure import Loss, translated, within
+from gateway.adapters.dp.plan import ReleaseOnce
 from gateway.adapters.dp.synth_columns import (
     BIN_NOTE,
     Encoded,
@@ -198,8 +199,8 @@ class SyntheticPlan:
     spent: Loss
     oneway_scale: float | None
     zcdp: bool
-    _released: bool = field(default=False, init=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    _once: ReleaseOnce = field(init=False, repr=False, compare=False, default_factory=lambda: (
+        ReleaseOnce(_l("a synthetic-data plan is released at most once"))))
 
     def accuracy(self, alpha: float = 0.05) -> dict[str, float | None]:
         """OpenDP's (1 - alpha) half-width of each noisy one-way marginal count."""
@@ -213,10 +214,7 @@ class SyntheticPlan:
         return {"one_way_count": float(width)}
 
     def release(self) -> SyntheticRelease:
-        with self._lock:
-            if self._released:
-                raise InternalError(_l("a synthetic-data plan is released at most once"))
-            self._released = True
+        self._once.claim()
         with translated("release"):
             table = self.measurement(encoded_frame(self.parquet, self.encoded))
             frame = table.model.synthetic_data(self.rows, "round").df

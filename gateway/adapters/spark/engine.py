@@ -11,25 +11,25 @@ e.g. quantiles), calibrates OpenDP measurements for the collected vectors (:mod:
 and checks that their privacy maps add up to the charge: the primary loss (epsilon, or rho
 under zCDP) equals the charge to within float rounding, and never exceeds it; delta, spent
 only by a key threshold, never exceeds it. Anything else is an :class:`InternalError`
-before any data is read. Results and accuracy are assembled by the polars engine's
-:mod:`gateway.adapters.dp.results`, so both engines answer in the same shape.
+before any data is read. :class:`SparkPlan` is a :class:`~gateway.adapters.dp.plan.StagedPlan`,
+as the polars engine's plan is: the same alpha check and once-only release, its results and
+accuracy assembled by :mod:`gateway.adapters.dp.results`, so both engines answer alike.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
 
 from gateway.adapters.dp.compiler import Blueprint, Stage
-from gateway.adapters.dp.engine import Release, compile_budgeted
+from gateway.adapters.dp.engine import compile_budgeted
 from gateway.adapters.dp.measure import Loss, translated
-from gateway.adapters.dp.results import accuracy, assemble, collect_cells
+from gateway.adapters.dp.plan import Release, StagedPlan
 from gateway.adapters.spark import frames
 from gateway.adapters.spark.noise import (
     StageNoise,
@@ -40,7 +40,7 @@ from gateway.adapters.spark.noise import (
 )
 from gateway.adapters.spark.session import SparkSessions
 from gateway.domain.budget import Budget
-from gateway.domain.errors import DomainError, InternalError, InvalidRequest
+from gateway.domain.errors import DomainError, InternalError
 from gateway.domain.query import QuerySpec
 from gateway.domain.text import _l
 from gateway.policy import Policy
@@ -96,7 +96,8 @@ class SparkEngine:
         spent = (sum(s[0] for s in spent_by_stage), sum(s[1] for s in spent_by_stage))
         check_charge(spent, total, exact=not any(stage.floored for stage in noise))
         source = self._checked_source(policy, bp, str(parquet))
-        return SparkPlan(spec, policy, bp, source, noise, spent, zcdp)
+        return SparkPlan(spec, bp, policy=policy, source=source, noise=noise, spent=spent,
+                         zcdp=zcdp)
 
     def _checked_source(self, policy: Policy, bp: Blueprint, location: str) -> Any:
         """The source as a lazy DataFrame, its schema checked: the release aggregates this
@@ -115,58 +116,43 @@ class SparkEngine:
 
 
 @dataclass
-class SparkPlan:
-    spec: QuerySpec
+class SparkPlan(StagedPlan):
+    """A Spark query plan. Test seam: :meth:`_aggregates` and :meth:`_noised` split the
+    release into Spark's exact aggregates and OpenDP's noise on them, so that a test can
+    tell which private keys must be released and draw a release from known aggregates;
+    neither claims the plan's one release, and nothing in the gateway calls them."""
+
     policy: Policy
-    blueprint: Blueprint
     source: Any  # the checked DataFrame, read lazily at release
     noise: list[StageNoise]
     spent: Loss
     zcdp: bool
-    output_columns: list[str] = field(init=False)
-    _released: bool = field(default=False, init=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
-    def __post_init__(self) -> None:
-        self.output_columns = self.spec.output_columns
-
-    def _by_alias(self, alpha: float) -> dict[str, float | None]:
-        if not 0 < alpha < 1:
-            raise InvalidRequest(_l("alpha must be between 0 and 1, got %(alpha)s", alpha=alpha))
+    def _accuracy_by_alias(self, alpha: float) -> dict[str, float | None]:
+        """As the polars engine reports it (means: None before release)."""
         with translated("plan"):
             return accuracy_by_alias(self.noise, alpha, gaussian=self.zcdp)
 
-    def accuracy(self, alpha: float = 0.05) -> dict[str, float | None]:
-        """Half-width of the (1 - alpha) noise interval per output column (means: None
-        before release), as the polars engine reports it."""
-        return accuracy(self.blueprint, self._by_alias(alpha), None)
+    def _noisy_frames(self) -> list[pl.DataFrame]:
+        return self._frames_from(self._aggregates())
 
-    def aggregates(self) -> list[list[Any]]:
-        """Spark's exact aggregates, one list of rows per stage: private, never released as
-        they are (the release adds noise to them; tests draw many releases from one)."""
+    def _aggregates(self) -> list[list[Any]]:
+        """Spark's exact aggregates, one list of rows per stage: never released as they are."""
         bp = self.blueprint
         with spark_errors("release"):
             rows = frames.rows(self.source, self.spec, self.policy, bp)
             return [frames.stage_cells(rows, bp, stage, self.policy).collect()
                     for stage in bp.stages]
 
-    def release(self, *, alpha: float = 0.05) -> Release:
-        """Aggregate with Spark and add OpenDP's noise, once."""
-        with self._lock:
-            if self._released:
-                raise InternalError(_l("a plan is released at most once"))
-            self._released = True
-        return self.noised(self.aggregates(), alpha=alpha)
-
-    def noised(self, aggregates: list[list[Any]], *, alpha: float = 0.05) -> Release:
-        by_alias = self._by_alias(alpha)
+    def _frames_from(self, aggregates: list[list[Any]]) -> list[pl.DataFrame]:
+        """OpenDP's noise added to the collected vectors, one frame per stage."""
         with translated("release"):
-            frames_ = [_noisy_frame(stage, noise, cells)
-                       for stage, noise, cells in zip(self.blueprint.stages, self.noise,
-                                                      aggregates, strict=True)]
-        keyed = collect_cells(self.blueprint, frames_)
-        return Release(columns=list(self.output_columns), rows=assemble(self.blueprint, keyed),
-                       accuracy=accuracy(self.blueprint, by_alias, keyed))
+            return [_noisy_frame(stage, noise, cells) for stage, noise, cells
+                    in zip(self.blueprint.stages, self.noise, aggregates, strict=True)]
+
+    def _noised(self, aggregates: list[list[Any]], *, alpha: float = 0.05) -> Release:
+        """Test seam (see the class): a release noised from ``aggregates``."""
+        return self._answer(self._by_alias(alpha), self._frames_from(aggregates))
 
 
 def _noisy_frame(stage: Stage, noise: StageNoise, cells: list[Any]) -> pl.DataFrame:
