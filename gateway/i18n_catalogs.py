@@ -33,7 +33,7 @@ TARGET_LOCALES = ("zh_CN",)  # English is the source language: the .pot is its c
 KEYWORDS: dict[str, tuple[int, ...] | None] = {
     "_": None, "gettext": None, "N_": None, "_l": None, "lazy_gettext": None,
     "ngettext": (1, 2), "lazy_ngettext": (1, 2),
-    "_counted": (2, 3),  # gateway/services/input_errors.py: (ctx key, singular, plural)
+    "_counted": (2, 3),  # gateway/domain/input_errors.py: (ctx key, singular, plural)
 }
 COMMENT_TAGS = ("Translators:",)
 # Fixed header dates: a re-extraction that finds nothing new changes no file (no merge noise).

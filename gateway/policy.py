@@ -17,8 +17,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gateway.domain.errors import InvalidRequest
+from gateway.domain.input_errors import describe, refusal
 from gateway.domain.text import _l
-from gateway.services.input_errors import describe, refusal
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 ColumnType = Literal["str", "int", "float", "bool"]

@@ -20,8 +20,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.api.deps import route_action
 from gateway.domain.errors import STATUS_BY_CODE, DomainError, InvalidRequest, Unavailable
+from gateway.domain.input_errors import describe
 from gateway.i18n import N_, _, use_locale
-from gateway.services.input_errors import describe
 
 log = logging.getLogger(__name__)
 INTERNAL_ERROR = N_("internal error: this is a bug in dp-sandbox and has been logged; nothing "

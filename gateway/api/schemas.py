@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
 
+from gateway.domain.input_errors import refusal
 from gateway.domain.text import _l
-from gateway.services.input_errors import refusal
 from gateway.services.queries import QueryRequest
 from gateway.services.specs import AggregateBody, FilterBody, OrderBody
 

@@ -16,8 +16,8 @@ from pydantic import (
 )
 
 from gateway.domain.errors import InvalidRequest
+from gateway.domain.input_errors import describe
 from gateway.domain.query import Aggregate, Filter, QuerySpec
-from gateway.services.input_errors import describe
 
 Scalar = StrictStr | StrictInt | StrictFloat | StrictBool
 

@@ -27,9 +27,9 @@ from markupsafe import Markup
 
 from gateway.api.errors import INTERNAL_ERROR
 from gateway.domain.errors import STATUS_BY_CODE, DomainError, Unauthenticated, Unavailable
+from gateway.domain.input_errors import describe
 from gateway.i18n import N_, _, _l, current_locale, install_jinja, localize
 from gateway.services.common import Principal
-from gateway.services.input_errors import describe
 from gateway.web.words import ACTIONS, action_name, role_name, status_name
 
 log = logging.getLogger(__name__)

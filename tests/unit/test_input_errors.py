@@ -8,8 +8,8 @@ import pytest
 from pydantic import BaseModel, Field, ValidationError
 from pydantic_core.core_schema import ErrorType
 
+from gateway.domain.input_errors import PROBLEMS, describe, problem, refusal
 from gateway.domain.text import _l, use_locale
-from gateway.services.input_errors import PROBLEMS, describe, problem, refusal
 
 # Every number a type's message may take (pydantic's documented ctx keys).
 CTX = {"min_length": 2, "max_length": 3, "pattern": "^[a-z]+$", "gt": 0, "ge": 1, "lt": 5,

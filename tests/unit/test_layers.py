@@ -17,7 +17,13 @@ def _imports(path: Path) -> list[str]:
             names += [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module:
             names.append(node.module)
+            if node.module == "gateway":  # from gateway import services
+                names += [f"gateway.{a.name}" for a in node.names]
     return names
+
+
+def _within(name: str, packages: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in packages)
 
 
 def test_services_import_no_sqlalchemy_and_no_tables() -> None:
@@ -25,6 +31,18 @@ def test_services_import_no_sqlalchemy_and_no_tables() -> None:
         for name in _imports(path):
             assert name.split(".")[0] != "sqlalchemy", f"{path.name} imports {name}"
             assert name != "gateway.adapters.db.tables", f"{path.name} imports the tables"
+
+
+def test_the_policy_and_the_adapters_import_no_layer_above_them() -> None:
+    """Use cases (services) build on the policy and the adapters, and the API, the console and
+    the CLI on the use cases; never the other way round (the domain: test_domain.py)."""
+    above = ("gateway.services", "gateway.api", "gateway.web", "gateway.cli", "gateway.app",
+             "gateway.bootstrap", "gateway.server", "gateway.demo")
+    below = [GATEWAY / "policy.py", *sorted((GATEWAY / "adapters").rglob("*.py"))]
+    assert len(below) > 20
+    for path in below:
+        for name in _imports(path):
+            assert not _within(name, above), f"{path.relative_to(GATEWAY)} imports {name}"
 
 
 def test_only_budget_converts_units_to_numbers() -> None:

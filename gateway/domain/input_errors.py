@@ -8,6 +8,10 @@ is shown as it is. A type not listed reads "invalid value" (in both languages), 
 pydantic's English.
 
     raise InvalidRequest(describe(exc.errors()))   # English for the record, localized shown
+
+Standard library only, as the whole domain: pydantic's errors are read as the plain
+mappings ``errors()`` gives, and a refusal is a ``ValueError``, which pydantic reports as
+a ``value_error`` carrying the exception itself in ``ctx["error"]``.
 """
 
 from __future__ import annotations
@@ -15,14 +19,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from pydantic_core import PydanticCustomError
-
 from gateway.domain.text import Joined, Text, _l, lazy_ngettext
 
 __all__ = ["MAX_PROBLEMS", "describe", "refusal"]
 
 MAX_PROBLEMS = 5
-OURS = "dpsandbox"  # the type of a refusal raised by one of our validators
 SEPARATOR = _l("; ")
 LIST_SEPARATOR = _l(", ")
 # Location parts that name where a value came from rather than which field it is.
@@ -31,9 +32,16 @@ SOURCES = ("body", "query", "path", "header", "cookie")
 Problem = Callable[[Mapping[str, Any]], Text]
 
 
-def refusal(text: Text) -> PydanticCustomError:
-    """An error for a validator to raise: pydantic keeps ``text`` for :func:`describe`."""
-    return PydanticCustomError(OURS, "{text}", {"text": text})
+class _Refusal(ValueError):
+    def __init__(self, text: Text) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+def refusal(text: Text) -> ValueError:
+    """An error for a validator to raise: pydantic keeps it, and so ``text``, for
+    :func:`describe`."""
+    return _Refusal(text)
 
 
 def _fixed(text: Text) -> Problem:
@@ -111,8 +119,8 @@ PROBLEMS: dict[str, Problem] = {
 def problem(error: Mapping[str, Any]) -> Text:
     """One pydantic error's problem, translatable."""
     ctx = error.get("ctx") or {}
-    if error.get("type") == OURS and isinstance(ctx.get("text"), Text):
-        return ctx["text"]
+    if error.get("type") == "value_error" and isinstance(ctx.get("error"), _Refusal):
+        return ctx["error"].text
     describe_one = PROBLEMS.get(str(error.get("type")))
     try:
         return describe_one(ctx) if describe_one else INVALID
