@@ -10,8 +10,17 @@ STAMP := $(VENV)/.installed
 SYS_STAMP := /var/lib/dpsandbox-system-packages.stamp
 SANDBOX_ENV ?= /opt/dpsandbox/sandbox-env
 export DPSANDBOX_SANDBOX_ENV := $(SANDBOX_ENV)
+# A Java runtime for pyspark (4.x runs on 17 or 21): Debian 12 has openjdk-17, Debian 13 only
+# openjdk-21. The first that apt has a candidate version of is installed: `apt-cache show`
+# succeeds, with no record, for a name another package merely mentions (openjdk-21 on 12).
+JRE_PACKAGES := openjdk-17-jre-headless openjdk-21-jre-headless default-jre-headless
+APT_CACHE ?= apt-cache
+PICK_JRE = jre=""; for p in $(JRE_PACKAGES); do \
+  if LC_ALL=C $(APT_CACHE) policy "$$p" 2>/dev/null | grep -q '^ *Candidate: [^(]'; then \
+  jre=$$p; break; fi; done; \
+  [ -n "$$jre" ] || { echo "no Java runtime package among: $(JRE_PACKAGES)" >&2; exit 1; }
 
-.PHONY: demo test bench install system-packages sandbox-env docker-engine sandbox-image lint clean i18n
+.PHONY: demo test bench install system-packages jre-package sandbox-env docker-engine sandbox-image lint clean i18n
 
 install: $(STAMP)
 
@@ -25,7 +34,7 @@ $(VENV):
 
 # System packages a fresh Debian machine lacks (we run as root; skipped when present).
 system-packages:
-	@missing=""; \
+	@missing=""; need_java=""; \
 	command -v bwrap >/dev/null 2>&1 || missing="$$missing bubblewrap"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v nft >/dev/null 2>&1 || missing="$$missing nftables"; \
@@ -38,11 +47,17 @@ system-packages:
 	command -v mmdebstrap >/dev/null 2>&1 || command -v debootstrap >/dev/null 2>&1 || missing="$$missing mmdebstrap"; \
 	command -v mkfs.ext4 >/dev/null 2>&1 || missing="$$missing e2fsprogs"; \
 	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
-	command -v java >/dev/null 2>&1 || missing="$$missing openjdk-17-jre-headless"; \
-	if [ -n "$$missing" ]; then \
+	command -v java >/dev/null 2>&1 || need_java=1; \
+	if [ -n "$$missing$$need_java" ]; then \
+	  apt-get update -qq || exit 1; \
+	  if [ -n "$$need_java" ]; then $(PICK_JRE); missing="$$missing $$jre"; fi; \
 	  echo "installing system packages:$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+
+# The Java runtime package system-packages would install here (asks apt-cache only).
+jre-package:
+	@$(PICK_JRE); echo "$$jre"
 
 sandbox-env: install system-packages
 	$(BIN)/python -m sandbox.hub.build_env --prefix $(SANDBOX_ENV)
