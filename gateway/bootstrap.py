@@ -10,7 +10,7 @@ from gateway.adapters.db import Store
 from gateway.adapters.secrets import load_secrets
 from gateway.adapters.spark import SparkSessions
 from gateway.services.access import AccessService
-from gateway.services.audit import AuditLog
+from gateway.services.audit import AuditLog, checkpoint_key
 from gateway.services.catalog import Catalog
 from gateway.services.fits import FIT_KINDS, FitService
 from gateway.services.grants import Ledger
@@ -73,7 +73,7 @@ def bootstrap(settings: Settings | None = None, *, engine: Engine | None = None,
     secrets = load_secrets(settings.state_dir, settings.secrets_dir)
     tokens = TokenService(secrets.signing_key, verify_keys=secrets.verify_keys,
                           issuer=settings.issuer, audience=settings.audience)
-    audit = AuditLog(store)
+    audit = AuditLog(store, checkpoint_key=checkpoint_key(secrets.console_secret))
     spark = SparkSessions(settings.spark_master,  # started only if a Spark dataset is used
                           {"spark.sql.warehouse.dir": str(settings.home / "spark-warehouse")})
     catalog = Catalog(store, audit, settings, spark=spark)

@@ -3,11 +3,18 @@
 ``hash = sha256(prev_hash || canonical_json(entry))``. Editing a row changes its hash;
 deleting or reordering rows breaks the link to the previous hash or the seq order.
 :func:`verify_chain` names the first damaged entry.
+
+A :class:`Checkpoint` remembers how far the chain was verified (the seq and hash of the
+last entry that verified), so the next check recomputes only the entries after it, and
+when the whole chain was last verified from the first entry. It carries a MAC under a
+gateway secret: a checkpoint edited in the store does not verify, and is then ignored
+(the whole chain is verified instead).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -41,9 +48,12 @@ class ChainReport:
     problem: str | None = None
 
 
-def verify_chain(entries: Iterable[Mapping[str, Any]]) -> ChainReport:
-    """Recompute the chain in seq order (entries must come sorted by seq)."""
-    prev, expected_seq, count = GENESIS, 1, 0
+def verify_chain(entries: Iterable[Mapping[str, Any]], *, after: int = 0,
+                 prev: str = GENESIS) -> ChainReport:
+    """Recompute the chain in seq order (entries must come sorted by seq): from the first
+    entry, or the entries after seq ``after`` whose hash is ``prev`` (a checkpoint; the
+    report then counts the entries up to it as verified)."""
+    expected_seq, count = after + 1, after
     for entry in entries:
         seq = int(entry["seq"])
         if seq != expected_seq:
@@ -55,3 +65,24 @@ def verify_chain(entries: Iterable[Mapping[str, Any]]) -> ChainReport:
             return ChainReport(False, count, prev, seq, f"seq {seq} was altered")
         prev, expected_seq, count = entry["hash"], seq + 1, count + 1
     return ChainReport(True, count, prev)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The chain verified up to ``seq`` (whose hash is ``hash``; 0 and GENESIS: nothing
+    yet); ``full_at``: when it was last verified from the first entry, up to ``full_seq``,
+    and the first damaged entry that found (None: intact)."""
+
+    seq: int
+    hash: str
+    full_at: str | None = None
+    full_seq: int = 0
+    full_bad_seq: int | None = None
+
+    def mac(self, key: bytes) -> str:
+        body = canonical_json([self.seq, self.hash, self.full_at, self.full_seq,
+                               self.full_bad_seq])
+        return hmac.new(key, f"audit-checkpoint:{body}".encode(), hashlib.sha256).hexdigest()
+
+    def signed_by(self, key: bytes, mac: str) -> bool:
+        return hmac.compare_digest(self.mac(key), mac)

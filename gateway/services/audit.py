@@ -1,24 +1,62 @@
-"""The audit log service: append entries in the caller's transaction, read, verify, export."""
+"""The audit log service: append entries in the caller's transaction, read, verify, export.
+
+Verifying: :meth:`AuditLog.verify` recomputes the whole chain from its first entry (the
+API, the CLI, the console's "verify the entire chain"); :meth:`AuditLog.check`, what the
+audit page shows on every load, recomputes only the entries after the store's checkpoint
+(gateway/domain/audit.py). Each moves the checkpoint: a full verification to the last
+entry that verified (before the first damaged one, so every later check finds the damage
+again), a check that finds no damage to the head. A checkpoint whose MAC does not verify,
+or whose entry no longer has its hash, is ignored: the whole chain is verified instead.
+"""
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import hmac
 import io
 import json
+import logging
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from gateway.adapters.db import Store, Tx
 from gateway.adapters.db.audit import COLUMNS as AUDIT_COLUMNS
-from gateway.domain.audit import GENESIS, ChainReport, canonical_json, entry_hash, verify_chain
+from gateway.domain.audit import (
+    GENESIS,
+    ChainReport,
+    Checkpoint,
+    canonical_json,
+    entry_hash,
+    verify_chain,
+)
 from gateway.domain.budget import Budget
-from gateway.domain.errors import InvalidRequest, NotFound
+from gateway.domain.errors import InvalidRequest, NotFound, Unavailable
 from gateway.i18n import _l
 from gateway.services.common import READERS, Principal, iso, now, parse_iso
 from gateway.services.refusals import Refusals
 
+log = logging.getLogger(__name__)
 MAX_PAGE = 500
+
+
+def checkpoint_key(secret: str) -> bytes:
+    """The key of the checkpoint's MAC, derived from a secret every replica shares."""
+    return hmac.new(secret.encode(), b"dpsandbox audit checkpoint", hashlib.sha256).digest()
+
+
+@dataclass(frozen=True)
+class ChainCheck:
+    """The chain as the audit page shows it: ``report`` over the whole chain, in which the
+    entries after seq ``checked_after`` were recomputed now (0: all of them), and the last
+    verification of the entire chain (``full_at`` None: none yet)."""
+
+    report: ChainReport
+    checked_after: int
+    full_at: str | None
+    full_seq: int
+    full_bad_seq: int | None
 
 
 @dataclass(frozen=True)
@@ -35,9 +73,12 @@ class AuditFilter:
 
 
 class AuditLog:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, checkpoint_key: bytes | None = None) -> None:
+        """``checkpoint_key``: the MAC key of the verification checkpoint; without one no
+        checkpoint is trusted, and every check verifies the whole chain."""
         self.store = store
         self.refusals = Refusals(self.record)
+        self.checkpoint_key = checkpoint_key
 
     def append(
         self, tx: Tx, *, action: str, outcome: str,
@@ -110,11 +151,75 @@ class AuditLog:
         with self.store.reading() as tx:
             yield from tx.audit.in_order()
 
+    # -- verifying -----------------------------------------------------------------------
+
     def verify(self, actor: Principal | None = None) -> ChainReport:
+        """Recompute the entire chain from its first entry (and move the checkpoint)."""
         with self.refusals(actor, "audit.verify"):
             if actor is not None:
                 actor.require(*READERS, full_scope=True)
-        return verify_chain(self._in_order())
+        report = verify_chain(self._in_order())
+        self._keep(Checkpoint(report.entries, report.head, full_at=iso(now()),
+                              full_seq=report.entries, full_bad_seq=report.first_bad_seq))
+        return report
+
+    def check(self, actor: Principal | None = None) -> ChainCheck:
+        """Recompute the entries after the checkpoint, linked to its hash (the entire chain
+        if there is no checkpoint to trust)."""
+        with self.refusals(actor, "audit.verify"):
+            if actor is not None:
+                actor.require(*READERS, full_scope=True)
+        kept = self._checkpoint()
+        report = self._verify_after(kept[0]) if kept is not None else None
+        if kept is None or report is None:
+            report = self.verify()
+            kept = self._checkpoint()
+            return self._checked(report, 0, kept[0] if kept else None)
+        checkpoint, mac = kept
+        if report.ok and report.entries > checkpoint.seq:
+            self._keep(replace(checkpoint, seq=report.entries, hash=report.head), was=mac)
+        return self._checked(report, checkpoint.seq, checkpoint)
+
+    def _verify_after(self, checkpoint: Checkpoint) -> ChainReport | None:
+        """The entries after ``checkpoint``, linked to its hash; None if its own entry no
+        longer carries that hash (edited or gone: the checkpoint cannot be trusted)."""
+        with self.store.reading() as tx:
+            if checkpoint.seq and tx.audit.hash_at(checkpoint.seq) != checkpoint.hash:
+                log.warning("the audit checkpoint at seq %s does not match the log: "
+                            "verifying the entire chain", checkpoint.seq)
+                return None
+            return verify_chain(tx.audit.in_order(after=checkpoint.seq),
+                                after=checkpoint.seq, prev=checkpoint.hash)
+
+    @staticmethod
+    def _checked(report: ChainReport, after: int, checkpoint: Checkpoint | None) -> ChainCheck:
+        if checkpoint is None:  # the store would not keep it: the full run is all we know
+            return ChainCheck(report, 0, None, 0, None)
+        return ChainCheck(report, after, checkpoint.full_at, checkpoint.full_seq,
+                          checkpoint.full_bad_seq)
+
+    def _checkpoint(self) -> tuple[Checkpoint, str] | None:
+        """The stored checkpoint and its MAC, if it verifies under our key."""
+        if self.checkpoint_key is None:
+            return None
+        with self.store.reading() as tx:
+            kept = tx.audit.checkpoint()
+        if kept is None or kept[0].signed_by(self.checkpoint_key, kept[1]):
+            return kept
+        log.warning("the audit checkpoint's MAC does not verify: it is ignored")
+        return None
+
+    def _keep(self, checkpoint: Checkpoint, *, was: str | None = None) -> None:
+        """Store ``checkpoint`` (with ``was``: only over the one with that MAC). Verifying
+        reads: a store that cannot be written now keeps the old checkpoint."""
+        if self.checkpoint_key is None:
+            return
+        try:
+            with self.store.writing() as tx:
+                tx.audit.keep_checkpoint(checkpoint, checkpoint.mac(self.checkpoint_key),
+                                         was=was)
+        except Unavailable:
+            log.warning("the audit checkpoint could not be stored (store unavailable)")
 
     def export(self, fmt: str, actor: Principal | None = None,
                roles: tuple[str, ...] = ("auditor",), **detail: Any) -> str:

@@ -62,12 +62,14 @@ def with_accuracy(svc: Services, actor: Principal,
 
 
 def audit_log(svc: Services, flt: AuditFilter, *, page: int, size: int) -> dict[str, Any]:
-    """One page of the log, the chain's verification, and the filters as they were set."""
+    """One page of the log, the chain's check (the entries after the last verified one are
+    recomputed; the entire chain on demand), and the filters as they were set."""
     entries, total = svc.audit.page(flt, page=page, size=size)
+    check = svc.audit.check()
     pages = max(1, -(-total // size))
     filters = {k: v for k, v in asdict(flt).items() if v}
     return {
-        "chain": svc.audit.verify(), "entries": entries, "total": total, "page": page,
+        "chain": check.report, "check": check, "entries": entries, "total": total, "page": page,
         "pages": pages, "filters": filters, "action_groups": action_groups(),
         "page_link": lambda n: "/console/audit?" + urlencode({**filters, "page": n}),
     }

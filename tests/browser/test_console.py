@@ -328,14 +328,42 @@ def test_a_damaged_chain_is_shown_prominently_with_the_entry(console: Console,
     try:
         with console.services.store.write() as conn:  # someone edits the log behind our back
             conn.execute(update(t.audit).where(entry_4).values(outcome="denied"))
-        auditor.goto("/console/audit")
+        auditor.goto("/console/audit")  # a load recomputes the entries added since the last
+        status = auditor.page.get_by_role("status").filter(has_text="verified before")
+        expect(status).to_be_visible()  # ... and says the older ones were verified before
+        auditor.click(auditor.page.get_by_role("button", name="Verify the entire chain"))
+        expect(auditor.page.get_by_text("The entire chain was verified from its first entry."
+                                        )).to_be_visible()
         alert = auditor.page.get_by_role("alert")
         expect(alert).to_contain_text("Chain verification FAILED")
         expect(alert).to_contain_text("entry 4")
+        expect(auditor.page.locator("form.verify-all")).to_contain_text("entry 4 was damaged")
         auditor.shot("auditor-chain-damaged")
-        auditor.click(alert.get_by_role("link", name="entry 4"))
+        auditor.goto("/console/audit")  # every later load finds it again
+        expect(auditor.page.get_by_role("alert")).to_contain_text("entry 4")
+        auditor.click(auditor.page.get_by_role("alert").get_by_role("link", name="entry 4"))
         expect(auditor.page.get_by_role("heading", name=re.compile("Audit entry 4"))).to_be_visible()
     finally:
         with console.services.store.write() as conn:
             conn.execute(update(t.audit).where(entry_4).values(outcome=original))
     assert console.services.audit.verify().ok
+
+
+def test_an_entry_damaged_after_the_last_check_is_shown_on_the_next_load(
+        console: Console, sign_in: Any) -> None:
+    auditor = sign_in("audrey")
+    expect(auditor.page.get_by_role("heading", name="Chain verified: intact")).to_be_visible()
+    seq = console.services.audit.record(action="catalog.list", outcome="ok", actor_name="rita")
+    newest = t.audit.c.seq == seq
+    try:
+        with console.services.store.write() as conn:
+            conn.execute(update(t.audit).where(newest).values(actor="someone-else"))
+        auditor.goto("/console/audit")
+        alert = auditor.page.get_by_role("alert")
+        expect(alert).to_contain_text("Chain verification FAILED")
+        expect(alert).to_contain_text(f"entry {seq}")
+    finally:
+        with console.services.store.write() as conn:
+            conn.execute(update(t.audit).where(newest).values(actor="rita"))
+    auditor.goto("/console/audit")
+    expect(auditor.page.get_by_role("heading", name="Chain verified: intact")).to_be_visible()

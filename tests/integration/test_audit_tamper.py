@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import delete, select, update
@@ -80,3 +81,127 @@ def test_exports_verify_offline(tmp_path: Path, fmt: str) -> None:
     lines = text.splitlines()
     lines[3] = lines[3].replace("user", "resu", 1)
     assert not verify_export("\n".join(lines) + "\n", fmt).ok
+
+
+# -- the checkpoint: the audit page recomputes only what was appended since -------------
+
+def _add_users(svc: Services, names: range) -> None:
+    for i in names:
+        svc.users.create(ADMIN, username=f"user{i}", role="researcher", password="x" * 12)
+
+
+def _damage(conn: Any, damage: str, seq: int) -> None:
+    """Edit, delete or swap entries the way a forger with the database would."""
+    from gateway.domain.audit import entry_hash
+
+    row = conn.execute(select(t.audit).where(t.audit.c.seq == seq)).mappings().one()
+    if damage == "edit":
+        conn.execute(update(t.audit).where(t.audit.c.seq == seq).values(actor="someone-else"))
+    elif damage == "edit-hash-too":
+        conn.execute(update(t.audit).where(t.audit.c.seq == seq).values(
+            outcome="denied", hash=entry_hash({**row, "outcome": "denied"})))
+    elif damage == "delete":
+        conn.execute(delete(t.audit).where(t.audit.c.seq == seq))
+    else:
+        other = conn.execute(select(t.audit).where(t.audit.c.seq == seq + 3)).mappings().one()
+        keep = [c for c in row if c != "seq"]
+        conn.execute(update(t.audit).where(t.audit.c.seq == seq).values(
+            **{c: other[c] for c in keep}))
+        conn.execute(update(t.audit).where(t.audit.c.seq == seq + 3).values(
+            **{c: row[c] for c in keep}))
+
+
+def test_a_check_recomputes_only_the_entries_after_the_checkpoint(
+        tmp_path: Path, store_url: str) -> None:
+    svc = _services(tmp_path, store_url)
+    first = svc.audit.check()  # no checkpoint yet: the entire chain
+    assert first.report.ok and first.report.entries == 8 and first.checked_after == 0
+    assert first.full_at is not None and first.full_seq == 8 and first.full_bad_seq is None
+    _add_users(svc, range(8, 11))
+    later = svc.audit.check()
+    assert later.report.ok and later.report.entries == 11 and later.checked_after == 8
+    assert later.report.head == svc.audit.verify().head
+    assert svc.audit.check().checked_after == 11
+
+    with svc.store.engine.begin() as conn:  # an entry verified before is edited
+        _damage(conn, "edit", 4)
+    assert svc.audit.check().report.ok  # not recomputed on a page load: only in full
+    full = svc.audit.verify()
+    assert not full.ok and full.first_bad_seq == 4
+    after = svc.audit.check()  # the full run moved the checkpoint before the damage
+    assert not after.report.ok and after.report.first_bad_seq == 4
+    assert after.checked_after == 3 and after.full_bad_seq == 4 and after.full_seq == 3
+    svc.store.dispose()
+
+
+@pytest.mark.parametrize(("damage", "expected"),
+                         [("edit", 12), ("edit-hash-too", 13), ("delete", 12), ("reorder", 12)])
+def test_damage_after_the_checkpoint_is_found_by_the_next_check(
+        tmp_path: Path, store_url: str, damage: str, expected: int) -> None:
+    svc = _services(tmp_path, store_url)
+    assert svc.audit.check().report.ok  # the checkpoint is at entry 8
+    _add_users(svc, range(8, 16))
+    with svc.store.engine.begin() as conn:
+        _damage(conn, damage, 12)
+    check = svc.audit.check()
+    assert not check.report.ok and check.checked_after == 8
+    assert check.report.first_bad_seq == expected, check
+    assert not svc.audit.check().report.ok  # a failed check keeps the checkpoint
+    svc.store.dispose()
+
+
+@pytest.mark.parametrize("forgery", ["moved", "hash", "deleted", "entry-rehashed"])
+def test_a_tampered_checkpoint_does_not_make_a_broken_chain_look_valid(
+        tmp_path: Path, store_url: str, forgery: str) -> None:
+    """Whatever is done to the checkpoint (moved past the damage, its hash changed, deleted,
+    its own entry rewritten with a new hash), the next check finds the damage."""
+    svc = _services(tmp_path, store_url)
+    assert svc.audit.check().report.ok  # the checkpoint is at entry 8
+    _add_users(svc, range(8, 16))
+    expected = 9 if forgery == "entry-rehashed" else 12
+    with svc.store.engine.begin() as conn:
+        if forgery == "entry-rehashed":
+            _damage(conn, "edit-hash-too", 8)
+        else:
+            _damage(conn, "edit", 12)
+        head = conn.execute(select(t.audit.c.seq, t.audit.c.hash)
+                            .where(t.audit.c.seq == 16)).one()
+        cp = t.audit_checkpoint
+        if forgery == "moved":  # past the damage, to an entry's real hash
+            conn.execute(update(cp).values(seq=head.seq, hash=head.hash))
+        elif forgery == "hash":
+            conn.execute(update(cp).values(hash=head.hash))
+        elif forgery == "deleted":
+            conn.execute(delete(cp))
+    check = svc.audit.check()
+    assert not check.report.ok and check.report.first_bad_seq == expected, check
+    assert check.checked_after == 0  # the checkpoint was not trusted: the entire chain
+    assert not svc.audit.check().report.ok
+    svc.store.dispose()
+
+
+def test_checks_from_two_gateways_keep_one_exact_checkpoint(
+        tmp_path: Path, store_url: str) -> None:
+    """Two gateways (replicas) on one store: a check on one moves the checkpoint both
+    trust; a check that started from an older one does not move it back over a full run's."""
+    from gateway.domain.audit import Checkpoint
+
+    svc = _services(tmp_path, store_url)
+    other = bootstrap(Settings(home=tmp_path, database_url=store_url))
+    assert svc.audit.check().report.ok
+    _add_users(svc, range(8, 12))
+    assert other.audit.check().checked_after == 8
+    assert svc.audit.check().checked_after == 12
+    key = svc.audit.checkpoint_key
+    assert key is not None
+    with svc.store.reading() as tx:
+        kept = tx.audit.checkpoint()
+    assert kept is not None and kept[0].seq == 12
+    stale = Checkpoint(8, "0" * 64)  # what a check that read the checkpoint at 8 would pass
+    with svc.store.writing() as tx:
+        assert not tx.audit.keep_checkpoint(Checkpoint(20, "1" * 64), "x" * 64,
+                                            was=stale.mac(key))
+    with svc.store.reading() as tx:
+        assert tx.audit.checkpoint() == kept
+    other.store.dispose()
+    svc.store.dispose()

@@ -148,6 +148,19 @@ audit = Table(
     Column("hash", String(64), nullable=False),
 )
 
+# How far the audit chain was verified (one row, id 1): see gateway/domain/audit.py
+audit_checkpoint = Table(
+    "audit_checkpoint",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("full_at", String(40), nullable=True),
+    Column("full_seq", BigInteger, nullable=False),
+    Column("full_bad_seq", BigInteger, nullable=True),
+    Column("mac", String(64), nullable=False),
+)
+
 revoked_tokens = Table(
     "revoked_tokens",
     metadata,

@@ -13,7 +13,8 @@ from gateway.i18n import _
 from gateway.services.audit import AuditFilter
 from gateway.web.charts import RANGES, spend_charts
 from gateway.web.render import ConsoleRoute, page
-from gateway.web.session import AuditorUser, AuditReader
+from gateway.web.routes.common import back, notice
+from gateway.web.session import AuditorUser, AuditReader, FormUser
 from gateway.web.views import audit_log, chart_limits
 
 router = APIRouter(prefix="/console", route_class=ConsoleRoute)
@@ -45,8 +46,15 @@ def log_page(
                       outcome=outcome or None, since=as_utc(since), until=as_utc(until),
                       query_id=query_id or None, grant_id=grant_id or None,
                       request_id=request_id or None)
-    return page(request, "audit_log.html", title=_("Audit log"),
+    return page(request, "audit_log.html", title=_("Audit log"), notice=notice(request),
                 **audit_log(svc, flt, page=page_number, size=PAGE_SIZE))
+
+
+@router.post("/audit/verify")
+def verify_all(actor: FormUser, svc: ServicesDep) -> Response:
+    """Recompute the entire chain from its first entry; the page shows what it found."""
+    svc.audit.verify(actor)
+    return back("/console/audit", "chain-verified")
 
 
 @router.get("/audit/entries/{seq}")

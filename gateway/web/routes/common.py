@@ -42,6 +42,7 @@ NOTICES = {
     "role-changed": N_("The role was changed; the account's open sessions end at their next "
                        "request."),
     "withdrawn": N_("The application was withdrawn."),
+    "chain-verified": N_("The entire chain was verified from its first entry."),
     "applied": N_("Your application was sent. Open datasets are granted at once; others wait "
                   "for an administrator."),
 }
