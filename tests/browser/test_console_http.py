@@ -121,3 +121,29 @@ def test_an_account_page_reads_one_account(gateway_env: GatewayEnv) -> None:
     entries, _total = gateway_env.services.audit.page(
         AuditFilter(action="user.show", outcome="denied"), page=1, size=5)
     assert entries and entries[0]["detail"]["username"] == "nobody"
+
+
+def test_only_readers_of_the_log_verify_the_entire_chain_and_only_with_the_csrf_token(
+        gateway_env: GatewayEnv) -> None:
+    def token_of(client: TestClient) -> str:
+        found = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/console").text)
+        assert found
+        return found.group(1)
+
+    auditor, researcher = fresh(gateway_env), fresh(gateway_env)
+    sign_in(auditor, "audrey")
+    sign_in(researcher, "rita")
+    assert auditor.post("/console/audit/verify", data={}).status_code == 403  # no CSRF token
+    refused = researcher.post("/console/audit/verify", data={"csrf_token": token_of(researcher)},
+                              follow_redirects=False)
+    assert refused.status_code == 403
+    [denied] = gateway_env.services.audit.page(
+        AuditFilter(actor="rita", action="audit.verify", outcome="denied"), page=1, size=5)[0]
+    assert denied["role"] == "researcher"
+    done = auditor.post("/console/audit/verify", data={"csrf_token": token_of(auditor)},
+                        follow_redirects=False)
+    assert done.status_code == 303
+    assert done.headers["location"] == "/console/audit?done=chain-verified"
+    shown = auditor.get(done.headers["location"]).text
+    assert "The entire chain was verified from its first entry." in shown
+    assert "The entire chain was last verified from its first entry on" in shown
