@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 from traitlets import Unicode
 
-from .homes import HomesMixin, HomeVolumes
+from .homes import HomesMixin, HomeVolumes, OldHome
 from .isolation import SandboxError, system_username
 from .old_homes import OldHomeTooBig
 
@@ -135,6 +135,15 @@ class AnalystAccountMixin(HomesMixin):
             self.system_user, hub_user=self.user.name, home_root=Path(self.home_root),
             plain_home=self._home_volumes() is None,
         )  # fmt: skip
+
+    def _old_home(self) -> OldHome | None:
+        """The home directory of the analyst's account, as root with home images."""
+        if self._home_volumes() is None:
+            return None
+        account = analyst_account(self.system_user, hub_user=self.user.name)
+        if account is None:
+            return None  # a new analyst: no old home
+        return OldHome(Path(account.pw_dir), self.system_user, account.pw_uid, account.pw_gid)
 
     async def _prepare_home(self, account: pwd.struct_passwd) -> None:
         """Mount the size-limited home (moving the account's old plain home into it first),

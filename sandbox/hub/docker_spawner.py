@@ -35,7 +35,7 @@ from .accounts import analyst_account
 from .docker_network import DockerNetworkError, SandboxNetwork, drop_default_route, network_names
 from .forwarder import TcpForwarder
 from .gateway_link import GatewayLinkMixin
-from .homes import HomesMixin, HomeVolumeError, parse_size
+from .homes import HomesMixin, HomeVolumeError, OldHome, parse_size
 from .image import IMAGE_DIR, ImageBuildError, image_exists, sandbox_image_tag
 from .isolation import SandboxError, system_username
 from .settings import SERVER_ARGS
@@ -215,8 +215,9 @@ class DockerSandboxSpawner(HomesMixin, GatewayLinkMixin, DockerSpawner):
         if self._home_volumes() is None:
             raise SandboxError("c.DockerSandboxSpawner.home_size is empty: Docker homes need a size")
         uid = gid = self.sandbox_uid
+        old = self._old_home()  # moved by run_pre_spawn_hook, unless start() is called alone
         home = await self._mount_home(
-            self.home_name, uid=uid, gid=gid, old_home=self._old_plain_home(), old_owner=(uid, gid)
+            self.home_name, uid=uid, gid=gid, old_home=old.path if old else None, old_owner=(uid, gid)
         )
         await asyncio.to_thread(self._provide_templates, home, uid=uid, gid=gid)
         self.volumes = {str(home): {"bind": SANDBOX_HOME, "mode": "rw"}}
@@ -229,12 +230,16 @@ class DockerSandboxSpawner(HomesMixin, GatewayLinkMixin, DockerSpawner):
         self.sandbox_token = await self._fetch_sandbox_token()
         self.token_jti = token_id(self.sandbox_token)
 
-    def _old_plain_home(self) -> Path | None:
+    def _old_home(self) -> OldHome | None:
         """The plain home of this analyst's bubblewrap account from before homes were images
-        (Docker became the default where an engine answers): moved in on the first start."""
+        (Docker became the default where an engine answers): moved in before the first start,
+        its owner's files becoming the container user's."""
         prefix = self.config.SandboxSpawner.get("system_user_prefix", "dps-")
         account = analyst_account(system_username(self.user.name, prefix), hub_user=self.user.name)
-        return Path(account.pw_dir) if account is not None else None
+        if account is None:
+            return None
+        uid = self.sandbox_uid
+        return OldHome(Path(account.pw_dir), self.escaped_name, uid, uid, owner=(uid, uid))
 
     async def _seal(self) -> None:
         """Take the container's default route away before anything of the analyst runs."""
@@ -299,7 +304,8 @@ class DockerSandboxSpawner(HomesMixin, GatewayLinkMixin, DockerSpawner):
                 await self.remove_object()
             except Exception as exc:  # noqa: BLE001 (cleanup goes on)
                 self.log.warning("Could not remove container %s: %s", self.object_name, exc)
-        name, self.home_name = self.home_name, ""
+        # escaped_name: a home the pre-spawn hook mounted to move an old one in (homes.py)
+        name, self.home_name = self.home_name or self.escaped_name, ""
         if name:
             await self._unmount_home(name)  # the engine may still be removing it
 

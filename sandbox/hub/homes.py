@@ -37,12 +37,14 @@ import asyncio
 import fcntl
 import functools
 import hashlib
+import inspect
 import os
 import re
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -58,6 +60,7 @@ __all__ = [
     "HomeVolumeError",
     "HomeVolumes",
     "HomesMixin",
+    "OldHome",
     "parse_size",
     "provide_templates",
 ]
@@ -242,6 +245,17 @@ def provide_templates(source: Path, home: Path, *, uid: int, gid: int) -> int:
     return copied
 
 
+@dataclass(frozen=True)
+class OldHome:
+    """Where an analyst's plain home from before images may be, and the image it goes into."""
+
+    path: Path
+    name: str  # of the home image
+    uid: int  # the image's owner
+    gid: int
+    owner: tuple[int, int] | None = None  # new owner of the old owner's files (Docker)
+
+
 class HomesMixin(LoggingConfigurable):
     """The analysts' size-limited homes, for both spawners: settings, mount, unmount, templates."""
 
@@ -291,6 +305,22 @@ class HomesMixin(LoggingConfigurable):
         except ValueError as exc:
             raise SandboxError(f"home_size: {exc}") from exc
 
+    def _old_home(self) -> OldHome | None:
+        """This analyst's plain home from before images, if they may have one (spawners say)."""
+        return None
+
+    async def run_pre_spawn_hook(self) -> None:
+        """Before start() and its timeout: an old plain home is moved into the new image here,
+        where a big one may take minutes (about 40 MB/s) without the start giving up."""
+        hook = super().run_pre_spawn_hook()  # type: ignore[misc]  # jupyterhub's Spawner
+        if inspect.isawaitable(hook):
+            await hook
+        old = await asyncio.to_thread(self._old_home)
+        if old is not None and await asyncio.to_thread(has_old_home, old.path):
+            await self._mount_home(
+                old.name, uid=old.uid, gid=old.gid, old_home=old.path, old_owner=old.owner
+            )
+
     async def _mount_home(
         self, name: str, *, uid: int, gid: int, old_home: Path | None = None,
         old_owner: tuple[int, int] | None = None,
@@ -316,8 +346,12 @@ class HomesMixin(LoggingConfigurable):
 
     def _move_old_home(self, old: Path, home: Path, *, owner: tuple[int, int] | None) -> None:
         """In the mount's lock: the plain home from before images goes into the image."""
+        if not has_old_home(old):
+            return  # moved meanwhile by an earlier start (one that outlasted its timeout)
         self.log.info("Moving the old home of %s (%s) into its size-limited home", self.user.name, old)
         moved = move_old_home(old, home, owner=owner)
+        if moved is None:
+            return
         self.log.info(
             "Moved the old home of %s into its size-limited home: %d entries, %d bytes copied; "
             "the old folder is kept as %s (delete it once checked)%s%s",

@@ -217,12 +217,15 @@ class _Mover:
                 self.moved.skipped.append(str(src.relative_to(self.old)))
 
 
-def move_old_home(old: Path, home: Path, *, owner: tuple[int, int] | None = None) -> Moved:
-    """Move the plain home ``old`` into the mounted image ``home``, then rename it aside.
+def move_old_home(old: Path, home: Path, *, owner: tuple[int, int] | None = None) -> Moved | None:
+    """Move the plain home ``old`` into the mounted image ``home``, then rename it aside;
+    None when there is nothing (left) to move (another start moved it meanwhile).
 
     ``home`` must be mounted and unused (the server is not running).  Owners are kept,
     but with ``owner`` (uid, gid) the old home's own owner becomes that one.  Raises
     :class:`OldHomeTooBig` before copying anything when it does not fit."""
+    if not has_old_home(old):
+        return None
     staging = home / STAGING
     shutil.rmtree(staging, ignore_errors=True)  # a crashed try's partial files
     _check_fits(old, home)

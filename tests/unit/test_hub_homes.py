@@ -4,6 +4,7 @@ moved into its image (sandbox/hub/homes.py, old_homes.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import stat
@@ -19,7 +20,7 @@ import pytest
 
 from sandbox.hub import old_homes
 from sandbox.hub.docker_spawner import DockerSandboxSpawner
-from sandbox.hub.homes import HomesMixin, HomeVolumes
+from sandbox.hub.homes import HomesMixin, HomeVolumes, OldHome
 from sandbox.hub.old_homes import STAGING, OldHomeTooBig, has_old_home, move_old_home
 from sandbox.hub.spawner import SandboxSpawner
 
@@ -157,6 +158,7 @@ def test_an_old_home_moves_into_its_image_once_with_owners_modes_and_links(tmp_p
         assert result.skipped == ["pipe"] and result.kept == []
         assert result.bytes == sum(len(c) for *_, c in before.values() if isinstance(c, bytes))
         assert not has_old_home(old)  # the next spawn has nothing to move
+        assert move_old_home(old, home) is None  # nor one that waited for this one's lock
     finally:
         volumes.unmount("dps-ana")
 
@@ -284,6 +286,24 @@ def test_a_long_move_holds_up_its_own_home_only(tmp_path: Path) -> None:
         assert not volumes.is_mounted("dps-ana") and not (home / "moved").exists()
     try:  # the move wrote into the image, not under its mount point
         assert (volumes.mount("dps-ana", uid=ANALYST, gid=ANALYST) / "moved").read_text() == "in"
+    finally:
+        volumes.unmount("dps-ana")
+
+
+@needs_root
+@pytest.mark.parametrize("cls", [SandboxSpawner, DockerSandboxSpawner])
+def test_the_old_home_moves_before_start_and_its_timeout(tmp_path: Path, cls: type) -> None:
+    """JupyterHub times start() out (60 s) but not its pre-spawn step, where the move is."""
+    old = _old_home(tmp_path / "home")
+    before = _tree(old)
+    spawner = cls(hub_state_dir=str(tmp_path / "hub"), homes_dir=str(tmp_path / "homes"), home_size="32M")
+    spawner.user = SimpleNamespace(name="ana")
+    spawner._old_home = lambda: OldHome(old, "dps-ana", ANALYST, ANALYST)
+    volumes = spawner._home_volumes()
+    try:
+        asyncio.run(spawner.run_pre_spawn_hook())
+        assert _tree(volumes.mount_point_of("dps-ana")) == before
+        assert not os.path.lexists(old)
     finally:
         volumes.unmount("dps-ana")
 
