@@ -22,7 +22,6 @@ from traitlets import Unicode
 
 from .homes import HomesMixin, HomeVolumes, OldHome
 from .isolation import SandboxError, system_username
-from .old_homes import OldHomeTooBig
 
 __all__ = ["AnalystAccountMixin", "account_exists", "analyst_account", "ensure_analyst_account"]
 
@@ -155,9 +154,7 @@ class AnalystAccountMixin(HomesMixin):
                 home = await self._mount_home(
                     self.system_user, uid=uid, gid=gid, old_home=Path(account.pw_dir)
                 )
-            except SandboxError as exc:
-                if isinstance(exc.__cause__, OldHomeTooBig):
-                    raise
+            except SandboxError as exc:  # not the refusal of an old home too big (SpawnException)
                 raise SandboxError(
                     f"{exc}; c.SandboxSpawner.home_size = '' gives plain homes without a quota"
                 ) from exc

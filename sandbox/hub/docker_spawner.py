@@ -304,8 +304,7 @@ class DockerSandboxSpawner(HomesMixin, GatewayLinkMixin, DockerSpawner):
                 await self.remove_object()
             except Exception as exc:  # noqa: BLE001 (cleanup goes on)
                 self.log.warning("Could not remove container %s: %s", self.object_name, exc)
-        # escaped_name: a home the pre-spawn hook mounted to move an old one in (homes.py)
-        name, self.home_name = self.home_name or self.escaped_name, ""
+        name, self.home_name = self.home_name, ""
         if name:
             await self._unmount_home(name)  # the engine may still be removing it
 

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from jupyterhub.spawner import SpawnException
 from traitlets import Unicode, default
 from traitlets.config import LoggingConfigurable
 
@@ -316,10 +317,14 @@ class HomesMixin(LoggingConfigurable):
         if inspect.isawaitable(hook):
             await hook
         old = await asyncio.to_thread(self._old_home)
-        if old is not None and await asyncio.to_thread(has_old_home, old.path):
+        if old is None or not await asyncio.to_thread(has_old_home, old.path):
+            return
+        try:
             await self._mount_home(
                 old.name, uid=old.uid, gid=old.gid, old_home=old.path, old_owner=old.owner
             )
+        finally:  # start() mounts it again; after a refusal the hub calls no stop()
+            await self._unmount_home(old.name)
 
     async def _mount_home(
         self, name: str, *, uid: int, gid: int, old_home: Path | None = None,
@@ -339,8 +344,7 @@ class HomesMixin(LoggingConfigurable):
         try:
             return await asyncio.to_thread(volumes.mount, name, uid=uid, gid=gid, then=then)
         except OldHomeTooBig as exc:
-            self.log.error("Not starting the server of %s: %s", self.user.name, exc)
-            raise SandboxError(self._too_big_message(exc)) from exc
+            raise self._too_big_refusal(exc) from exc
         except (HomeVolumeError, OSError) as exc:
             raise SandboxError(f"cannot mount the home of {self.user.name} ({exc})") from exc
 
@@ -361,11 +365,15 @@ class HomesMixin(LoggingConfigurable):
             f"; left {len(moved.skipped)} sockets/FIFOs/devices in the backup" if moved.skipped else "",
         )  # fmt: skip
 
-    def _too_big_message(self, exc: OldHomeTooBig) -> str:
-        """What the analyst's page says, in their language, for the admin."""
+    def _too_big_refusal(self, exc: OldHomeTooBig) -> SpawnException:
+        """The refusal: the analyst's page says it in their language, for the admin; the
+        hub's log in English, without a traceback (a SpawnException)."""
         values = {"user": self.user.name, "old": str(exc.old), "needed": _mib(exc.needed),
                   "free": _mib(exc.free), "size": self.home_size}  # fmt: skip
-        return catalog(self._language()).gettext(TOO_BIG) % values
+        shown = catalog(self._language()).gettext(TOO_BIG) % values
+        refusal = SpawnException(shown, reason="old_home_too_big", log_message=f"{exc}. {TOO_BIG % values}")
+        refusal.jupyterhub_message = shown  # what JupyterHub's progress shows (format_exception)
+        return refusal
 
     async def _unmount_home(self, name: str) -> None:
         """Once the sandbox is gone: unmount its home (a container or mount namespace holding

@@ -302,8 +302,9 @@ def test_the_old_home_moves_before_start_and_its_timeout(tmp_path: Path, cls: ty
     volumes = spawner._home_volumes()
     try:
         asyncio.run(spawner.run_pre_spawn_hook())
-        assert _tree(volumes.mount_point_of("dps-ana")) == before
+        assert not volumes.is_mounted("dps-ana")  # start() mounts it; a refusal leaves nothing
         assert not os.path.lexists(old)
+        assert _tree(volumes.mount("dps-ana", uid=ANALYST, gid=ANALYST)) == before
     finally:
         volumes.unmount("dps-ana")
 
@@ -315,6 +316,8 @@ def test_the_refusal_tells_the_admin_what_to_do_in_the_analysts_language() -> No
                             inodes=10, free_inodes=10**6)  # fmt: skip
     for language, words in (("en", "DPSANDBOX_SANDBOX_HOME_SIZE"), ("zh_CN", "管理员")):
         spawner._language = lambda language=language: language  # type: ignore[method-assign]
-        message = spawner._too_big_message(refusal)
+        error = spawner._too_big_refusal(refusal)
+        message = error.jupyterhub_message  # what the analyst's page shows
         assert words in message and "6144 MiB" in message and "/home/dps-ana" in message
         assert "5G" in message
+        assert "管理员" not in error.log_message and "6144 MiB" in error.log_message  # log: English
