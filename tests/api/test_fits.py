@@ -185,6 +185,8 @@ def test_restricted_fits_wait_for_review(gateway_env: GatewayEnv) -> None:
 
 
 def test_console_shows_the_kind_and_what_will_leave(gateway_env: GatewayEnv) -> None:
+    """Self-contained (rita's own held fits on credit, a dataset no other test here charges
+    her on), so it passes alone and in any order or distribution of this module's tests."""
     from tests.browser.test_console_http import fresh, sign_in
 
     env = gateway_env
@@ -193,6 +195,9 @@ def test_console_shows_the_kind_and_what_will_leave(gateway_env: GatewayEnv) -> 
                                            "columns": ["age", "income"], "components": 1,
                                            "epsilon": 0.2}).json()
     assert held["status"] == "pending_review"
+    synth = env.post("rita", "/v1/synthetic", {**SYNTH, "dataset": "credit",
+                                               "columns": ["home", "records"], "epsilon": 0.2})
+    assert synth.status_code == 200 and synth.json()["status"] == "pending_review", synth.text
     admin = fresh(env)
     assert sign_in(admin, "root_admin").status_code in (302, 303)
     reviews = admin.get("/console/admin/reviews").text

@@ -507,11 +507,26 @@ def test_tokens_die_with_the_container(boxes: tuple[Box, Box], own_gateway: Gate
     assert httpx.post(f"{own_gateway.url}/v1/auth/refresh", headers=headers).status_code == 401
 
 
-def test_a_new_server_gets_a_fresh_home_mount_and_keeps_the_files(boxes: tuple[Box, Box]) -> None:
+def test_a_new_server_gets_a_fresh_home_mount_and_keeps_the_files(
+    boxes: tuple[Box, Box], own_gateway: Gateway
+) -> None:
+    """Self-contained: writes its own file, stops the server and starts a new one (it
+    passes alone, whether or not an earlier test left the server stopped)."""
     first, _ = boxes
     assert first.browser is not None
+    if first.kernel is None:  # test_tokens_die_with_the_container stopped the server
+        first.start()
+    name = f"kept-{secrets.token_hex(4)}.txt"
+    first.run(f"import pathlib; (pathlib.Path.home() / {name!r}).write_text('kept')")
+    before = container_of(own_gateway, first.username).id
+    assert first.kernel is not None
+    first.kernel.close()
+    first.kernel = None
+    first.browser.stop_server()
     first.start()
-    assert first.run("import os; print(os.path.exists(os.path.expanduser('~/ok.txt')))").strip() == "True"
+    assert container_of(own_gateway, first.username).id != before  # a new container
+    read = f"import pathlib; print((pathlib.Path.home() / {name!r}).read_text())"
+    assert first.run(read).strip().splitlines()[-1] == "kept"
 
 
 def test_stopping_the_hub_removes_every_container(
