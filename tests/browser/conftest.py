@@ -27,6 +27,11 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
+# Waits for a page or an element: generous, since CI shares 2 cores with JupyterHub, Docker
+# and Spark (a condition met at once still passes at once). Playwright's expect() waits
+# 5 s unless told.
+PAGE_TIMEOUT_MS = 30_000
+playwright_sync.expect.set_options(timeout=PAGE_TIMEOUT_MS)
 
 
 @dataclass
@@ -67,7 +72,7 @@ class Session:
         self.context = browser.new_context(viewport={"width": 1366, "height": 900},
                                            accept_downloads=True)
         self.page = self.context.new_page()
-        self.page.set_default_timeout(10_000)
+        self.page.set_default_timeout(PAGE_TIMEOUT_MS)
         self.blocked: list[str] = []  # anything the page's Content-Security-Policy refused
         self.page.on("console", lambda msg: self.blocked.append(msg.text)
                      if "Content Security Policy" in msg.text else None)

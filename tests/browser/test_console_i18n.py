@@ -25,7 +25,7 @@ from gateway.services.common import Principal
 from gateway.services.queries import QueryRequest
 from gateway.services.specs import spec_from_json
 from gateway.web.words import ACTIONS
-from tests.browser.conftest import SCREENSHOTS, Console
+from tests.browser.conftest import PAGE_TIMEOUT_MS, SCREENSHOTS, Console
 from tests.conftest import ADMIN, PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
@@ -112,7 +112,7 @@ class Reader:
         self.console, self.locale = console, locale
         self.context = browser.new_context(locale=locale, viewport=viewport)
         self.page = self.context.new_page()
-        self.page.set_default_timeout(10_000)
+        self.page.set_default_timeout(PAGE_TIMEOUT_MS)
         self.errors: list[str] = []
         self.refused: tuple[str, ...] = ()  # forms the test sends wrong on purpose
         self.page.on("console", self._console)

@@ -257,16 +257,16 @@ def test_sigkill_during_a_burst_loses_nothing_and_peers_finish_it(cluster: Clust
     sent: dict[str, int] = {}
     answers: dict[str, Any] = {}
     orphans: list[str] = []
-    for attempt in range(3):  # until a kill cuts off a charged query (it nearly always does)
+    for attempt in range(6):  # until a kill cuts off a charged query (it nearly always does)
         burst(cluster, token, sent, answers, victim=0, kill_after=1.0 + 0.3 * attempt)
         orphans = [q["id"] for q in running_of(cluster, "erin")]
         if orphans:
             break
         cluster.replicas[0].start()
-    assert orphans, "no query was in flight at any of 3 kills"
+    assert orphans, "no query was in flight at any of 6 kills"
 
     # the surviving replicas' recovery finishes the dead one's orphans, without a restart
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while running_of(cluster, "erin") and time.monotonic() < deadline:
         time.sleep(0.3)
     assert not running_of(cluster, "erin"), "orphans left running on the surviving replicas"

@@ -80,11 +80,13 @@ def test_a_cell_is_not_held_back_by_nagles_algorithm(tmp_path: Path) -> None:
         kernel = KernelSession(base, "x", token)
         try:
             kernel.execute("pass")
-            rounds = []
-            for _ in range(20):
+            rounds: list[float] = []
+            for _ in range(200):  # until the first fast round
                 kernel.execute("pass")
                 assert kernel.last_round_trip is not None
                 rounds.append(kernel.last_round_trip * 1000)
+                if rounds[-1] < 30:
+                    break
         finally:
             kernel.close()
     finally:
@@ -94,6 +96,6 @@ def test_a_cell_is_not_held_back_by_nagles_algorithm(tmp_path: Path) -> None:
     assert "Traceback" not in log_text, log_text
     print(f"empty cell: median {statistics.median(rounds):.1f} ms", file=sys.stderr)
     # Not a speed target (bench/hub.py measures cells): with Nagle on, every reply waits
-    # for the 40 ms delayed ACK, so not one of 20 rounds comes in under 30 ms; the fastest
-    # round tells the two apart even on a loaded machine.
+    # for the 40 ms delayed ACK, so not one round comes in under 30 ms; without it, one of
+    # up to 200 rounds does even on a loaded machine (the rounds stop at the first that does).
     assert min(rounds) < 30, (rounds, log_text[-2000:])
