@@ -2,8 +2,9 @@
 
 The handlers only translate: every refusal was audited where it was raised (by a service,
 through :mod:`gateway.services.refusals`). The one exception is a body FastAPI refuses
-before any service runs, which is handed to that same helper here. ``unavailable`` (503)
-carries ``Retry-After``. An unexpected exception is a 500 that says it is a bug, never a
+before any service runs, which is handed to that same helper here. ``unavailable`` and
+``release_pending`` (503) carry ``Retry-After``; ``release_pending`` also the charged
+query's id (``query_id``), to fetch it by. An unexpected exception is a 500 that says it is a bug, never a
 traceback.
 """
 
@@ -30,8 +31,9 @@ HTTP_CODES = {401: "unauthenticated", 403: "forbidden", 404: "not_found", 405: "
               409: "conflict", 413: "invalid_request", 422: "invalid_request"}
 
 
-def error_response(code: str, message: str, status: int | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}},
+def error_response(code: str, message: str, status: int | None = None,
+                   **fields: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message, **fields}},
                         status_code=status or STATUS_BY_CODE.get(code, 500))
 
 
@@ -45,7 +47,7 @@ def _audit_invalid_body(request: Request, exc: InvalidRequest) -> None:
 def install(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, exc: DomainError) -> JSONResponse:
-        response = error_response(exc.code, exc.localized())
+        response = error_response(exc.code, exc.localized(), **exc.fields)
         if isinstance(exc, Unavailable):
             response.headers["Retry-After"] = str(exc.retry_after_seconds)
         return response

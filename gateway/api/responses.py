@@ -37,6 +37,7 @@ class Answer(BaseModel):
 class ErrorDetail(Answer):
     code: str
     message: str
+    query_id: str | None = None  # release_pending: the charged query, to fetch by id later
 
 
 class ErrorBody(Answer):
@@ -249,5 +250,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (401, "unauthenticated"), (403, "forbidden, grant_required, grant_expired"),
         (404, "not_found"), (409, "conflict, budget_exhausted"),
         (422, "invalid_request, unsupported_query"), (500, "internal (a bug)"),
-        (503, "unavailable (the store; see Retry-After)"))
+        (503, "unavailable (the store; see Retry-After), release_pending (charged, the "
+              "store failed before the release: GET the query by query_id later)"))
 }

@@ -265,6 +265,8 @@ class QueryService:
 
     def list(self, actor: Principal, *, status: str | None = None,
              dataset: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        with self.refusals(actor, "query.list", detail={"status": (status or "")[:20]}):
+            self._check_status(status)
         with self.store.reading() as tx:
             records = tx.queries.list(
                 username=None if actor.role in READERS else actor.username,
@@ -274,6 +276,8 @@ class QueryService:
     def page(self, actor: Principal, window: Window, *,
              status: str | None = None) -> Found[dict[str, Any]]:
         """One page of the queries ``actor`` may see (as :meth:`list`), searched in the store."""
+        with self.refusals(actor, "query.list", detail={"status": (status or "")[:20]}):
+            self._check_status(status)
         with self.store.reading() as tx:
             found = tx.queries.search(
                 window, username=None if actor.role in READERS else actor.username,
@@ -281,6 +285,12 @@ class QueryService:
         return found.map(query_view)
 
     # -- helpers -------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_status(status: str | None) -> None:
+        if status is not None and status not in QUERY_TRANSITIONS:
+            raise InvalidRequest(_l("status must be one of %(query_states)s",
+                                    query_states=", ".join(QUERY_TRANSITIONS)))
 
     def _answer(self, prepared: Prepared, record: QueryRecord, grant: Grant, *,
                 cached: bool) -> dict[str, Any]:

@@ -6,7 +6,8 @@
         # charge (grant + dataset caps) -> record the query -> audit
     ... compute, outside any transaction (the release kind's own step) ...
     record = releases.finish(actor, admitted, ticket, result)     # ONE write transaction:
-        # store the answer -> audit; if the store fails, the query is marked error
+        # store the answer -> audit; if the store is unavailable the query stays running,
+        # charged, for recovery (ReleasePending names it); any other failure marks it error
 
 A held query is decided by an admin: :meth:`approve_held` (charge + audit in one
 transaction, then compute and :meth:`finish`) or :meth:`reject_held`. A new release kind
@@ -29,7 +30,14 @@ from typing import Any, TypeVar
 from gateway.adapters.db import Store, Tx
 from gateway.domain.audit import canonical_json
 from gateway.domain.budget import Budget
-from gateway.domain.errors import Conflict, DomainError, InternalError, NotFound, Unavailable
+from gateway.domain.errors import (
+    Conflict,
+    DomainError,
+    InternalError,
+    NotFound,
+    ReleasePending,
+    Unavailable,
+)
 from gateway.domain.records import Grant, QueryRecord
 from gateway.domain.text import Text
 from gateway.domain.workflow import QUERY_TRANSITIONS, next_state
@@ -181,22 +189,28 @@ class Releases:
     def approve_held(self, reviewer: Principal, ticket: Ticket, query_id: str, *,
                      analyst: str, note: str) -> Admitted:
         """An admin releases a held query: it is charged now, audited under the admin's name
-        (the analyst and the note in the detail), in one write transaction."""
-        with self.store.writing() as tx:
-            held = _get(tx, query_id)
-            next_state(QUERY_TRANSITIONS, held.status, "release", "query")  # or Conflict
-            assert held.grant_id is not None
-            grant = self.ledger.charge(tx, grant_id=held.grant_id, dataset=ticket.dataset,
-                                       cost=ticket.cost)
-            if not tx.queries.move(query_id, was=held.status, status="running",
-                                   reviewed_by=reviewer.username, review_note=note or None,
-                                   runner=self.runner):
-                raise Conflict(_l("this query was decided meanwhile"))
-            self.start(query_id)
-            self._audit(tx, "query.charge", reviewer, ticket, grant, query_id, cost=ticket.cost,
-                        request_id=grant.request_id, reviewed_by=reviewer.username,
-                        analyst=analyst, note=note)
-            record = _get(tx, query_id)
+        (the analyst and the note in the detail), in one write transaction. As in
+        :meth:`admit`, the query is marked in flight before the commit and unmarked if the
+        transaction fails (it is then still held, and nothing is charged)."""
+        try:
+            with self.store.writing() as tx:
+                held = _get(tx, query_id)
+                next_state(QUERY_TRANSITIONS, held.status, "release", "query")  # or Conflict
+                assert held.grant_id is not None
+                grant = self.ledger.charge(tx, grant_id=held.grant_id, dataset=ticket.dataset,
+                                           cost=ticket.cost)
+                if not tx.queries.move(query_id, was=held.status, status="running",
+                                       reviewed_by=reviewer.username, review_note=note or None,
+                                       runner=self.runner):
+                    raise Conflict(_l("this query was decided meanwhile"))
+                self.start(query_id)  # before the commit: recovery must never see it idle
+                self._audit(tx, "query.charge", reviewer, ticket, grant, query_id,
+                            cost=ticket.cost, request_id=grant.request_id,
+                            reviewed_by=reviewer.username, analyst=analyst, note=note)
+                record = _get(tx, query_id)
+        except BaseException:
+            self.done(query_id)
+            raise
         return Admitted(grant, record)
 
     def reject_held(self, reviewer: Principal, query_id: str, *, note: str) -> QueryRecord:
@@ -220,7 +234,8 @@ class Releases:
         """Store the answer and audit its release; if that fails, it is not released.
 
         A store that is unavailable leaves the query ``running`` under its charge: the
-        recovery finishes it once the store is back (gateway/services/recovery.py)."""
+        recovery finishes it once the store is back (gateway/services/recovery.py), and the
+        caller gets :class:`ReleasePending` (with the query's id), not a plain retry hint."""
         query_id = admitted.record.id
         try:
             with self.store.writing() as tx:
@@ -242,8 +257,8 @@ class Releases:
                             cost=None, plain=True, result_sha256=result.sha256,
                             rows=len(result.rows), reviewed_by=reviewed, **extra)
                 return _get(tx, query_id)
-        except Unavailable:
-            raise
+        except Unavailable as exc:
+            raise ReleasePending(query_id) from exc
         except DomainError as exc:
             self.fail(actor, ticket.dataset.name, query_id, exc)
             raise

@@ -61,6 +61,7 @@ ACTIONS = {
     "request.show": N_("application read"),
     "grant.show": N_("grant read"),
     "query.show": N_("query read"),
+    "query.list": N_("queries listed"),
     "user.list": N_("accounts listed"),
     "user.show": N_("account read"),
     "audit.list": N_("audit log read"),

@@ -12,6 +12,9 @@
      │    └── BudgetExhausted      409 budget_exhausted
      ├── QueryRejected             a reviewer rejected a query on restricted data
      ├── ReviewTimeout             still pending review when the wait ended
+     ├── ReleasePending            503 release_pending  (charged, but the gateway's store
+     │                             failed before the answer was recorded: fetch it later
+     │                             by ``query_id``, do not run the query again)
      ├── GatewayUnreachable        no answer from the gateway (network, timeout)
      ├── ServerError               500 or an answer that is not the contract's JSON
      └── InvalidQuery              (also a ValueError) a query written wrongly on this side,
@@ -106,6 +109,20 @@ class ReviewTimeout(DPSandboxError, TimeoutError):
         self.pending = pending
 
 
+class ReleasePending(DPSandboxError):
+    """The query was charged, but the gateway's store failed before its answer was
+    recorded. The charge stands; the gateway releases the query once its store is back.
+    ``gw.query_result(exc.query_id)`` fetches it then; running it again is a new charge."""
+
+    code = "release_pending"
+
+    def __init__(self, message: str, *, query_id: str, status: int | None = None) -> None:
+        hint = _("gw.query_result({id!r}) fetches it once the gateway has released it").format(
+            id=query_id)
+        super().__init__(f"{message} ({hint})", status=status)
+        self.query_id = query_id
+
+
 class GatewayUnreachable(DPSandboxError):
     code = "unreachable"
 
@@ -141,6 +158,8 @@ def error_from_response(response: httpx.Response) -> DPSandboxError:
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, dict) and isinstance(error.get("message"), str):
         code = str(error.get("code", ""))
+        if code == ReleasePending.code and isinstance(error.get("query_id"), str):
+            return ReleasePending(error["message"], query_id=error["query_id"], status=status)
         cls = _BY_CODE.get(code) or _BY_STATUS.get(status, ServerError)
         return cls(error["message"], status=status)
     text = response.text.strip().splitlines()[0][:200] if response.text.strip() else ""
@@ -148,6 +167,16 @@ def error_from_response(response: httpx.Response) -> DPSandboxError:
     message = _("the gateway answered HTTP {status} {reason}").format(
         status=status, reason=response.reason_phrase)
     return cls(message + (f": {text}" if text else ""), status=status)
+
+
+def error_code(response: httpx.Response) -> str | None:
+    """The contract's error ``code`` of an answer, if it has one."""
+    try:
+        body: Any = response.json()
+    except ValueError:
+        return None
+    error = body.get("error") if isinstance(body, dict) else None
+    return str(error.get("code")) if isinstance(error, dict) else None
 
 
 def translate_transport_error(exc: httpx.HTTPError, url: str) -> DPSandboxError:

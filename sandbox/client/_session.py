@@ -23,7 +23,9 @@ import httpx
 
 from sandbox.client._errors import (
     DPSandboxError,
+    ReleasePending,
     Unauthenticated,
+    error_code,
     error_from_response,
     translate_transport_error,
 )
@@ -35,7 +37,8 @@ HTTP_TIMEOUT = 120.0  # seconds for one HTTP call to the gateway
 # Retries: a request is sent again only when that is safe, i.e. a GET, or a POST carrying an
 # Idempotency-Key (the gateway then answers a repeat with the first attempt's query), or a
 # POST that never left (connection refused). On a connection error and on 502/503/504
-# (the gateway restarting, its store unavailable, a proxy without a ready replica).
+# (the gateway restarting, its store unavailable, a proxy without a ready replica); never
+# on 503 release_pending (charged already: the query is fetched by id, see ReleasePending).
 RETRY_ATTEMPTS = 5
 RETRY_FIRST_WAIT = 0.5  # seconds, doubled after each attempt
 RETRY_MAX_WAIT = 10.0
@@ -237,7 +240,8 @@ class Session:
             except httpx.HTTPError as exc:  # a timeout: the query may be long, do not repeat
                 raise translate_transport_error(exc, self.url) from exc
             else:
-                if last or not repeatable or response.status_code not in RETRY_STATUSES:
+                if last or not repeatable or response.status_code not in RETRY_STATUSES \
+                        or error_code(response) == ReleasePending.code:
                     return response
                 wait = max(wait, _retry_after(response))
             time.sleep(min(wait, RETRY_MAX_WAIT))

@@ -481,6 +481,36 @@ def test_review_decisions_are_audited_under_the_admin_with_the_note(
     assert decision["detail"] == {"decision": "rejected", "note": "too fine", "analyst": "wynn"}
 
 
+def test_a_release_the_store_cannot_charge_stays_held_and_not_in_flight(
+        gateway_env: GatewayEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The admin's charge transaction fails: nothing charged, the query still held, and no
+    stale in-flight mark is left (recovery and the next release see it as it is)."""
+    from sqlalchemy.exc import OperationalError
+
+    env = gateway_env
+    env.services.users.create(ADMIN, username="xena", role="researcher", password=PASSWORD)
+    grant_id = restricted_grant(env, "xena")
+    held = query(env, "xena", "credit", select=[{"agg": "count"}]).json()
+    real_append = env.services.audit.append
+
+    def failing_append(tx: Any, **fields: Any) -> int:
+        if fields.get("action") == "query.charge":
+            raise OperationalError("INSERT INTO audit", {}, Exception("database is locked"))
+        return real_append(tx, **fields)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(env.services.audit, "append", failing_append)
+        resp = env.post("root_admin", f"/v1/queries/{held['id']}/release")
+    assert resp.status_code == 503 and resp.json()["error"]["code"] == "unavailable"
+    assert not env.services.queries.releases.computing(held["id"])
+    assert env.get("xena", f"/v1/queries/{held['id']}").json()["status"] == "pending_review"
+    assert spent(env, grant_id) == 0
+    released = env.post("root_admin", f"/v1/queries/{held['id']}/release")
+    assert released.status_code == 200 and released.json()["status"] == "released"
+    assert not env.services.queries.releases.computing(held["id"])
+    assert spent(env, grant_id) == pytest.approx(0.1)
+
+
 def test_restricted_reject_charges_nothing(gateway_env: GatewayEnv, spy: SpyEngine) -> None:
     env = gateway_env
     grant_id = restricted_grant(env, "rita")

@@ -31,6 +31,7 @@ from sandbox.client import (
     NotFound,
     PendingQuery,
     QueryRejected,
+    ReleasePending,
     ReviewTimeout,
     Unauthenticated,
     UnsupportedQuery,
@@ -287,6 +288,39 @@ def test_open_dataset_grants_itself(live: LiveGateway) -> None:
     scores = gw.dataset("exam").mean("normexam", by=["schgend"], epsilon=0.2)
     assert set(scores["schgend"]) == {"mixed", "boys", "girls"}
     assert scores.attrs["budget"]["epsilon_remaining"] == pytest.approx(1.8)
+
+
+def test_a_release_the_store_could_not_record_is_fetched_by_id_not_charged_again(
+        live: LiveGateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store fails after the charge: the analyst is told the query's id and that the
+    charge stands (no silent re-send, no second charge), and fetches it once recovered."""
+    from sqlalchemy.exc import OperationalError
+
+    live.services.users.create(ADMIN, username="rosa", role="researcher", password=PASSWORD)
+    gw = connect(live.url, token=live.token("rosa"), quiet=True)
+    real_append = live.services.audit.append
+
+    def failing_append(tx: Any, **fields: Any) -> int:
+        if fields.get("action") == "query.release" and fields.get("outcome") == "ok":
+            raise OperationalError("INSERT INTO audit", {}, Exception("disk I/O error"))
+        return real_append(tx, **fields)
+
+    with monkeypatch.context() as patch, pytest.raises(ReleasePending) as pending:
+        patch.setattr(live.services.audit, "append", failing_append)
+        gw.dataset("exam").count(by=["schgend"], epsilon=0.3)
+    error = pending.value
+    assert error.code == "release_pending" and error.status == 503
+    assert f"query {error.query_id} was charged" in error.message
+    assert f"gw.query_result({error.query_id!r})" in str(error)
+    mine = [q for q in live.admin("GET", "/v1/queries") if q.get("user") == "rosa"]
+    assert [(q["id"], q["status"]) for q in mine] == [(error.query_id, "running")]  # sent once
+    spent = [g["epsilon_spent"] for g in live.admin("GET", "/v1/grants") if g["user"] == "rosa"]
+    assert spent == [pytest.approx(0.3)]
+    assert live.services.recovery is not None and live.services.recovery.run_once().released
+    counts = gw.query_result(error.query_id)
+    assert isinstance(counts, DPResult) and set(counts["schgend"]) == {"mixed", "boys", "girls"}
+    spent = [g["epsilon_spent"] for g in live.admin("GET", "/v1/grants") if g["user"] == "rosa"]
+    assert spent == [pytest.approx(0.3)]
 
 
 # -- restricted data: review ------------------------------------------------------------

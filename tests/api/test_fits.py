@@ -87,6 +87,29 @@ def test_two_grants_give_different_tables_and_coefficients(gateway_env: GatewayE
     assert (fits[0]["coef_"], fits[0]["intercept_"]) != (fits[1]["coef_"], fits[1]["intercept_"])
 
 
+def test_fit_answers_leave_out_what_was_not_sent(gateway_env: GatewayEnv) -> None:
+    """As on every other route, a field the service did not send is absent, not null."""
+    env = gateway_env
+    env.grant("ron", "credit", 1.0)
+    answers = {
+        "regression": env.post("ron", "/v1/models", {**REGRESSION, "epsilon": 0.35}).json(),
+        "pca": env.post("ron", "/v1/models", {**PCA, "epsilon": 0.35}).json(),
+        "synthetic": env.post("ron", "/v1/synthetic", {**SYNTH, "epsilon": 0.35}).json(),
+        "held": env.post("ron", "/v1/synthetic", {"dataset": "credit", "rows": 20,
+                                                  "columns": ["status", "records"],
+                                                  "epsilon": 0.2,
+                                                  "method": "mst"}).json(),
+    }
+    assert all("status" in a for a in answers.values()), answers
+    assert answers["held"]["status"] == "pending_review", answers["held"]
+    nulls = {name: sorted(k for k, v in answer.items() if v is None)
+             for name, answer in answers.items()}
+    assert nulls == {name: [] for name in answers}
+    assert "components_" not in answers["regression"] and answers["regression"]["coef_"]
+    assert "coef_" not in answers["pca"] and answers["pca"]["components_"]
+    assert "rows" not in answers["held"] and "x" not in answers["synthetic"]
+
+
 @pytest.mark.parametrize(
     ("path", "body", "status", "code"),
     [

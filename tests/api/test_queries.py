@@ -112,8 +112,8 @@ def test_no_raw_value_reaches_a_response_or_the_audit_log(gateway_env: GatewayEn
 
 
 @pytest.mark.parametrize(("fault", "status", "code"), [
-    ("operational", 503, "unavailable"),  # disk full, read-only, server gone: try again
-    ("integrity", 500, "internal"),       # a statement the code should never send: a bug
+    ("operational", 503, "release_pending"),  # disk full, read-only, server gone: recovery
+    ("integrity", 500, "internal"),           # a statement the code should never send: a bug
 ])
 def test_a_release_the_store_cannot_record_is_not_returned(gateway_env: GatewayEnv,
                                                            monkeypatch: Any, fault: str,
@@ -139,12 +139,16 @@ def test_a_release_the_store_cannot_record_is_not_returned(gateway_env: GatewayE
     resp = env.post("rita", "/v1/queries", body)
     assert resp.status_code == status and resp.json()["error"]["code"] == code
     assert "rows" not in resp.json()
-    if fault == "operational":
-        assert resp.headers["Retry-After"].isdigit()
-        assert resp.json()["error"]["message"] == "the store is unavailable; try again shortly"
     monkeypatch.undo()
     failed = [q for q in env.get("rita", "/v1/queries").json() if q["spec"]["where"] and
               q["spec"]["where"][0]["value"] == month]
+    if fault == "operational":  # charged: not "try again" (a retry would be charged again)
+        assert resp.headers["Retry-After"].isdigit()
+        error = resp.json()["error"]
+        assert failed and error["query_id"] == failed[0]["id"]
+        assert f"query {failed[0]['id']} was charged" in error["message"]
+        assert "the charge stands" in error["message"] and "try again" not in error["message"]
+        assert f"GET /v1/queries/{failed[0]['id']} returns it" in error["message"]
     if fault == "integrity":
         assert failed and failed[0]["status"] == "error" and "rows" not in failed[0]
         errors, _ = env.services.audit.page(AuditFilter(query_id=failed[0]["id"],
@@ -183,3 +187,28 @@ def test_a_computation_that_fails_after_the_charge_is_marked_error(
     errors, _ = env.services.audit.page(AuditFilter(query_id=failed["id"], outcome="error"),
                                         page=1, size=5)
     assert [e["action"] for e in errors] == ["query.release"]
+
+
+@pytest.mark.parametrize("lister", ["page", "list"])
+def test_an_unknown_status_filter_is_refused_and_audited(gateway_env: GatewayEnv,
+                                                         lister: str) -> None:
+    """Listing queries refuses like every other use case: through the audited helper."""
+    from gateway.domain.errors import InvalidRequest
+    from gateway.domain.paging import Window
+    from gateway.services.common import Principal
+
+    env = gateway_env
+    rita = Principal("rita", "researcher")
+    status = f"finished_{lister}"
+    with pytest.raises(InvalidRequest, match="status must be one of pending_review"):
+        if lister == "page":
+            env.services.queries.page(rita, Window(), status=status)
+        else:
+            env.services.queries.list(rita, status=status)
+    denied, _ = env.services.audit.page(AuditFilter(action="query.list", outcome="denied",
+                                                    actor="rita"), page=1, size=50)
+    assert [e["detail"]["status"] for e in denied].count(status) == 1
+    assert {e["detail"]["code"] for e in denied} == {"invalid_request"}
+    assert env.services.queries.page(rita, Window(), status="released").total >= 0
+    resp = env.get("rita", "/v1/queries?status=finished")
+    assert resp.status_code == 422 and resp.json()["error"]["code"] == "invalid_request"

@@ -36,7 +36,8 @@ MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
 
 class StoreUnavailable(Unavailable):
-    """The database cannot be used right now; nothing was charged or released."""
+    """The database cannot be used right now; the failed transaction charged and released
+    nothing (after an earlier charge, the release unit of work says ReleasePending)."""
 
 
 class StoreError(InternalError):

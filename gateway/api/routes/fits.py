@@ -7,13 +7,14 @@ from dataclasses import replace
 from typing import Annotated, Any
 
 import polars as pl
-from fastapi import APIRouter, Header, Response
+from fastapi import Header, Response
 
 from gateway.api.deps import CurrentUser, ServicesDep
 from gateway.api.fit_schemas import FitPreview, ModelAnswer, ModelBody, SyntheticAnswer, SyntheticBody
 from gateway.api.params import IdempotencyKey
+from gateway.api.responses import answer_router
 
-router = APIRouter(tags=["synthetic data and models"])
+router = answer_router("synthetic data and models")  # absent stays absent, as elsewhere
 
 PARQUET = "application/vnd.apache.parquet"
 
