@@ -31,9 +31,9 @@ HTTP_CODES = {401: "unauthenticated", 403: "forbidden", 404: "not_found", 405: "
               409: "conflict", 413: "invalid_request", 422: "invalid_request"}
 
 
-def error_response(code: str, message: str, status: int | None = None,
-                   **fields: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message, **fields}},
+def error_response(code: str, message: str, status: int | None = None, *,
+                   fields: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message, **(fields or {})}},
                         status_code=status or STATUS_BY_CODE.get(code, 500))
 
 
@@ -47,7 +47,7 @@ def _audit_invalid_body(request: Request, exc: InvalidRequest) -> None:
 def install(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, exc: DomainError) -> JSONResponse:
-        response = error_response(exc.code, exc.localized(), **exc.fields)
+        response = error_response(exc.code, exc.localized(), fields=exc.fields)
         if isinstance(exc, Unavailable):
             response.headers["Retry-After"] = str(exc.retry_after_seconds)
         return response
