@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from gateway.adapters.db import Store, Tx
+from gateway.adapters.db import IdempotencyKeyTaken, Store, Tx
 from gateway.domain.audit import canonical_json
 from gateway.domain.budget import Budget
 from gateway.domain.errors import (
@@ -127,7 +127,21 @@ class Releases:
         """Grant -> cache -> hold or charge -> record -> audit, in one write transaction.
 
         With an idempotency key already used by this caller, nothing happens but a look:
-        the first attempt's record comes back (``replayed``), whatever its state."""
+        the first attempt's record comes back (``replayed``), whatever its state. That holds
+        for a concurrent attempt too: if another request with the key committed its record
+        first (the store's unique index refuses this one, rolled back, nothing charged), its
+        record comes back the same way."""
+        try:
+            return self._admit_once(actor, ticket, review=review)
+        except IdempotencyKeyTaken:
+            assert ticket.idempotency_key is not None
+            with self.store.reading() as tx:
+                first = tx.queries.by_idempotency_key(actor.username, ticket.idempotency_key)
+                if first is None:
+                    raise
+                return self._replay(tx, first, ticket)
+
+    def _admit_once(self, actor: Principal, ticket: Ticket, *, review: bool) -> Admitted:
         record_id: str | None = None
         try:
             with self.store.writing() as tx:

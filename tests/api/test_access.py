@@ -488,9 +488,9 @@ def test_a_release_the_store_cannot_charge_stays_held_and_not_in_flight(
     from sqlalchemy.exc import OperationalError
 
     env = gateway_env
-    env.services.users.create(ADMIN, username="xena", role="researcher", password=PASSWORD)
-    grant_id = restricted_grant(env, "xena")
-    held = query(env, "xena", "credit", select=[{"agg": "count"}]).json()
+    env.services.users.create(ADMIN, username="quin", role="researcher", password=PASSWORD)
+    grant_id = restricted_grant(env, "quin")
+    held = query(env, "quin", "credit", select=[{"agg": "count"}]).json()
     real_append = env.services.audit.append
 
     def failing_append(tx: Any, **fields: Any) -> int:
@@ -503,7 +503,7 @@ def test_a_release_the_store_cannot_charge_stays_held_and_not_in_flight(
         resp = env.post("root_admin", f"/v1/queries/{held['id']}/release")
     assert resp.status_code == 503 and resp.json()["error"]["code"] == "unavailable"
     assert not env.services.queries.releases.computing(held["id"])
-    assert env.get("xena", f"/v1/queries/{held['id']}").json()["status"] == "pending_review"
+    assert env.get("quin", f"/v1/queries/{held['id']}").json()["status"] == "pending_review"
     assert spent(env, grant_id) == 0
     released = env.post("root_admin", f"/v1/queries/{held['id']}/release")
     assert released.status_code == 200 and released.json()["status"] == "released"

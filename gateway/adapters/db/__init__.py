@@ -4,11 +4,11 @@
                              tx.applications  tx.queries  tx.audit
 
 Repositories return frozen values from :mod:`gateway.domain.records`, never rows.
-SQLAlchemy's errors become :class:`StoreUnavailable` (503) or :class:`StoreError` (500)
-in :mod:`.store`, once.
+SQLAlchemy's errors become :class:`StoreUnavailable` (503), :class:`IdempotencyKeyTaken`
+(409) or :class:`StoreError` (500) in :mod:`.store`, once.
 """
 
-from gateway.adapters.db.store import Store, StoreError, StoreUnavailable
+from gateway.adapters.db.store import IdempotencyKeyTaken, Store, StoreError, StoreUnavailable
 from gateway.adapters.db.unit import Tx
 
-__all__ = ["Store", "StoreError", "StoreUnavailable", "Tx"]
+__all__ = ["IdempotencyKeyTaken", "Store", "StoreError", "StoreUnavailable", "Tx"]

@@ -10,6 +10,8 @@ SQLAlchemy's errors are translated here, once, the way httpx maps transport erro
     SQLAlchemyError
      ├── an operational fault (OperationalError, InterfaceError, a dropped connection:
      │   disk full, read-only file, server down, lock timeout)  -> StoreUnavailable (503)
+     ├── the unique index on a query's (username, Idempotency-Key): another request with
+     │   the same key committed first                           -> IdempotencyKeyTaken (409)
      └── anything else (a constraint, bad SQL: a bug)           -> StoreError (500)
 
 Errors raised by the caller inside a transaction (refusals) roll it back and pass unchanged.
@@ -24,11 +26,18 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import (
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.pool import QueuePool
 
 from gateway.adapters.db.unit import Tx
-from gateway.domain.errors import InternalError, Unavailable
+from gateway.domain.errors import Conflict, InternalError, Unavailable
+from gateway.domain.text import _l
 
 log = logging.getLogger(__name__)
 WRITE_LOCK_KEY = 735_210_001
@@ -38,6 +47,17 @@ MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 class StoreUnavailable(Unavailable):
     """The database cannot be used right now; the failed transaction charged and released
     nothing (after an earlier charge, the release unit of work says ReleasePending)."""
+
+
+class IdempotencyKeyTaken(Conflict):
+    """A query record was refused by the unique index on (username, idempotency_key): a
+    concurrent request with the same Idempotency-Key committed its own first. This
+    transaction was rolled back (nothing charged); the release unit of work answers with
+    that first request's query, as for any retry."""
+
+    def __init__(self) -> None:
+        super().__init__(_l("another request with this Idempotency-Key is being processed; "
+                            "send it again with the same key to get its answer"))
 
 
 class StoreError(InternalError):
@@ -52,6 +72,8 @@ OPERATIONAL_SQLSTATES = ("08", "25006", "53", "57P", "58")
 
 
 def _map(exc: SQLAlchemyError) -> Exception:
+    if isinstance(exc, IntegrityError) and _names_idempotency_index(exc):
+        return IdempotencyKeyTaken()
     sqlstate = str(getattr(getattr(exc, "orig", None), "sqlstate", None) or "")
     operational = isinstance(exc, OperationalError | InterfaceError) or (
         isinstance(exc, DBAPIError) and exc.connection_invalidated) or (
@@ -61,6 +83,19 @@ def _map(exc: SQLAlchemyError) -> Exception:
         return StoreUnavailable()
     log.exception("store failure")
     return StoreError(f"the store failed ({type(exc).__name__})")
+
+
+IDEMPOTENCY_INDEX = "ux_queries_idempotency"  # gateway/adapters/db/tables.py
+IDEMPOTENCY_COLUMNS = "queries.username, queries.idempotency_key"
+
+
+def _names_idempotency_index(exc: IntegrityError) -> bool:
+    """Whether a violation is the idempotency index's: PostgreSQL names the constraint,
+    SQLite its columns ("UNIQUE constraint failed: queries.username, ...")."""
+    constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
+    if constraint is not None:
+        return bool(constraint == IDEMPOTENCY_INDEX)
+    return str(exc.orig).strip() == f"UNIQUE constraint failed: {IDEMPOTENCY_COLUMNS}"
 
 
 @contextmanager
