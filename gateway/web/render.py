@@ -59,6 +59,7 @@ ERROR_TITLES = {
     "conflict": N_("This was changed meanwhile"),
     "budget_exhausted": N_("Budget exhausted"),
     "unavailable": N_("Temporarily unavailable"),
+    "release_pending": N_("Charged; the release is pending"),
     "internal": N_("Internal error"),
 }
 
