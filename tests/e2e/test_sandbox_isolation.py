@@ -140,6 +140,10 @@ def test_gateway_files_hub_state_and_other_homes_are_hidden(
 ) -> None:
     first, second = sandboxes
     assert second.account is not None
+    # the other analyst's home on the host: its image's mount point (the account has no
+    # home directory of its own with size-limited homes)
+    [second_home] = [Path(line.split()[1]) for line in Path("/proc/mounts").read_text().splitlines()
+                     if line.split()[1].endswith(f"/mnt/{second.account.pw_name}")]  # fmt: skip
     secrets_on_host = {
         "data dir": gateway.home / "data",
         "database": gateway.home / "dpsandbox.sqlite",
@@ -148,12 +152,12 @@ def test_gateway_files_hub_state_and_other_homes_are_hidden(
         "hub database": gateway.home / "hub" / "jupyterhub.sqlite",
         "hub cookie secret": gateway.home / "hub" / "jupyterhub_cookie_secret",
         "proxy token": gateway.home / "hub" / "proxy_token",
-        "other analyst's home": Path(second.account.pw_dir),
+        "other analyst's home": second_home,
         "root's home": Path("/root"),
     }
     for what, path in secrets_on_host.items():
         assert path.exists(), f"{what} should exist on the host: {path}"
-    (Path(second.account.pw_dir) / "notes.txt").write_text("private")
+    (second_home / "notes.txt").write_text("private")
 
     probe = """
 import json, os
