@@ -111,7 +111,9 @@ def test_regression_at_epsilon_10_recovers_the_slope(parquet: Path) -> None:
 
 
 def test_regression_noise_is_real(parquet: Path) -> None:
-    fits = {tuple(regression(parquet, 0.05).release().values["coef_"]) for _ in range(8)}
+    # the slope lies on a grid: at epsilon 0.05 the likeliest value came out in 21% of 300
+    # fits, so 8 fits were all equal in ~3e-6 of runs; 20 fits: below ~1e-11
+    fits = {tuple(regression(parquet, 0.05).release().values["coef_"]) for _ in range(20)}
     assert len(fits) > 1
 
 
