@@ -16,13 +16,14 @@ import polars as pl
 import pytest
 
 from gateway.adapters.dp import Engine
+from gateway.adapters.dp.compiler import BIN
 from gateway.adapters.spark import SparkSessions
 from gateway.adapters.spark.engine import SparkEngine, SparkPlan, check_charge
 from gateway.adapters.spark.noise import accuracy_by_alias
 from gateway.adapters.sql import compile_sql
 from gateway.domain.budget import Budget
 from gateway.domain.errors import InternalError, InvalidRequest, UnsupportedQuery
-from gateway.domain.query import Aggregate, Filter, QuerySpec
+from gateway.domain.query import Aggregate, Filter, QuerySpec, histogram_labels
 from gateway.policy import Policy, load_policy
 from gateway.services.catalog import conform
 from tests.unit.test_engine import make_frame, make_policy
@@ -159,20 +160,30 @@ def test_the_demo_datasets_answer_like_the_polars_engine(
                  truth)
 
 
-def sure_keys(plan: SparkPlan, truth: list[list[Any]]) -> set[tuple[Any, ...]]:
-    """Private keys whose exact count in some thresholded stage is at least twice the
-    threshold plus the key count's (1 - STRICT_ALPHA) noise half-width: each engine
-    releases them but with probability below STRICT_ALPHA (twice: with an id column each
-    engine keeps its own random sample of an individual's rows)."""
+def sure_cells(plan: SparkPlan, truth: list[list[Any]]) -> set[tuple[tuple[Any, ...], str]]:
+    """(private key, output column) of the cells whose exact count in their thresholded
+    stage is at least twice the threshold plus the key count's (1 - STRICT_ALPHA) noise
+    half-width: each engine releases them but with probability below STRICT_ALPHA (twice:
+    with an id column each engine keeps its own random sample of an individual's rows)."""
     half_width = accuracy_by_alias(plan.noise, STRICT_ALPHA, gaussian=plan.zcdp)
     sure = set()
-    for noise, cells in zip(plan.noise, truth, strict=True):
+    for stage, noise, cells in zip(plan.blueprint.stages, plan.noise, truth, strict=True):
         if noise.keys is None:
             continue
         bar = 2 * (noise.keys.threshold + (half_width[noise.keys.alias] or math.inf))
         for row in cells:
-            if row[noise.keys.alias] >= bar:
-                sure.add(tuple(row[name] for name in plan.spec.group_by))
+            if row[noise.keys.alias] < bar:
+                continue
+            key = tuple(row[name] for name in plan.spec.group_by)
+            for unit in stage.units:
+                if unit.agg is None:  # the hidden count that releases the keys
+                    continue
+                if unit.kind == "histogram":
+                    assert unit.agg.bins is not None
+                    label = histogram_labels(unit.agg.bins)[row[BIN]]
+                    sure.add((key, f"{unit.agg.name} {label}"))
+                else:
+                    sure.add((key, unit.agg.name))
     return sure
 
 
@@ -185,12 +196,13 @@ def assert_agree(plan: SparkPlan, ours: Any, theirs: Any, truth: list[list[Any]]
     assert ours.columns == theirs.columns
     mine = {tuple(row[:width]): row[width:] for row in ours.rows}
     other = {tuple(row[:width]): row[width:] for row in theirs.rows}
+    sure = sure_cells(plan, truth) if plan.blueprint.thresholded else set()
     if plan.blueprint.thresholded:
         # a key near the threshold may clear it in one release only (a small one, such as
         # test_engine's ZZ of 3 rows, now and then too); a key far above it is in both
-        sure = sure_keys(plan, truth)
-        assert sure, "no key lies far above the threshold: the check would be empty"
-        assert sure <= set(mine) & set(other), (sure, set(mine), set(other))
+        keys = {key for key, _column in sure}
+        assert keys, "no key lies far above the threshold: the check would be empty"
+        assert keys <= set(mine) & set(other), (keys, set(mine), set(other))
     else:
         assert set(mine) == set(other)
     assert mine
@@ -199,8 +211,10 @@ def assert_agree(plan: SparkPlan, ours: Any, theirs: Any, truth: list[list[Any]]
             if a is None or b is None:
                 # a mean is None when its noisy count is below 1; with private keys, a cell
                 # is None when its key did not clear the threshold in that cell's stage (a
-                # key near the threshold may clear it in one engine's release only)
-                assert column in means or plan.blueprint.thresholded or a is b is None, (key, column)
+                # cell near the threshold may clear it in one engine's release only; one
+                # far above it never is None)
+                near = plan.blueprint.thresholded and (key, column) not in sure
+                assert column in means or near or a is b is None, (key, column, a, b)
                 continue
             tolerance = ours.accuracy[column] + theirs.accuracy[column]
             assert abs(a - b) <= tolerance, (key, column, a, b, tolerance)
