@@ -61,7 +61,7 @@ class HubBrowser:
         response = self.api("POST", f"/users/{self.username}/server", json={})
         assert response.status_code in (201, 202), response.text
 
-    def wait_ready(self, timeout: float = 90, *, interval: float = 0.3) -> dict[str, Any]:
+    def wait_ready(self, timeout: float = 180, *, interval: float = 0.3) -> dict[str, Any]:
         """Wait until the analyst's server is ready (asking every ``interval`` s); return the user model."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -74,11 +74,11 @@ class HubBrowser:
             time.sleep(interval)
         raise AssertionError(f"server of {self.username} not ready after {timeout}s")
 
-    def start_server(self, timeout: float = 90) -> dict[str, Any]:
+    def start_server(self, timeout: float = 180) -> dict[str, Any]:
         self.request_server()
         return self.wait_ready(timeout)
 
-    def stop_server(self, timeout: float = 60) -> None:
+    def stop_server(self, timeout: float = 120) -> None:
         response = self.api("DELETE", f"/users/{self.username}/server")
         assert response.status_code in (202, 204), response.text
         deadline = time.monotonic() + timeout
@@ -155,7 +155,7 @@ class KernelSession:
             elif kind == "execute_reply":
                 self.last_round_trip = time.perf_counter() - sent
                 reply = content
-                deadline = min(deadline, time.monotonic() + 5)  # output still on its way
+                deadline = min(deadline, time.monotonic() + 30)  # output still on its way
             elif kind == "status" and content["execution_state"] == "idle":
                 idle = True
         if reply is not None:
