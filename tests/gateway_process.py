@@ -41,7 +41,7 @@ class GatewayProcess:
             env["DPSANDBOX_DATABASE_URL"] = self.db_url
         return env
 
-    def start(self, timeout: float = 60) -> GatewayProcess:
+    def start(self, timeout: float = 120) -> GatewayProcess:  # 2 busy cores: imports are slow
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "gateway.cli", "gateway", "--port", str(self.port)],

@@ -21,19 +21,34 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@contextmanager
-def serve_gateway(services: Services, *, name: str = "live-gateway") -> Iterator[str]:
-    """Serve ``services`` until the block ends; yields the base URL."""
+def _start(services: Services, name: str) -> tuple[uvicorn.Server, threading.Thread, int] | None:
+    """A server on a free port, started; None when it could not bind the port (another
+    process took it between free_port() and the bind: the caller tries another)."""
     port = free_port()
     server = uvicorn.Server(server_config(create_app(services=services), services.settings,
                                           host="127.0.0.1", port=port))
     thread = threading.Thread(target=server.run, name=name, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60  # generous: 2 busy cores
     while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
+        if not thread.is_alive():
+            return None
+        if time.monotonic() > deadline:
             raise RuntimeError("the live gateway did not start")
         time.sleep(0.05)
+    return server, thread, port
+
+
+@contextmanager
+def serve_gateway(services: Services, *, name: str = "live-gateway") -> Iterator[str]:
+    """Serve ``services`` until the block ends; yields the base URL."""
+    for _attempt in range(5):
+        started = _start(services, name)
+        if started is not None:
+            break
+    else:
+        raise RuntimeError("the live gateway did not start on any of 5 free ports")
+    server, thread, port = started
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
