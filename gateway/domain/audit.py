@@ -8,7 +8,9 @@ A :class:`Checkpoint` remembers how far the chain was verified (the seq and hash
 last entry that verified), so the next check recomputes only the entries after it, and
 when the whole chain was last verified from the first entry. It carries a MAC under a
 gateway secret: a checkpoint edited in the store does not verify, and is then ignored
-(the whole chain is verified instead).
+(the whole chain is verified instead). A checkpoint whose MAC verifies is a keyed anchor:
+a chain that no longer reaches its seq (the newest entries deleted) or whose entry there
+no longer carries its hash (an entry rewritten together with every later hash) is damaged.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from gateway.domain.text import Text, _l
 
 GENESIS = "0" * 64
 
@@ -45,25 +49,37 @@ class ChainReport:
     entries: int
     head: str
     first_bad_seq: int | None = None
-    problem: str | None = None
+    problem: Text | None = None  # shown in the reader's language (str(): the current one)
 
 
 def verify_chain(entries: Iterable[Mapping[str, Any]], *, after: int = 0,
-                 prev: str = GENESIS) -> ChainReport:
+                 prev: str = GENESIS, anchor: tuple[int, str] | None = None) -> ChainReport:
     """Recompute the chain in seq order (entries must come sorted by seq): from the first
     entry, or the entries after seq ``after`` whose hash is ``prev`` (a checkpoint; the
-    report then counts the entries up to it as verified)."""
+    report then counts the entries up to it as verified). ``anchor``: the (seq, hash) of an
+    entry verified before (a trusted checkpoint); a chain that ends before it, or whose entry
+    there has another hash, is damaged."""
     expected_seq, count = after + 1, after
     for entry in entries:
         seq = int(entry["seq"])
         if seq != expected_seq:
-            problem = "missing entry" if seq > expected_seq else "out of order"
-            return ChainReport(False, count, prev, expected_seq, f"{problem} at seq {expected_seq}")
+            problem = (_l("missing entry at seq %(seq)s", seq=expected_seq) if seq > expected_seq
+                       else _l("out of order at seq %(seq)s", seq=expected_seq))
+            return ChainReport(False, count, prev, expected_seq, problem)
         if entry["prev_hash"] != prev:
-            return ChainReport(False, count, prev, seq, f"seq {seq} does not link to seq {seq - 1}")
+            return ChainReport(False, count, prev, seq, _l(
+                "seq %(seq)s does not link to seq %(before)s", seq=seq, before=seq - 1))
         if entry_hash(entry) != entry["hash"]:
-            return ChainReport(False, count, prev, seq, f"seq {seq} was altered")
+            return ChainReport(False, count, prev, seq, _l("seq %(seq)s was altered", seq=seq))
+        if anchor is not None and seq == anchor[0] and entry["hash"] != anchor[1]:
+            return ChainReport(False, count, prev, seq, _l(
+                "seq %(seq)s no longer has the hash it was verified with: it or an earlier "
+                "entry was rewritten, with every later hash", seq=seq))
         prev, expected_seq, count = entry["hash"], seq + 1, count + 1
+    if anchor is not None and count < anchor[0]:
+        return ChainReport(False, count, prev, count + 1, _l(
+            "the entries after seq %(last)s are missing, but the chain was verified up to "
+            "seq %(seq)s: the newest entries were deleted", last=count, seq=anchor[0]))
     return ChainReport(True, count, prev)
 
 
@@ -78,6 +94,12 @@ class Checkpoint:
     full_at: str | None = None
     full_seq: int = 0
     full_bad_seq: int | None = None
+
+    @property
+    def damaged_before(self) -> bool:
+        """The last verification of the entire chain found damage at or before ``seq``
+        (which a check of the entries after it cannot see)."""
+        return self.full_bad_seq is not None and self.full_bad_seq <= self.seq
 
     def mac(self, key: bytes) -> str:
         body = canonical_json([self.seq, self.hash, self.full_at, self.full_seq,

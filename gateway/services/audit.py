@@ -3,10 +3,14 @@
 Verifying: :meth:`AuditLog.verify` recomputes the whole chain from its first entry (the
 API, the CLI, the console's "verify the entire chain"); :meth:`AuditLog.check`, what the
 audit page shows on every load, recomputes only the entries after the store's checkpoint
-(gateway/domain/audit.py). Each moves the checkpoint: a full verification to the last
-entry that verified (before the first damaged one, so every later check finds the damage
-again), a check that finds no damage to the head. A checkpoint whose MAC does not verify,
-or whose entry no longer has its hash, is ignored: the whole chain is verified instead.
+(gateway/domain/audit.py). Each moves the checkpoint forward: a full verification to the
+last entry that verified (before the first damaged one, so every later check finds the
+damage again), a check that finds no damage to the head. A checkpoint whose MAC verifies
+is a keyed anchor, never moved back: a chain cut short below it, or whose entry at its seq
+has another hash, is damaged (the whole chain is verified and the damage reported, on every
+load until the log is repaired). A checkpoint whose MAC does not verify is ignored (the
+whole chain is verified) and the audit page says it was altered; only a verification of the
+entire chain (the button, the CLI, the API) replaces it.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ class ChainCheck:
     full_at: str | None
     full_seq: int
     full_bad_seq: int | None
+    checkpoint_altered: bool = False  # the stored checkpoint's MAC did not verify
 
 
 @dataclass(frozen=True)
@@ -158,22 +163,31 @@ class AuditLog:
         with self.refusals(actor, "audit.verify"):
             if actor is not None:
                 actor.require(*READERS, full_scope=True)
-        report = verify_chain(self._in_order())
+        kept, _altered = self._checkpoint()
+        anchor = kept[0] if kept is not None and kept[0].seq else None
+        report = verify_chain(self._in_order(),
+                              anchor=(anchor.seq, anchor.hash) if anchor is not None else None)
+        # Damage below the anchor leaves it where it is (_keep), so every later load reports it.
         self._keep(Checkpoint(report.entries, report.head, full_at=iso(now()),
                               full_seq=report.entries, full_bad_seq=report.first_bad_seq))
         return report
 
     def check(self, actor: Principal | None = None) -> ChainCheck:
         """Recompute the entries after the checkpoint, linked to its hash (the entire chain
-        if there is no checkpoint to trust)."""
+        if there is none, if its MAC fails, or if the log is damaged at or before it)."""
         with self.refusals(actor, "audit.verify"):
             if actor is not None:
                 actor.require(*READERS, full_scope=True)
-        kept = self._checkpoint()
-        report = self._verify_after(kept[0]) if kept is not None else None
+        kept, altered = self._checkpoint()
+        if altered:  # the page says so; a verification of the entire chain replaces it
+            return ChainCheck(verify_chain(self._in_order()), 0, None, 0, None,
+                              checkpoint_altered=True)
+        report = None
+        if kept is not None and not kept[0].damaged_before:
+            report = self._verify_after(kept[0])
         if kept is None or report is None:
             report = self.verify()
-            kept = self._checkpoint()
+            kept, _altered = self._checkpoint()
             return self._checked(report, 0, kept[0] if kept else None)
         checkpoint, mac = kept
         if report.ok and report.entries > checkpoint.seq:
@@ -182,11 +196,12 @@ class AuditLog:
 
     def _verify_after(self, checkpoint: Checkpoint) -> ChainReport | None:
         """The entries after ``checkpoint``, linked to its hash; None if its own entry no
-        longer carries that hash (edited or gone: the checkpoint cannot be trusted)."""
+        longer carries that hash (edited or gone: the log was damaged at or before it, which
+        only a verification of the entire chain can name)."""
         with self.store.reading() as tx:
             if checkpoint.seq and tx.audit.hash_at(checkpoint.seq) != checkpoint.hash:
-                log.warning("the audit checkpoint at seq %s does not match the log: "
-                            "verifying the entire chain", checkpoint.seq)
+                log.warning("the audit entry at the checkpoint's seq %s is gone or has "
+                            "another hash: verifying the entire chain", checkpoint.seq)
                 return None
             return verify_chain(tx.audit.in_order(after=checkpoint.seq),
                                 after=checkpoint.seq, prev=checkpoint.hash)
@@ -198,26 +213,32 @@ class AuditLog:
         return ChainCheck(report, after, checkpoint.full_at, checkpoint.full_seq,
                           checkpoint.full_bad_seq)
 
-    def _checkpoint(self) -> tuple[Checkpoint, str] | None:
-        """The stored checkpoint and its MAC, if it verifies under our key."""
+    def _checkpoint(self) -> tuple[tuple[Checkpoint, str] | None, bool]:
+        """The stored checkpoint and its MAC, if it verifies under our key; and whether a
+        stored one was altered (its MAC does not verify)."""
         if self.checkpoint_key is None:
-            return None
+            return None, False
         with self.store.reading() as tx:
             kept = tx.audit.checkpoint()
         if kept is None or kept[0].signed_by(self.checkpoint_key, kept[1]):
-            return kept
+            return kept, False
         log.warning("the audit checkpoint's MAC does not verify: it is ignored")
-        return None
+        return None, True
 
     def _keep(self, checkpoint: Checkpoint, *, was: str | None = None) -> None:
-        """Store ``checkpoint`` (with ``was``: only over the one with that MAC). Verifying
-        reads: a store that cannot be written now keeps the old checkpoint."""
-        if self.checkpoint_key is None:
+        """Store ``checkpoint`` (with ``was``: only over the one with that MAC; without, a
+        trusted stored one further on keeps its seq and hash: an anchor never moves back).
+        Verifying reads: a store that cannot be written now keeps the old checkpoint."""
+        key = self.checkpoint_key
+        if key is None:
             return
         try:
             with self.store.writing() as tx:
-                tx.audit.keep_checkpoint(checkpoint, checkpoint.mac(self.checkpoint_key),
-                                         was=was)
+                stored = tx.audit.checkpoint() if was is None else None
+                if (stored is not None and stored[0].signed_by(key, stored[1])
+                        and stored[0].seq > checkpoint.seq):
+                    checkpoint = replace(checkpoint, seq=stored[0].seq, hash=stored[0].hash)
+                tx.audit.keep_checkpoint(checkpoint, checkpoint.mac(key), was=was)
         except Unavailable:
             log.warning("the audit checkpoint could not be stored (store unavailable)")
 
@@ -272,7 +293,7 @@ def _typed(row: dict[str, str]) -> dict[str, Any]:
 
 
 def report_json(report: ChainReport) -> dict[str, Any]:
-    data = asdict(report)
+    data = {**asdict(report), "problem": None if report.problem is None else str(report.problem)}
     if report.ok:
         data.pop("first_bad_seq")
         data.pop("problem")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import delete, select, update
 
 from gateway.adapters.db import tables as t
@@ -73,6 +75,22 @@ def test_cli_verify_exit_code_names_the_seq(tmp_path: Path) -> None:
     assert "seq 2" in bad.stderr
 
 
+def test_cli_verify_finds_a_truncated_log(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    svc = _services(tmp_path, url)
+    assert svc.audit.check().report.ok  # the checkpoint is at entry 8
+    with svc.store.engine.begin() as conn:
+        conn.execute(delete(t.audit).where(t.audit.c.seq > 6))
+    env = {**os.environ, "DPSANDBOX_HOME": str(tmp_path), "DPSANDBOX_DATABASE_URL": url,
+           "DPSANDBOX_LANG": "zh_CN"}
+    for _ in range(2):  # and again: the checkpoint stays at 8
+        bad = subprocess.run([sys.executable, "-m", "gateway.cli", "audit", "verify"], env=env,
+                             capture_output=True, text=True, timeout=60)
+        assert bad.returncode == 1, bad.stderr
+        assert "7" in bad.stderr and "最新的记录被删除了" in bad.stderr, bad.stderr
+    svc.store.dispose()
+
+
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 def test_exports_verify_offline(tmp_path: Path, fmt: str) -> None:
     svc = _services(tmp_path, f"sqlite:///{tmp_path / 'store.sqlite'}")
@@ -128,9 +146,10 @@ def test_a_check_recomputes_only_the_entries_after_the_checkpoint(
     assert svc.audit.check().report.ok  # not recomputed on a page load: only in full
     full = svc.audit.verify()
     assert not full.ok and full.first_bad_seq == 4
-    after = svc.audit.check()  # the full run moved the checkpoint before the damage
-    assert not after.report.ok and after.report.first_bad_seq == 4
-    assert after.checked_after == 3 and after.full_bad_seq == 4 and after.full_seq == 3
+    after = svc.audit.check()  # the full run recorded damage below the checkpoint: every
+    assert not after.report.ok and after.report.first_bad_seq == 4  # load recomputes it all
+    assert after.checked_after == 0 and after.full_bad_seq == 4 and after.full_seq == 3
+    assert _kept(svc).seq == 11  # the anchor stays where it was
     svc.store.dispose()
 
 
@@ -158,7 +177,7 @@ def test_a_tampered_checkpoint_does_not_make_a_broken_chain_look_valid(
     svc = _services(tmp_path, store_url)
     assert svc.audit.check().report.ok  # the checkpoint is at entry 8
     _add_users(svc, range(8, 16))
-    expected = 9 if forgery == "entry-rehashed" else 12
+    expected = 8 if forgery == "entry-rehashed" else 12  # 8: no longer the hash it had
     with svc.store.engine.begin() as conn:
         if forgery == "entry-rehashed":
             _damage(conn, "edit-hash-too", 8)
@@ -175,8 +194,159 @@ def test_a_tampered_checkpoint_does_not_make_a_broken_chain_look_valid(
             conn.execute(delete(cp))
     check = svc.audit.check()
     assert not check.report.ok and check.report.first_bad_seq == expected, check
-    assert check.checked_after == 0  # the checkpoint was not trusted: the entire chain
-    assert not svc.audit.check().report.ok
+    assert check.checked_after == 0  # the entire chain was recomputed
+    assert check.checkpoint_altered == (forgery in ("moved", "hash"))  # its MAC fails
+    again = svc.audit.check()
+    assert not again.report.ok and again.checkpoint_altered == check.checkpoint_altered
+    svc.store.dispose()
+
+
+def test_an_altered_checkpoint_is_reported_until_a_full_verification_replaces_it(
+        tmp_path: Path, store_url: str) -> None:
+    svc = _services(tmp_path, store_url)
+    assert svc.audit.check().report.ok
+    with svc.store.engine.begin() as conn:  # moved back to the genesis by a forger
+        conn.execute(update(t.audit_checkpoint).values(seq=0, hash="0" * 64))
+    for _ in range(2):  # the page says so on every load, and keeps what was stored
+        check = svc.audit.check()
+        assert check.checkpoint_altered and check.report.ok and check.full_at is None
+    page = _audit_page(svc)  # the console shows it
+    assert "The verification checkpoint was altered" in page and "Chain verified" in page
+    assert svc.audit.verify().ok
+    check = svc.audit.check()
+    assert not check.checkpoint_altered and check.checked_after == _head(svc)[0]
+    assert "checkpoint was altered" not in _audit_page(svc)
+    svc.store.dispose()
+
+
+def _audit_page(svc: Services, lang: str = "en") -> str:
+    """The console's audit page as the auditor audrey sees it (created on first use)."""
+    from gateway.app import create_app
+
+    with svc.store.reading() as tx:
+        new = tx.users.get("audrey") is None
+    if new:
+        svc.users.create(ADMIN, username="audrey", role="auditor", password="x" * 12)
+    with TestClient(create_app(services=svc)) as client:
+        login = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/console/login").text)
+        assert login is not None
+        signed = client.post("/console/login", follow_redirects=False, data={
+            "username": "audrey", "password": "x" * 12, "csrf_token": login.group(1),
+            "next": "/console/audit"})
+        assert signed.status_code == 303, signed.text
+        shown = client.get("/console/audit", headers={"Accept-Language": lang})
+    assert shown.status_code == 200, shown.text
+    return str(shown.text)
+
+
+# -- the checkpoint is a keyed anchor: the chain must still reach it, with its hash --------
+
+def _kept(svc: Services) -> Any:
+    with svc.store.reading() as tx:
+        kept = tx.audit.checkpoint()
+    assert kept is not None
+    return kept[0]
+
+
+def _head(svc: Services) -> tuple[int, str]:
+    with svc.store.reading() as tx:
+        head = tx.audit.head()
+    assert head is not None
+    return head
+
+
+def _rewrite_from(conn: Any, seq: int) -> None:
+    """Edit entry ``seq`` and recompute its hash and every later entry's link and hash: the
+    chain recomputes without a flaw, only the checkpoint remembers the old hash."""
+    from gateway.domain.audit import entry_hash
+
+    rows = conn.execute(select(t.audit).where(t.audit.c.seq >= seq)
+                        .order_by(t.audit.c.seq)).mappings().all()
+    prev = rows[0]["prev_hash"]
+    for i, row in enumerate(rows):
+        new = {**row, "prev_hash": prev, **({"outcome": "denied"} if i == 0 else {})}
+        new["hash"] = entry_hash(new)
+        conn.execute(update(t.audit).where(t.audit.c.seq == row["seq"]).values(
+            outcome=new["outcome"], prev_hash=new["prev_hash"], hash=new["hash"]))
+        prev = new["hash"]
+
+
+def _checkpoint_at_16(svc: Services) -> tuple[int, str]:
+    """Appends move the checkpoint to the head, on a load and on a full verification."""
+    assert svc.audit.check().report.ok and _kept(svc).seq == 8
+    _add_users(svc, range(8, 12))
+    assert svc.audit.check().checked_after == 8
+    assert (_kept(svc).seq, _kept(svc).hash) == _head(svc) and _head(svc)[0] == 12
+    _add_users(svc, range(12, 16))
+    assert svc.audit.verify().ok
+    assert (_kept(svc).seq, _kept(svc).hash) == _head(svc) and _head(svc)[0] == 16
+    return _head(svc)
+
+
+@pytest.mark.parametrize("first", ["page", "full"])
+def test_a_truncated_log_is_found_by_every_load_and_every_full_verification(
+        tmp_path: Path, store_url: str, first: str) -> None:
+    from gateway.app import create_app
+    from gateway.domain.text import use_locale
+
+    svc = _services(tmp_path, store_url)
+    anchor = _checkpoint_at_16(svc)
+    with svc.store.engine.begin() as conn:  # the newest entries deleted: the rest links up
+        conn.execute(delete(t.audit).where(t.audit.c.seq > 12))
+    reports = [svc.audit.check().report, svc.audit.verify()]
+    reports += [svc.audit.check().report, svc.audit.verify(), svc.audit.check().report]
+    if first == "full":
+        reports = reports[1:]
+    for report in reports:
+        assert not report.ok and report.first_bad_seq == 13 and report.entries == 12, report
+        assert "the newest entries were deleted" in str(report.problem)
+    assert (_kept(svc).seq, _kept(svc).hash) == anchor  # never moved back
+    assert _kept(svc).full_bad_seq == 13
+    with use_locale("zh_CN"):
+        assert "最新的记录被删除了" in str(reports[0].problem)
+    page = _audit_page(svc, "zh-CN")  # creates the auditor audrey: appended as 13, 14
+    assert "哈希链校验失败" in page and "最新的记录被删除了" in page
+    with TestClient(create_app(services=svc)) as client:  # GET /v1/audit/verify
+        token = client.post("/v1/auth/token", json={"username": "audrey",
+                                                    "password": "x" * 12}).json()
+        answer = client.get("/v1/audit/verify", headers={
+            "Authorization": f"Bearer {token['access_token']}", "Accept-Language": "zh-CN"})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()  # the entries appended since fill the gap: its first missing seq
+    assert not body["ok"] and body["first_bad_seq"] == body["entries"] + 1 <= 16, body
+    assert "最新的记录被删除了" in body["problem"]
+    _add_users(svc, range(16, 20))  # appends past the anchor: its entry has another hash
+    assert _head(svc)[0] > 16 and _kept(svc).seq == 16
+    for report in (svc.audit.check().report, svc.audit.verify(), svc.audit.check().report):
+        assert not report.ok and report.first_bad_seq == 16, report
+    svc.store.dispose()
+
+
+@pytest.mark.parametrize("seq", [16, 10])
+def test_an_entry_rewritten_with_every_later_hash_is_found(
+        tmp_path: Path, store_url: str, seq: int) -> None:
+    """At the checkpoint or before it: the chain recomputes cleanly, but the entry at the
+    checkpoint no longer has the hash it was verified with."""
+    svc = _services(tmp_path, store_url)
+    anchor = _checkpoint_at_16(svc)
+    with svc.store.engine.begin() as conn:
+        _rewrite_from(conn, seq)
+    for report in (svc.audit.check().report, svc.audit.verify(), svc.audit.check().report):
+        assert not report.ok and report.first_bad_seq == 16 and report.entries == 15, report
+        assert "no longer has the hash it was verified with" in str(report.problem)
+    assert (_kept(svc).seq, _kept(svc).hash) == anchor
+    svc.store.dispose()
+
+
+def test_damage_found_before_a_rewrite_names_the_earlier_entry(
+        tmp_path: Path, store_url: str) -> None:
+    svc = _services(tmp_path, store_url)
+    _checkpoint_at_16(svc)
+    with svc.store.engine.begin() as conn:
+        _rewrite_from(conn, 10)
+        _damage(conn, "edit", 4)
+    for report in (svc.audit.check().report, svc.audit.verify()):
+        assert not report.ok and report.first_bad_seq == 4, report
     svc.store.dispose()
 
 

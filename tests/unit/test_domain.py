@@ -152,6 +152,23 @@ def test_chain_names_the_first_damaged_entry() -> None:
     assert verify_chain(truncated_head).first_bad_seq == 1
 
 
+def test_a_chain_must_reach_its_anchor_with_its_hash() -> None:
+    rows = _chain(6)
+    anchor = (5, str(rows[4]["hash"]))
+    assert verify_chain(rows, anchor=anchor).ok
+    assert verify_chain(rows[:3]).ok  # cut short: links up, but not to the anchor
+    cut = verify_chain(rows[:3], anchor=anchor)
+    assert not cut.ok and cut.first_bad_seq == 4 and cut.entries == 3
+    rewritten = [{**r, "outcome": "x"} for r in rows]  # every entry rewritten and rehashed
+    prev = GENESIS
+    for row in rewritten:
+        row["prev_hash"] = prev
+        row["hash"] = prev = entry_hash(row)
+    assert verify_chain(rewritten).ok
+    found = verify_chain(rewritten, anchor=anchor)
+    assert not found.ok and found.first_bad_seq == 5 and found.entries == 4
+
+
 def test_histogram_labels_are_exact() -> None:
     from gateway.domain.query import histogram_labels
 
