@@ -366,14 +366,24 @@ def scenario_ready(boxes: tuple[Box, Box], own_gateway: Gateway, run_dir: Path) 
         if name != "exam":  # already registered
             own_gateway.cli("dataset", "add", name, "--data", str(path))
     admin = own_gateway.add_user(f"adm{secrets.token_hex(3)}", "admin")
-    login = httpx.post(f"{own_gateway.url}/v1/auth/token", json={"username": admin, "password": PASSWORD})
-    headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
     stop = threading.Event()
 
+    def sign_in() -> dict[str, str]:
+        login = httpx.post(f"{own_gateway.url}/v1/auth/token", json={"username": admin, "password": PASSWORD})
+        login.raise_for_status()
+        return {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+    headers = sign_in()
+
     def reviewer() -> None:  # restricted data: an admin releases each held query
+        nonlocal headers
         while not stop.wait(0.3):
             try:
                 held = httpx.get(f"{own_gateway.url}/v1/queries?status=pending_review", headers=headers)
+                if held.status_code == 401:  # the admin's access token expired (a long, loaded run)
+                    headers = sign_in()
+                    continue
+                held.raise_for_status()
                 for query in held.json():
                     httpx.post(
                         f"{own_gateway.url}/v1/queries/{query['id']}/release",
