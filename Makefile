@@ -84,6 +84,7 @@ bench: install system-packages sandbox-env sandbox-image
 	$(BIN)/python bench/zcdp.py
 	$(BIN)/python bench/replicas.py
 	$(BIN)/python bench/synth.py
+	$(BIN)/python bench/audit_page.py --entries 100000
 	$(BIN)/python bench/spark.py
 	$(BIN)/python bench/hub.py
 	$(BIN)/python bench/hub_docker.py
