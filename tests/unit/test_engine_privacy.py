@@ -14,7 +14,7 @@ import pytest
 from gateway.adapters.dp import Engine, Plan
 from gateway.adapters.dp import engine as engine_module
 from gateway.domain.budget import Budget
-from gateway.domain.errors import InternalError
+from gateway.domain.errors import InternalError, InvalidRequest
 from gateway.domain.query import Aggregate, Filter
 from tests.unit.test_engine import (
     COVERAGE_BOUNDS,
@@ -155,6 +155,13 @@ def test_a_plan_releases_once(engine: Engine, parquet: Path) -> None:
     plan.release()
     with pytest.raises(InternalError, match="at most once"):
         plan.release()
+
+
+def test_a_bad_alpha_is_refused_without_using_up_the_release(engine: Engine, parquet: Path) -> None:
+    plan = plan_of(engine, parquet, spec(Aggregate("count")), epsilon=1.0)
+    with pytest.raises(InvalidRequest, match="alpha"):
+        plan.release(alpha=1.5)
+    assert plan.release().rows  # the one release is still there
 
 
 def test_release_failure_is_an_internal_error(engine: Engine, tmp_path: Path) -> None:

@@ -86,8 +86,8 @@ class StagedPlan(ABC):
     def release(self, *, alpha: float = 0.05) -> Release:
         """Read the data and draw the noise, once. The Release's mean accuracy is derived
         from the released counts (see :func:`gateway.adapters.dp.results.accuracy`)."""
+        by_alias = self._by_alias(alpha)  # a bad alpha is refused before the claim
         self._once.claim()
-        by_alias = self._by_alias(alpha)
         return self._answer(by_alias, self._noisy_frames())
 
     def _answer(self, by_alias: dict[str, float | None], frames: list[pl.DataFrame]) -> Release:
